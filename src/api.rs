@@ -1,0 +1,93 @@
+//! The `umpire.v1.Verifier` gRPC service: maps requests to the engine and verdicts to responses.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::engine::{Engine, RequestError};
+use crate::proto;
+use crate::verdict::{Finding, Verdict};
+
+/// Requests per batch; more is refused rather than queued.
+pub const MAX_BATCH: usize = 1000;
+
+pub struct VerifierService {
+    engine: Arc<Engine>,
+}
+
+impl VerifierService {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+fn invalid(e: RequestError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+pub fn to_proto(v: Verdict) -> proto::VerifyResponse {
+    proto::VerifyResponse {
+        allowed: v.allowed,
+        digest: v.digest,
+        findings: v.findings.into_iter().map(finding_to_proto).collect(),
+        retryable: v.retryable,
+        cached: v.cached,
+        policy: v.policy,
+        image: v.image,
+        media_type: v.media_type,
+    }
+}
+
+fn finding_to_proto(f: Finding) -> proto::Finding {
+    proto::Finding {
+        code: f.code.as_str().to_owned(),
+        message: f.message,
+        authority: f.authority,
+        attestation_type: f.attestation_type,
+        policy: f.policy,
+    }
+}
+
+fn unpack(r: proto::VerifyRequest) -> (String, Option<String>) {
+    (r.image, Some(r.policy).filter(|p| !p.is_empty()))
+}
+
+#[tonic::async_trait]
+impl proto::verifier_server::Verifier for VerifierService {
+    async fn verify(
+        &self,
+        request: Request<proto::VerifyRequest>,
+    ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let (image, policy) = unpack(request.into_inner());
+        let verdict = self
+            .engine
+            .verify(&image, policy.as_deref())
+            .await
+            .map_err(invalid)?;
+        tracing::info!(image = %image, allowed = verdict.allowed, digest = %verdict.digest, codes = ?verdict.codes(), "verify");
+        Ok(Response::new(to_proto(verdict)))
+    }
+
+    async fn verify_batch(
+        &self,
+        request: Request<proto::VerifyBatchRequest>,
+    ) -> Result<Response<proto::VerifyBatchResponse>, Status> {
+        let requests = request.into_inner().requests;
+        if requests.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "a batch holds at most {MAX_BATCH} requests, found {}",
+                requests.len()
+            )));
+        }
+        let requests: Vec<_> = requests.into_iter().map(unpack).collect();
+        let verdicts = self.engine.verify_batch(&requests).await.map_err(invalid)?;
+        tracing::info!(
+            images = verdicts.len(),
+            denied = verdicts.iter().filter(|v| !v.allowed).count(),
+            "verify batch"
+        );
+        Ok(Response::new(proto::VerifyBatchResponse {
+            responses: verdicts.into_iter().map(to_proto).collect(),
+        }))
+    }
+}

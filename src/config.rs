@@ -1,0 +1,468 @@
+//! The YAML configuration (contract: "Configuration file"): loading, validation and the built-in
+//! default. Unknown keys and bad values are load-time errors that name the key. Relative paths are
+//! resolved against the config file's folder.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::glob::Glob;
+use crate::policy::{Authority, Policy, SignatureRequirement};
+use crate::verify::keys::PublicKey;
+
+/// The built-in default: deny everything, except the bundled demo layouts under `examples/`, which
+/// must carry a signature by the demo key. `umpire verify` and `umpire serve` use it without `--config`.
+pub const BUILTIN_DEFAULT: &str = include_str!("../examples/default-config.yaml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {origin}: at `{key}`: {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Per-registry settings (`registries[]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// Plain HTTP. Only for hosts listed with `insecure: true`.
+    pub insecure: bool,
+    /// Other hosts that may receive this registry's credentials in a token exchange.
+    pub auth_hosts: Vec<String>,
+}
+
+/// Bounds on everything read from a registry (`limits`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_manifest_bytes: u64,
+    pub max_signature_layer_bytes: u64,
+    pub max_signatures: usize,
+    /// Deadline for one verification, registry round trips included.
+    pub deadline: Duration,
+    /// Deadline for establishing one connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_manifest_bytes: 4 * 1024 * 1024,
+            max_signature_layer_bytes: 256 * 1024,
+            max_signatures: 100,
+            deadline: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultAction {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub registries: HashMap<String, RegistrySettings>,
+    pub keys: BTreeMap<String, Arc<PublicKey>>,
+    pub policies: Vec<Policy>,
+    pub default: DefaultAction,
+    pub limits: Limits,
+    /// Where it was loaded from (`None` for the built-in default).
+    pub source: Option<PathBuf>,
+}
+
+// ---- the file's shape -------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    listen: Option<String>,
+    #[serde(default)]
+    registries: Vec<RawRegistry>,
+    #[serde(default)]
+    trust: RawTrust,
+    #[serde(default)]
+    policies: Vec<RawPolicy>,
+    #[serde(default)]
+    default: DefaultAction,
+    #[serde(default)]
+    metrics_listen: Option<String>,
+    #[serde(default)]
+    limits: RawLimits,
+    // Contract sections served by later parts of umpire; accepted in shape so that a config written
+    // for them is not an error, and refused at validation while this build cannot honour them.
+    #[serde(default)]
+    webhook: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    ext_authz_listen: Option<String>,
+    #[serde(default)]
+    cache: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    host: String,
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default)]
+    auth_hosts: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    #[serde(default)]
+    keys: BTreeMap<String, String>,
+    #[serde(default)]
+    sigstore: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    name: String,
+    images: Vec<String>,
+    #[serde(default)]
+    signatures: Option<RawSignatures>,
+    #[serde(default)]
+    attestations: Option<Vec<serde_yaml_ng::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignatures {
+    #[serde(default)]
+    threshold: Option<u32>,
+    authorities: Vec<RawAuthority>,
+}
+
+/// Exactly one of the fields is set (checked at validation).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthority {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    keyless: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_manifest_bytes: Option<u64>,
+    max_signature_layer_bytes: Option<u64>,
+    max_signatures: Option<usize>,
+    deadline: Option<String>,
+    connect_timeout: Option<String>,
+}
+
+// ---- loading ----------------------------------------------------------------------------------
+
+impl Config {
+    /// Loads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut config = Self::from_yaml(&text, &base, &path.display().to_string())?;
+        config.source = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// The built-in default configuration (paths relative to the current directory).
+    pub fn builtin() -> Result<Self, ConfigError> {
+        Self::from_yaml(BUILTIN_DEFAULT, Path::new("."), "built-in default")
+    }
+
+    /// Parses and validates YAML; `base` resolves relative paths, `origin` names it in errors.
+    pub fn from_yaml(text: &str, base: &Path, origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().to_string();
+            // serde_yaml_ng prefixes its own path; the key is already named.
+            let message = message
+                .strip_prefix(&format!("{key}: "))
+                .unwrap_or(&message)
+                .to_owned();
+            invalid(if key == "." { "(top level)" } else { &key }, message)
+        })?;
+        Validator {
+            base,
+            invalid: &invalid,
+        }
+        .config(raw)
+    }
+}
+
+struct Validator<'a, F: Fn(&str, String) -> ConfigError> {
+    base: &'a Path,
+    invalid: &'a F,
+}
+
+impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let bad = self.invalid;
+        let listen = self.addr("listen", raw.listen.as_deref().unwrap_or("127.0.0.1:50051"))?;
+        let metrics_listen = raw
+            .metrics_listen
+            .as_deref()
+            .map(|a| self.addr("metrics_listen", a))
+            .transpose()?;
+        for (key, present) in [
+            ("webhook", raw.webhook.is_some()),
+            ("ext_authz_listen", raw.ext_authz_listen.is_some()),
+            ("cache", raw.cache.is_some()),
+        ] {
+            if present {
+                return Err(bad(
+                    key,
+                    "not supported by this build of umpire yet; remove it".into(),
+                ));
+            }
+        }
+        if let Some(name) = raw.trust.sigstore.keys().next() {
+            return Err(bad(
+                &format!("trust.sigstore.{name}"),
+                "keyless Sigstore trust roots are not supported by this build of umpire yet".into(),
+            ));
+        }
+
+        let mut registries = HashMap::new();
+        for (i, r) in raw.registries.into_iter().enumerate() {
+            let key = format!("registries[{i}].host");
+            if r.host.is_empty() || r.host.contains('/') || r.host.contains("://") {
+                return Err(bad(
+                    &key,
+                    format!("expected host[:port], found {:?}", r.host),
+                ));
+            }
+            let settings = RegistrySettings {
+                insecure: r.insecure,
+                auth_hosts: r.auth_hosts,
+            };
+            if registries.insert(r.host.clone(), settings).is_some() {
+                return Err(bad(&key, format!("{:?} is listed twice", r.host)));
+            }
+        }
+
+        let mut keys = BTreeMap::new();
+        for (name, value) in raw.trust.keys {
+            let key = format!("trust.keys.{name}");
+            let pem = if value.trim_start().starts_with("-----BEGIN") {
+                value.into_bytes()
+            } else {
+                let path = self.base.join(&value);
+                std::fs::read(&path)
+                    .map_err(|e| bad(&key, format!("cannot read {}: {e}", path.display())))?
+            };
+            let parsed = PublicKey::from_pem(&pem).map_err(|e| bad(&key, e.to_string()))?;
+            keys.insert(name, Arc::new(parsed));
+        }
+
+        let mut policies: Vec<Policy> = Vec::new();
+        for (i, p) in raw.policies.into_iter().enumerate() {
+            let at = |k: &str| format!("policies[{i}].{k}");
+            if p.name.is_empty() {
+                return Err(bad(&at("name"), "must not be empty".into()));
+            }
+            if policies.iter().any(|q| q.name == p.name) {
+                return Err(bad(
+                    &at("name"),
+                    format!("policy {:?} is defined twice", p.name),
+                ));
+            }
+            if p.images.is_empty() {
+                return Err(bad(&at("images"), "needs at least one glob".into()));
+            }
+            let images = p
+                .images
+                .iter()
+                .enumerate()
+                .map(|(j, g)| {
+                    Glob::new(g).map_err(|e| bad(&at(&format!("images[{j}]")), e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if p.attestations.is_some() {
+                return Err(bad(
+                    &at("attestations"),
+                    "attestation requirements are not supported by this build of umpire yet".into(),
+                ));
+            }
+            let Some(sigs) = p.signatures else {
+                return Err(bad(
+                    &format!("policies[{i}]"),
+                    "a policy needs `signatures` or `attestations`".into(),
+                ));
+            };
+            let mut authorities = Vec::new();
+            for (j, a) in sigs.authorities.into_iter().enumerate() {
+                let akey = at(&format!("signatures.authorities[{j}]"));
+                match (a.key, a.keyless) {
+                    (Some(name), None) => {
+                        if !keys.contains_key(&name) {
+                            return Err(bad(
+                                &format!("{akey}.key"),
+                                format!("no key named {name:?} under trust.keys"),
+                            ));
+                        }
+                        let authority = Authority::Key { name };
+                        if authorities.contains(&authority) {
+                            return Err(bad(&akey, format!("{authority} is listed twice")));
+                        }
+                        authorities.push(authority);
+                    }
+                    (None, Some(_)) => {
+                        return Err(bad(
+                            &format!("{akey}.keyless"),
+                            "keyless authorities are not supported by this build of umpire yet"
+                                .into(),
+                        ));
+                    }
+                    _ => {
+                        return Err(bad(
+                            &akey,
+                            "an authority is exactly one of `key` or `keyless`".into(),
+                        ));
+                    }
+                }
+            }
+            if authorities.is_empty() {
+                return Err(bad(
+                    &at("signatures.authorities"),
+                    "needs at least one authority".into(),
+                ));
+            }
+            let threshold = sigs.threshold.unwrap_or(1) as usize;
+            if threshold == 0 || threshold > authorities.len() {
+                return Err(bad(
+                    &at("signatures.threshold"),
+                    format!(
+                        "must be between 1 and the number of authorities ({}), found {threshold}",
+                        authorities.len()
+                    ),
+                ));
+            }
+            policies.push(Policy {
+                name: p.name,
+                images,
+                signatures: Some(SignatureRequirement {
+                    threshold,
+                    authorities,
+                }),
+            });
+        }
+
+        let defaults = Limits::default();
+        let l = raw.limits;
+        let positive = |key: &str, v: Option<u64>, d: u64| match v {
+            Some(0) => Err(bad(key, "must be greater than 0".into())),
+            Some(v) => Ok(v),
+            None => Ok(d),
+        };
+        let limits = Limits {
+            max_manifest_bytes: positive(
+                "limits.max_manifest_bytes",
+                l.max_manifest_bytes,
+                defaults.max_manifest_bytes,
+            )?,
+            max_signature_layer_bytes: positive(
+                "limits.max_signature_layer_bytes",
+                l.max_signature_layer_bytes,
+                defaults.max_signature_layer_bytes,
+            )?,
+            max_signatures: positive(
+                "limits.max_signatures",
+                l.max_signatures.map(|n| n as u64),
+                defaults.max_signatures as u64,
+            )? as usize,
+            deadline: self.duration("limits.deadline", l.deadline.as_deref(), defaults.deadline)?,
+            connect_timeout: self.duration(
+                "limits.connect_timeout",
+                l.connect_timeout.as_deref(),
+                defaults.connect_timeout,
+            )?,
+        };
+
+        Ok(Config {
+            listen,
+            metrics_listen,
+            registries,
+            keys,
+            policies,
+            default: raw.default,
+            limits,
+            source: None,
+        })
+    }
+
+    fn addr(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+        value.parse().map_err(|_| {
+            (self.invalid)(
+                key,
+                format!("expected an address like 127.0.0.1:50051, found {value:?}"),
+            )
+        })
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(v) => match parse_duration(v) {
+                Some(d) if !d.is_zero() => Ok(d),
+                _ => Err((self.invalid)(
+                    key,
+                    format!("expected a duration like 500ms, 30s, 5m or 1h, found {v:?}"),
+                )),
+            },
+        }
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

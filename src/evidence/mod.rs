@@ -1,0 +1,101 @@
+//! Evidence sources: where manifests and blobs come from (an OCI registry, or a local OCI image
+//! layout). Every source bounds what it reads and hands back only bytes that hash to the digest
+//! asked for; failures are typed so that the engine can tell "unsigned" from "registry down".
+
+pub mod auth;
+pub mod layout;
+pub mod manifest;
+pub mod registry;
+
+use async_trait::async_trait;
+
+use crate::digest::Digest;
+use crate::verdict::{Code, Finding};
+pub use manifest::{Descriptor, Manifest, ManifestKind};
+
+/// What to fetch a manifest by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestRef {
+    Tag(String),
+    Digest(Digest),
+}
+
+impl std::fmt::Display for ManifestRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ManifestRef::Tag(t) => write!(f, "tag {t}"),
+            ManifestRef::Digest(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+/// A failed fetch, by cause. `what` names the thing asked for (image, tag, blob).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum FetchError {
+    #[error("{what} was not found")]
+    NotFound { what: String },
+    #[error("{what} could not be fetched: {detail}")]
+    Unavailable { what: String, detail: String },
+    #[error("{what} is larger than the limit of {limit} {unit}")]
+    LimitExceeded {
+        what: String,
+        limit: u64,
+        unit: &'static str,
+    },
+    #[error("{what}: the bytes served hash to {found}, not to the digest asked for ({expected})")]
+    DigestMismatch {
+        what: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{what} has media type {media_type:?}, which umpire does not accept{hint}")]
+    Unsupported {
+        what: String,
+        media_type: String,
+        hint: &'static str,
+    },
+    #[error("{what}: access denied by the registry (HTTP {status}); check the credentials for it")]
+    AccessDenied { what: String, status: u16 },
+    #[error("{what}: {detail}")]
+    Protocol { what: String, detail: String },
+}
+
+impl FetchError {
+    /// True for causes that may go away by themselves (network, 5xx, 429, timeouts).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, FetchError::Unavailable { .. })
+    }
+
+    pub fn code(&self) -> Code {
+        match self {
+            FetchError::NotFound { .. } => Code::ImageNotFound,
+            FetchError::Unavailable { .. } => Code::RegistryUnavailable,
+            FetchError::LimitExceeded { .. } => Code::LimitExceeded,
+            FetchError::DigestMismatch { .. } => Code::DigestMismatch,
+            FetchError::Unsupported { .. } => Code::UnsupportedManifest,
+            FetchError::AccessDenied { .. } | FetchError::Protocol { .. } => Code::RegistryError,
+        }
+    }
+
+    pub fn finding(&self) -> Finding {
+        Finding::new(self.code(), self.to_string())
+    }
+}
+
+/// A place manifests and blobs of one repository (or one layout) come from.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Fetches a manifest by tag or digest. By digest, the bytes are checked against it; by tag, the
+    /// returned digest is the hash of the bytes served. Sizes are bounded by `max_bytes`.
+    async fn manifest(
+        &self,
+        reference: &ManifestRef,
+        max_bytes: u64,
+    ) -> Result<Manifest, FetchError>;
+
+    /// Fetches a blob by digest, checked against it, at most `max_bytes` long.
+    async fn blob(&self, digest: &Digest, max_bytes: u64) -> Result<Vec<u8>, FetchError>;
+
+    /// Human name of the repository or layout, for messages.
+    fn name(&self) -> String;
+}

@@ -1,0 +1,393 @@
+//! An OCI distribution registry as an evidence source, over HTTPS (plain HTTP only for hosts
+//! configured `insecure`). A thin client of umpire's own on reqwest, rather than oci-client's pull
+//! paths, because three guarantees live here: every body is read with a size cap (oci-client reads
+//! manifests unbounded), bytes are hashed and compared whatever `Docker-Content-Digest` claims, and
+//! credentials go only to the registry's own host or its `auth_hosts` (oci-client sends them to any
+//! token realm a registry names).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::{StatusCode, Url};
+
+use super::auth::{Challenge, Credentials, parse_challenge, realm_allowed};
+use super::manifest::{self, Manifest};
+use super::{FetchError, ManifestRef, Source};
+use crate::config::RegistrySettings;
+use crate::digest::Digest;
+use crate::reference::{DOCKER_HUB, RegistryRef};
+
+/// Token responses larger than this are refused.
+const MAX_TOKEN_RESPONSE_BYTES: u64 = 64 * 1024;
+const MAX_REDIRECTS: usize = 5;
+
+/// Shared HTTP state for all registries: connection pool, settings, credentials and tokens.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    settings: HashMap<String, RegistrySettings>,
+    credentials: Credentials,
+    /// `Authorization` header values by (registry, repository).
+    tokens: Mutex<HashMap<(String, String), String>>,
+}
+
+impl RegistryClient {
+    pub fn new(
+        settings: HashMap<String, RegistrySettings>,
+        credentials: Credentials,
+        connect_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let downgrade = attempt.url().scheme() != "https"
+                && attempt.previous().iter().any(|u| u.scheme() == "https");
+            if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else if downgrade {
+                attempt.error("redirect from HTTPS to plain HTTP refused")
+            } else {
+                // reqwest drops Authorization when a redirect leaves the host, so credentials
+                // and tokens never follow it.
+                attempt.follow()
+            }
+        });
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("umpire/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(connect_timeout)
+            .redirect(redirects)
+            .build()?;
+        Ok(Self {
+            http,
+            settings,
+            credentials,
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn source(self: &Arc<Self>, r: &RegistryRef) -> RegistrySource {
+        RegistrySource {
+            client: Arc::clone(self),
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+        }
+    }
+
+    fn insecure(&self, host: &str) -> bool {
+        self.settings.get(host).is_some_and(|s| s.insecure)
+    }
+
+    fn api_base(&self, registry: &str) -> String {
+        let host = if registry == DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            registry
+        };
+        let scheme = if self.insecure(registry) {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{host}")
+    }
+
+    fn cached_auth(&self, registry: &str, repository: &str) -> Option<String> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens
+            .get(&(registry.to_owned(), repository.to_owned()))
+            .cloned()
+    }
+
+    fn store_auth(&self, registry: &str, repository: &str, value: String) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.insert((registry.to_owned(), repository.to_owned()), value);
+    }
+
+    /// GET `/v2/<repository>/<path>`, authenticating once on a 401 challenge.
+    async fn get(
+        &self,
+        registry: &str,
+        repository: &str,
+        path: &str,
+        accept: Option<&str>,
+        what: &str,
+    ) -> Result<reqwest::Response, FetchError> {
+        let url = format!("{}/v2/{repository}/{path}", self.api_base(registry));
+        for attempt in 0..2 {
+            let mut request = self.http.get(&url);
+            if let Some(a) = accept {
+                request = request.header(ACCEPT, a);
+            }
+            if let Some(auth) = self.cached_auth(registry, repository) {
+                request = request.header(AUTHORIZATION, auth);
+            }
+            let response = request.send().await.map_err(|e| unavailable(what, &e))?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                let challenge = response
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned);
+                let Some(challenge) = challenge else {
+                    return Err(FetchError::AccessDenied {
+                        what: what.to_owned(),
+                        status: 401,
+                    });
+                };
+                self.authenticate(registry, repository, &challenge, what)
+                    .await?;
+                continue;
+            }
+            return check_status(response, what);
+        }
+        Err(FetchError::AccessDenied {
+            what: what.to_owned(),
+            status: 401,
+        })
+    }
+
+    async fn authenticate(
+        &self,
+        registry: &str,
+        repository: &str,
+        header: &str,
+        what: &str,
+    ) -> Result<(), FetchError> {
+        let credential = self.credentials.for_registry(registry);
+        let basic = |c: &super::auth::Credential| {
+            let raw = format!("{}:{}", c.username, c.password);
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            )
+        };
+        match parse_challenge(header) {
+            Some(Challenge::Basic) => {
+                let c = credential.ok_or_else(|| FetchError::AccessDenied {
+                    what: what.to_owned(),
+                    status: 401,
+                })?;
+                self.store_auth(registry, repository, basic(c));
+                Ok(())
+            }
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                let protocol = |detail: String| FetchError::Protocol {
+                    what: what.to_owned(),
+                    detail,
+                };
+                let realm_url = Url::parse(&realm)
+                    .map_err(|_| protocol(format!("token realm {realm:?} is not a URL")))?;
+                let api_host = self.api_base(registry);
+                let api_host = api_host.split("://").nth(1).unwrap_or(registry);
+                let realm_host = realm_url.host_str().unwrap_or_default();
+                let realm_host_port = match realm_url.port() {
+                    Some(p) => format!("{realm_host}:{p}"),
+                    None => realm_host.to_owned(),
+                };
+                let auth_hosts = self
+                    .settings
+                    .get(registry)
+                    .map(|s| s.auth_hosts.as_slice())
+                    .unwrap_or(&[]);
+                realm_allowed(
+                    &realm_url,
+                    registry,
+                    api_host,
+                    auth_hosts,
+                    self.insecure(&realm_host_port),
+                )
+                .map_err(protocol)?;
+                let scope = format!("repository:{repository}:pull");
+                let mut query: Vec<(&str, &str)> = vec![("scope", &scope)];
+                if let Some(s) = service.as_deref() {
+                    query.push(("service", s));
+                }
+                let mut request = self.http.get(realm_url).query(&query);
+                if let Some(c) = credential {
+                    request = request.header(AUTHORIZATION, basic(c));
+                }
+                let response = request.send().await.map_err(|e| unavailable(what, &e))?;
+                let response = check_status(response, &format!("{what} (token request)"))?;
+                let body = read_bounded(response, MAX_TOKEN_RESPONSE_BYTES, what).await?;
+                #[derive(serde::Deserialize)]
+                struct Token {
+                    token: Option<String>,
+                    access_token: Option<String>,
+                }
+                let t: Token = serde_json::from_slice(&body)
+                    .map_err(|e| protocol(format!("token response is not JSON: {e}")))?;
+                let token = t
+                    .token
+                    .or(t.access_token)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| protocol("token response has no token".into()))?;
+                self.store_auth(registry, repository, format!("Bearer {token}"));
+                Ok(())
+            }
+            None => Err(FetchError::Protocol {
+                what: what.to_owned(),
+                detail: format!(
+                    "unsupported authentication challenge {:?}",
+                    header.chars().take(100).collect::<String>()
+                ),
+            }),
+        }
+    }
+}
+
+fn unavailable(what: &str, e: &reqwest::Error) -> FetchError {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = format!("{detail}: {s}");
+        source = s.source();
+    }
+    FetchError::Unavailable {
+        what: what.to_owned(),
+        detail,
+    }
+}
+
+fn check_status(response: reqwest::Response, what: &str) -> Result<reqwest::Response, FetchError> {
+    let status = response.status();
+    let what = what.to_owned();
+    match status {
+        s if s.is_success() => Ok(response),
+        StatusCode::NOT_FOUND => Err(FetchError::NotFound { what }),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(FetchError::AccessDenied {
+            what,
+            status: status.as_u16(),
+        }),
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
+            Err(FetchError::Unavailable {
+                what,
+                detail: format!("registry answered HTTP {status}"),
+            })
+        }
+        s if s.is_server_error() => Err(FetchError::Unavailable {
+            what,
+            detail: format!("registry answered HTTP {status}"),
+        }),
+        s => Err(FetchError::Protocol {
+            what,
+            detail: format!("registry answered HTTP {s}"),
+        }),
+    }
+}
+
+/// Reads a body, refusing it as soon as it would pass `max` bytes (whatever Content-Length says).
+async fn read_bounded(
+    mut response: reqwest::Response,
+    max: u64,
+    what: &str,
+) -> Result<Vec<u8>, FetchError> {
+    let limit = || FetchError::LimitExceeded {
+        what: what.to_owned(),
+        limit: max,
+        unit: "bytes",
+    };
+    if response.content_length().is_some_and(|n| n > max) {
+        return Err(limit());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| unavailable(what, &e))? {
+        if body.len() as u64 + chunk.len() as u64 > max {
+            return Err(limit());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// One repository of one registry.
+pub struct RegistrySource {
+    client: Arc<RegistryClient>,
+    registry: String,
+    repository: String,
+}
+
+#[async_trait]
+impl Source for RegistrySource {
+    async fn manifest(
+        &self,
+        reference: &ManifestRef,
+        max_bytes: u64,
+    ) -> Result<Manifest, FetchError> {
+        let (path, what) = match reference {
+            ManifestRef::Tag(t) => (
+                format!("manifests/{t}"),
+                format!("manifest {}:{t}", self.name()),
+            ),
+            ManifestRef::Digest(d) => (
+                format!("manifests/{d}"),
+                format!("manifest {}@{d}", self.name()),
+            ),
+        };
+        let response = self
+            .client
+            .get(
+                &self.registry,
+                &self.repository,
+                &path,
+                Some(manifest::ACCEPT),
+                &what,
+            )
+            .await?;
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        let claimed = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        let bytes = read_bounded(response, max_bytes, &what).await?;
+        let digest = Digest::of(&bytes);
+        let expected = match reference {
+            ManifestRef::Digest(d) => Some(d.to_string()),
+            // By tag, a claimed digest that disagrees with the bytes means someone is lying.
+            ManifestRef::Tag(_) => claimed.filter(|c| c.starts_with("sha256:")),
+        };
+        if let Some(expected) = expected
+            && expected != digest.as_str()
+        {
+            return Err(FetchError::DigestMismatch {
+                what,
+                expected: expected.chars().take(80).collect(),
+                found: digest.to_string(),
+            });
+        }
+        Manifest::parse(&what, digest, &bytes, content_type.as_deref())
+    }
+
+    async fn blob(&self, digest: &Digest, max_bytes: u64) -> Result<Vec<u8>, FetchError> {
+        let what = format!("blob {}@{digest}", self.name());
+        let response = self
+            .client
+            .get(
+                &self.registry,
+                &self.repository,
+                &format!("blobs/{digest}"),
+                None,
+                &what,
+            )
+            .await?;
+        let bytes = read_bounded(response, max_bytes, &what).await?;
+        if !digest.matches(&bytes) {
+            return Err(FetchError::DigestMismatch {
+                what,
+                expected: digest.to_string(),
+                found: Digest::of(&bytes).to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+}

@@ -1,0 +1,186 @@
+//! The `umpire` command line: `serve`, `verify` (see CONTRACT.md for exit codes).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use umpire::config::Config;
+use umpire::engine::Engine;
+use umpire::evidence::auth::Credentials;
+use umpire::reference::ImageRef;
+use umpire::{output, server};
+
+#[derive(Parser)]
+#[command(
+    name = "umpire",
+    version,
+    about = "May this image be promoted, pulled, run? Verifies signatures against policy."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gRPC service (built-in default configuration without --config).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Verify images in-process and print one verdict each. Exit 0: all allowed; 1: any denied for a
+    /// lasting reason; 2: any could not be decided (bad config or reference, registry unreachable).
+    Verify {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Apply only this policy (its images globs must still match).
+        #[arg(long)]
+        policy: Option<String>,
+        /// One JSON object per line, with the gRPC response's fields.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+}
+
+fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("UMPIRE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::builtin()?,
+    })
+}
+
+fn credentials() -> anyhow::Result<Credentials> {
+    match Credentials::default_path() {
+        Some(p) => Credentials::load(&p),
+        None => Ok(Credentials::default()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("umpire: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Serve { config } => {
+            init_logging("info");
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("umpire: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Verify {
+            config,
+            policy,
+            json,
+            images,
+        } => {
+            init_logging("warn");
+            runtime.block_on(verify(config, policy, json, images))
+        }
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = load_config(config.as_ref())?;
+    match &cfg.source {
+        Some(p) => {
+            tracing::info!(config = %p.display(), policies = cfg.policies.len(), "configuration loaded")
+        }
+        None => tracing::warn!(
+            "no --config: running on the built-in default (deny all but the bundled demo)"
+        ),
+    }
+    let listen = cfg.listen;
+    let engine = Arc::new(Engine::new(cfg, credentials()?)?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    server::serve_on(engine, listener, server::shutdown_signal()).await
+}
+
+async fn verify(
+    config: Option<PathBuf>,
+    policy: Option<String>,
+    json: bool,
+    images: Vec<String>,
+) -> ExitCode {
+    let setup =
+        || -> anyhow::Result<Engine> { Engine::new(load_config(config.as_ref())?, credentials()?) };
+    let engine = match setup() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("umpire: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut undecided = false;
+    let mut denied = false;
+    let mut requests = Vec::new();
+    for image in &images {
+        match ImageRef::parse(image) {
+            Ok(_) => requests.push((image.clone(), policy.clone())),
+            Err(e) => {
+                eprintln!("umpire: {e}");
+                undecided = true;
+            }
+        }
+    }
+    match engine.verify_batch(&requests).await {
+        Ok(verdicts) => {
+            for v in &verdicts {
+                println!(
+                    "{}",
+                    if json {
+                        output::json_line(v)
+                    } else {
+                        output::human(v)
+                    }
+                );
+                if !v.allowed {
+                    if v.retryable {
+                        undecided = true;
+                    } else {
+                        denied = true;
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("umpire: {e}");
+            undecided = true;
+        }
+    }
+    if denied {
+        ExitCode::from(1)
+    } else if undecided {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

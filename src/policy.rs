@@ -1,0 +1,313 @@
+//! Policies: which apply to an image, and whether the verified evidence meets their requirements.
+//! Pure: it reads verification outcomes, never the registry.
+
+use std::fmt;
+
+use crate::digest::Digest;
+use crate::glob::Glob;
+use crate::verdict::{Code, Finding};
+use crate::verify::cosign_keyed::KeyedOutcome;
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub images: Vec<Glob>,
+    pub signatures: Option<SignatureRequirement>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SignatureRequirement {
+    /// Distinct authorities that must verify.
+    pub threshold: usize,
+    pub authorities: Vec<Authority>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authority {
+    /// A public key from `trust.keys`, by name.
+    Key { name: String },
+}
+
+impl fmt::Display for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Authority::Key { name } => write!(f, "key:{name}"),
+        }
+    }
+}
+
+impl Policy {
+    pub fn applies_to(&self, subject: &str) -> bool {
+        self.images.iter().any(|g| g.matches(subject))
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("no policy named {0:?} is configured")]
+pub struct UnknownPolicy(pub String);
+
+/// The policies that apply to `subject` (`host/repository` or `oci:PATH`). With `named`, only that
+/// policy, and only if its globs match; an empty result means no policy matched.
+pub fn select<'a>(
+    policies: &'a [Policy],
+    subject: &str,
+    named: Option<&str>,
+) -> Result<Vec<&'a Policy>, UnknownPolicy> {
+    match named {
+        Some(name) => {
+            let p = policies
+                .iter()
+                .find(|p| p.name == name)
+                .ok_or_else(|| UnknownPolicy(name.to_owned()))?;
+            Ok(if p.applies_to(subject) {
+                vec![p]
+            } else {
+                vec![]
+            })
+        }
+        None => Ok(policies.iter().filter(|p| p.applies_to(subject)).collect()),
+    }
+}
+
+/// At most this many problem findings per requirement; the rest are summarised in one line.
+const MAX_PROBLEM_FINDINGS: usize = 10;
+
+/// Whether the keyed signature outcomes found for `digest` meet `req`. Returns (held, findings).
+pub fn evaluate_signatures(
+    policy: &str,
+    req: &SignatureRequirement,
+    digest: &Digest,
+    outcomes: &[KeyedOutcome],
+) -> (bool, Vec<Finding>) {
+    let accepted = |keys: &[String]| -> Vec<&Authority> {
+        req.authorities
+            .iter()
+            .filter(|a| match a {
+                Authority::Key { name } => keys.contains(name),
+            })
+            .collect()
+    };
+    let satisfied: Vec<&Authority> = req
+        .authorities
+        .iter()
+        .filter(|a| {
+            outcomes.iter().any(|o| match o {
+                KeyedOutcome::Valid { keys } => accepted(keys).contains(a),
+                _ => false,
+            })
+        })
+        .collect();
+    let expected = req
+        .authorities
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+
+    if satisfied.len() >= req.threshold {
+        let findings = satisfied
+            .iter()
+            .map(|a| {
+                Finding::new(
+                    Code::Satisfied,
+                    format!("signature verified by {a} for {digest}"),
+                )
+                .with_authority(a.to_string())
+                .with_policy(policy)
+            })
+            .collect();
+        return (true, findings);
+    }
+
+    if outcomes.is_empty() {
+        let f = Finding::new(
+            Code::NoSignatures,
+            format!(
+                "no cosign signatures found for {digest} (tag {}); expected one by {expected}",
+                digest.cosign_tag("sig")
+            ),
+        )
+        .with_policy(policy);
+        return (false, vec![f]);
+    }
+
+    let mut problems = Vec::new();
+    for (i, o) in outcomes.iter().enumerate() {
+        let n = i + 1;
+        let finding = match o {
+            KeyedOutcome::Valid { keys } if accepted(keys).is_empty() => Finding::new(
+                Code::UntrustedSigner,
+                format!(
+                    "signature {n} verifies under {}, which policy {policy} does not accept; expected {expected}",
+                    names(keys)
+                ),
+            ),
+            KeyedOutcome::Valid { .. } => continue,
+            KeyedOutcome::WrongDigest { keys, found } => Finding::new(
+                Code::DigestMismatch,
+                format!(
+                    "signature {n} (by {}) is for {found}, not for this image's digest {digest}; it was made for another image",
+                    names(keys)
+                ),
+            ),
+            KeyedOutcome::BadPayload { keys, reason } => Finding::new(
+                Code::SignatureInvalid,
+                format!(
+                    "signature {n} (by {}) is over an unusable payload: {reason}",
+                    names(keys)
+                ),
+            ),
+            KeyedOutcome::Unverified { reason } => Finding::new(
+                Code::SignatureInvalid,
+                format!(
+                    "signature {n} does not verify: {reason}; expected a signature by {expected}"
+                ),
+            ),
+        };
+        problems.push(finding.with_policy(policy));
+    }
+    if problems.len() > MAX_PROBLEM_FINDINGS {
+        let more = problems.len() - MAX_PROBLEM_FINDINGS;
+        problems.truncate(MAX_PROBLEM_FINDINGS);
+        problems.push(
+            Finding::new(
+                Code::SignatureInvalid,
+                format!("{more} more signatures failed in the same ways"),
+            )
+            .with_policy(policy),
+        );
+    }
+    if !satisfied.is_empty() {
+        let got = satisfied
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        problems.insert(
+            0,
+            Finding::new(
+                Code::ThresholdNotMet,
+                format!(
+                    "{} of the {} required authorities verified ({got}); policy {policy} needs {} of: {expected}",
+                    satisfied.len(),
+                    req.threshold,
+                    req.threshold
+                ),
+            )
+            .with_policy(policy),
+        );
+    }
+    (false, problems)
+}
+
+fn names(keys: &[String]) -> String {
+    keys.iter()
+        .map(|k| format!("key:{k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(threshold: usize, keys: &[&str]) -> SignatureRequirement {
+        SignatureRequirement {
+            threshold,
+            authorities: keys
+                .iter()
+                .map(|k| Authority::Key {
+                    name: k.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    fn valid(k: &str) -> KeyedOutcome {
+        KeyedOutcome::Valid {
+            keys: vec![k.into()],
+        }
+    }
+
+    fn codes(f: &[Finding]) -> Vec<Code> {
+        f.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn selection_by_glob_and_by_name() {
+        let p = |name: &str, glob: &str| Policy {
+            name: name.into(),
+            images: vec![Glob::new(glob).unwrap()],
+            signatures: None,
+        };
+        let ps = vec![
+            p("a", "reg.io/**"),
+            p("b", "reg.io/team/*"),
+            p("c", "other.io/**"),
+        ];
+        let names = |v: Vec<&Policy>| v.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(select(&ps, "reg.io/team/app", None).unwrap()),
+            ["a", "b"]
+        );
+        assert_eq!(
+            names(select(&ps, "reg.io/team/app", Some("b")).unwrap()),
+            ["b"]
+        );
+        assert!(
+            select(&ps, "reg.io/team/app", Some("c"))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            select(&ps, "x", Some("zz")).unwrap_err(),
+            UnknownPolicy("zz".into())
+        );
+        assert!(select(&ps, "nowhere.io/app", None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn threshold_counts_distinct_authorities() {
+        let d = Digest::of(b"i");
+        let (ok, f) = evaluate_signatures("p", &req(1, &["a"]), &d, &[valid("a")]);
+        assert!(ok);
+        assert_eq!(codes(&f), [Code::Satisfied]);
+        assert_eq!(f[0].authority, "key:a");
+
+        // The same authority twice does not meet a threshold of two.
+        let (ok, f) = evaluate_signatures("p", &req(2, &["a", "b"]), &d, &[valid("a"), valid("a")]);
+        assert!(!ok);
+        assert_eq!(codes(&f), [Code::ThresholdNotMet]);
+
+        let (ok, _) = evaluate_signatures("p", &req(2, &["a", "b"]), &d, &[valid("a"), valid("b")]);
+        assert!(ok);
+    }
+
+    #[test]
+    fn denials_say_why() {
+        let d = Digest::of(b"i");
+        let (ok, f) = evaluate_signatures("p", &req(1, &["a"]), &d, &[]);
+        assert!(!ok);
+        assert_eq!(codes(&f), [Code::NoSignatures]);
+        assert!(f[0].message.contains(&d.cosign_tag("sig")));
+
+        let (ok, f) = evaluate_signatures("p", &req(1, &["a"]), &d, &[valid("other")]);
+        assert!(!ok);
+        assert_eq!(codes(&f), [Code::UntrustedSigner]);
+        assert!(f[0].message.contains("key:other") && f[0].message.contains("key:a"));
+
+        let wrong = KeyedOutcome::WrongDigest {
+            keys: vec!["a".into()],
+            found: "sha256:00".into(),
+        };
+        let (ok, f) = evaluate_signatures("p", &req(1, &["a"]), &d, &[wrong]);
+        assert!(!ok);
+        assert_eq!(codes(&f), [Code::DigestMismatch]);
+
+        let bad = KeyedOutcome::Unverified { reason: "r".into() };
+        let (ok, f) = evaluate_signatures("p", &req(1, &["a"]), &d, &vec![bad; 30]);
+        assert!(!ok);
+        assert_eq!(f.len(), MAX_PROBLEM_FINDINGS + 1);
+        assert!(f.iter().all(|f| f.code == Code::SignatureInvalid));
+    }
+}

@@ -1,0 +1,382 @@
+//! Image references as users write them: `host[:port]/repo[:tag][@sha256:hex]` for registries, and
+//! `oci:PATH[:TAG|@sha256:hex]` for local OCI image layouts. Parsing is strict and pure.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::digest::{Digest, DigestError};
+
+/// Docker Hub's canonical name, used for references without a registry host.
+pub const DOCKER_HUB: &str = "docker.io";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ImageRef {
+    Registry(RegistryRef),
+    Layout(LayoutRef),
+}
+
+/// An image in an OCI distribution registry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RegistryRef {
+    /// `host[:port]`, with Docker Hub normalised to `docker.io`.
+    pub registry: String,
+    /// Repository path, e.g. `library/nginx`.
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<Digest>,
+}
+
+/// An image in a local OCI image layout directory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LayoutRef {
+    pub path: PathBuf,
+    pub tag: Option<String>,
+    pub digest: Option<Digest>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReferenceError {
+    #[error("image reference is empty")]
+    Empty,
+    #[error("image reference {0:?} is too long (at most 1024 characters)")]
+    TooLong(String),
+    #[error("image reference {reference:?}: {digest}")]
+    Digest {
+        reference: String,
+        digest: DigestError,
+    },
+    #[error("image reference {reference:?} has an invalid {part}: {value:?}")]
+    Invalid {
+        reference: String,
+        part: &'static str,
+        value: String,
+    },
+}
+
+const MAX_REFERENCE_LEN: usize = 1024;
+const MAX_TAG_LEN: usize = 128;
+const MAX_REPOSITORY_LEN: usize = 255;
+
+impl ImageRef {
+    pub fn parse(input: &str) -> Result<Self, ReferenceError> {
+        if input.is_empty() {
+            return Err(ReferenceError::Empty);
+        }
+        if input.len() > MAX_REFERENCE_LEN {
+            return Err(ReferenceError::TooLong(input.chars().take(64).collect()));
+        }
+        match input.strip_prefix("oci:") {
+            Some(rest) => parse_layout(input, rest).map(ImageRef::Layout),
+            None => parse_registry(input).map(ImageRef::Registry),
+        }
+    }
+
+    pub fn digest(&self) -> Option<&Digest> {
+        match self {
+            ImageRef::Registry(r) => r.digest.as_ref(),
+            ImageRef::Layout(l) => l.digest.as_ref(),
+        }
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        match self {
+            ImageRef::Registry(r) => r.tag.as_deref(),
+            ImageRef::Layout(l) => l.tag.as_deref(),
+        }
+    }
+
+    /// What policy globs are matched against: `host[:port]/repository`, or `oci:PATH` for layouts.
+    pub fn policy_subject(&self) -> String {
+        match self {
+            ImageRef::Registry(r) => format!("{}/{}", r.registry, r.repository),
+            ImageRef::Layout(l) => format!("oci:{}", l.path.display()),
+        }
+    }
+
+    /// The same image pinned to `digest` (tag dropped).
+    pub fn pinned(&self, digest: Digest) -> ImageRef {
+        match self {
+            ImageRef::Registry(r) => ImageRef::Registry(RegistryRef {
+                tag: None,
+                digest: Some(digest),
+                ..r.clone()
+            }),
+            ImageRef::Layout(l) => ImageRef::Layout(LayoutRef {
+                tag: None,
+                digest: Some(digest),
+                ..l.clone()
+            }),
+        }
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (tag, digest) = (self.tag(), self.digest());
+        f.write_str(&self.policy_subject())?;
+        if let Some(t) = tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+fn split_digest(reference: &str, s: &str) -> Result<(String, Option<Digest>), ReferenceError> {
+    match s.rsplit_once('@') {
+        Some((name, d)) => Digest::parse(d)
+            .map(|d| (name.to_owned(), Some(d)))
+            .map_err(|digest| ReferenceError::Digest {
+                reference: reference.to_owned(),
+                digest,
+            }),
+        None => Ok((s.to_owned(), None)),
+    }
+}
+
+fn valid_tag(t: &str) -> bool {
+    let mut bytes = t.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric() || b == b'_')
+        && t.len() <= MAX_TAG_LEN
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// A repository path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+fn valid_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    if b.is_empty() || !is_alnum_lower(b[0]) || !is_alnum_lower(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if is_alnum_lower(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !is_alnum_lower(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_alnum_lower(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+fn valid_host(h: &str) -> bool {
+    let (host, port) = if let Some(rest) = h.strip_prefix('[') {
+        // IPv6 literal: [addr] or [addr]:port
+        match rest.split_once(']') {
+            Some((addr, tail)) => {
+                if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+                    return false;
+                }
+                match tail.strip_prefix(':') {
+                    Some(p) => ("x", Some(p)),
+                    None if tail.is_empty() => ("x", None),
+                    None => return false,
+                }
+            }
+            None => return false,
+        }
+    } else {
+        match h.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (h, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    });
+    host_ok && port_ok
+}
+
+fn parse_registry(input: &str) -> Result<RegistryRef, ReferenceError> {
+    let invalid = |part, value: &str| ReferenceError::Invalid {
+        reference: input.to_owned(),
+        part,
+        value: value.chars().take(80).collect(),
+    };
+    let (name, digest) = split_digest(input, input)?;
+    // A tag is a `:` after the last `/` (a `:` before it belongs to a host's port).
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name[last_slash..].rfind(':') {
+        Some(i) => {
+            let (n, t) = name.split_at(last_slash + i);
+            let t = &t[1..];
+            if !valid_tag(t) {
+                return Err(invalid("tag", t));
+            }
+            (n.to_owned(), Some(t.to_owned()))
+        }
+        None => (name, None),
+    };
+    let (registry, repository) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.')
+                || first.contains(':')
+                || first.starts_with('[')
+                || first == "localhost" =>
+        {
+            if !valid_host(first) {
+                return Err(invalid("registry host", first));
+            }
+            let host = match first {
+                "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_owned(),
+                h => h.to_owned(),
+            };
+            (host, rest.to_owned())
+        }
+        _ => (DOCKER_HUB.to_owned(), name.clone()),
+    };
+    let repository = if registry == DOCKER_HUB && !repository.contains('/') {
+        format!("library/{repository}")
+    } else {
+        repository
+    };
+    if repository.len() > MAX_REPOSITORY_LEN || !repository.split('/').all(valid_component) {
+        return Err(invalid("repository", &repository));
+    }
+    Ok(RegistryRef {
+        registry,
+        repository,
+        tag: if digest.is_none() && tag.is_none() {
+            Some("latest".to_owned())
+        } else {
+            tag
+        },
+        digest,
+    })
+}
+
+fn parse_layout(input: &str, rest: &str) -> Result<LayoutRef, ReferenceError> {
+    let invalid = |part, value: &str| ReferenceError::Invalid {
+        reference: input.to_owned(),
+        part,
+        value: value.chars().take(80).collect(),
+    };
+    let (path, digest) = split_digest(input, rest)?;
+    let (path, tag) = match path.rsplit_once(':') {
+        Some((p, t)) if !t.contains('/') => {
+            if !valid_tag(t) {
+                return Err(invalid("tag", t));
+            }
+            (p.to_owned(), Some(t.to_owned()))
+        }
+        _ => (path, None),
+    };
+    let path = path.trim_end_matches('/');
+    if path.is_empty() {
+        return Err(invalid("path", path));
+    }
+    let path = path.strip_prefix("./").unwrap_or(path);
+    Ok(LayoutRef {
+        path: PathBuf::from(path),
+        tag: if digest.is_none() && tag.is_none() {
+            Some("latest".to_owned())
+        } else {
+            tag
+        },
+        digest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn reg(s: &str) -> RegistryRef {
+        match ImageRef::parse(s).unwrap() {
+            ImageRef::Registry(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn docker_hub_short_names_are_normalised() {
+        let r = reg("nginx");
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("docker.io", "library/nginx")
+        );
+        assert_eq!(r.tag.as_deref(), Some("latest"));
+        assert_eq!(reg("acme/app:1.0").repository, "acme/app");
+        assert_eq!(reg("index.docker.io/acme/app").registry, "docker.io");
+    }
+
+    #[test]
+    fn host_port_tag_and_digest() {
+        let r = reg(&format!("127.0.0.1:5000/a/b:v1@{D}"));
+        assert_eq!(r.registry, "127.0.0.1:5000");
+        assert_eq!(r.repository, "a/b");
+        assert_eq!(r.tag.as_deref(), Some("v1"));
+        assert_eq!(r.digest.as_ref().map(Digest::as_str), Some(D));
+        let r = reg(&format!("localhost:5000/a@{D}"));
+        assert_eq!(r.tag, None);
+        let r = reg("[::1]:5000/a:v");
+        assert_eq!(r.registry, "[::1]:5000");
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in [
+            "",
+            "UPPER/case",
+            "host.io/a//b",
+            "host.io/a:bad/tag",
+            "host.io/a@sha256:../../x",
+            "host.io/a@sha256:ABC",
+            "host.io:99999/a",
+            "host.io/a:",
+            "host.io/-a",
+            "host.io/a?b",
+        ] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert!(ImageRef::parse(&"a".repeat(2000)).is_err());
+    }
+
+    #[test]
+    fn layouts() {
+        let ImageRef::Layout(l) = ImageRef::parse("oci:./examples/demo:signed").unwrap() else {
+            panic!()
+        };
+        assert_eq!(l.path, PathBuf::from("examples/demo"));
+        assert_eq!(l.tag.as_deref(), Some("signed"));
+        let r = ImageRef::parse(&format!("oci:/tmp/x@{D}")).unwrap();
+        assert_eq!(r.digest().map(Digest::as_str), Some(D));
+        assert_eq!(r.policy_subject(), "oci:/tmp/x");
+        assert!(ImageRef::parse("oci:").is_err());
+    }
+
+    #[test]
+    fn display_round_trips() {
+        let s = format!("ghcr.io/acme/app:v1@{D}");
+        assert_eq!(ImageRef::parse(&s).unwrap().to_string(), s);
+    }
+}

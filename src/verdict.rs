@@ -1,0 +1,172 @@
+//! What umpire answers: a verdict for one digest, with findings a person can act on.
+
+use serde::Serialize;
+
+/// Finding codes from the contract (names are part of the outside interface).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    NoMatchingPolicy,
+    ImageNotFound,
+    NoSignatures,
+    SignatureInvalid,
+    DigestMismatch,
+    UntrustedSigner,
+    IdentityMismatch,
+    CertificateInvalid,
+    TlogInvalid,
+    ThresholdNotMet,
+    AttestationMissing,
+    AttestationInvalid,
+    PolicyViolation,
+    RegistryUnavailable,
+    RegistryError,
+    LimitExceeded,
+    /// The manifest's media type is one umpire refuses (e.g. Docker schema 1).
+    UnsupportedManifest,
+    Satisfied,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::NoMatchingPolicy => "NO_MATCHING_POLICY",
+            Code::ImageNotFound => "IMAGE_NOT_FOUND",
+            Code::NoSignatures => "NO_SIGNATURES",
+            Code::SignatureInvalid => "SIGNATURE_INVALID",
+            Code::DigestMismatch => "DIGEST_MISMATCH",
+            Code::UntrustedSigner => "UNTRUSTED_SIGNER",
+            Code::IdentityMismatch => "IDENTITY_MISMATCH",
+            Code::CertificateInvalid => "CERTIFICATE_INVALID",
+            Code::TlogInvalid => "TLOG_INVALID",
+            Code::ThresholdNotMet => "THRESHOLD_NOT_MET",
+            Code::AttestationMissing => "ATTESTATION_MISSING",
+            Code::AttestationInvalid => "ATTESTATION_INVALID",
+            Code::PolicyViolation => "POLICY_VIOLATION",
+            Code::RegistryUnavailable => "REGISTRY_UNAVAILABLE",
+            Code::RegistryError => "REGISTRY_ERROR",
+            Code::LimitExceeded => "LIMIT_EXCEEDED",
+            Code::UnsupportedManifest => "UNSUPPORTED_MANIFEST",
+            Code::Satisfied => "SATISFIED",
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub code: Code,
+    pub message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub authority: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub attestation_type: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub policy: String,
+}
+
+impl Finding {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            authority: String::new(),
+            attestation_type: String::new(),
+            policy: String::new(),
+        }
+    }
+
+    pub fn with_authority(mut self, authority: impl Into<String>) -> Self {
+        self.authority = authority.into();
+        self
+    }
+
+    pub fn with_policy(mut self, policy: impl Into<String>) -> Self {
+        self.policy = policy.into();
+        self
+    }
+}
+
+/// The answer for one image. `allowed` is only ever set by [`Verdict::allow`]; every other
+/// constructor denies, so a path that forgets to decide ends in a denial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub image: String,
+    pub allowed: bool,
+    pub digest: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub media_type: String,
+    pub policy: String,
+    pub retryable: bool,
+    pub cached: bool,
+    pub findings: Vec<Finding>,
+}
+
+impl Verdict {
+    pub fn deny(image: impl Into<String>, findings: Vec<Finding>) -> Self {
+        let retryable = findings.iter().any(|f| is_transient(f.code)) && !findings.is_empty();
+        Self {
+            image: image.into(),
+            allowed: false,
+            digest: String::new(),
+            media_type: String::new(),
+            policy: String::new(),
+            retryable,
+            cached: false,
+            findings,
+        }
+    }
+
+    pub fn allow(image: impl Into<String>, findings: Vec<Finding>) -> Self {
+        Self {
+            allowed: true,
+            retryable: false,
+            ..Self::deny(image, findings)
+        }
+    }
+
+    /// A denial whose cause is transient; callers may retry.
+    pub fn retryable(mut self) -> Self {
+        if !self.allowed {
+            self.retryable = true;
+        }
+        self
+    }
+
+    pub fn codes(&self) -> Vec<Code> {
+        self.findings.iter().map(|f| f.code).collect()
+    }
+}
+
+/// Codes whose cause may go away by itself.
+fn is_transient(code: Code) -> bool {
+    matches!(code, Code::RegistryUnavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denial_is_the_default_and_unavailable_is_retryable() {
+        let v = Verdict::deny("x", vec![Finding::new(Code::RegistryUnavailable, "down")]);
+        assert!(!v.allowed && v.retryable);
+        let v = Verdict::deny("x", vec![Finding::new(Code::NoSignatures, "none")]);
+        assert!(!v.allowed && !v.retryable);
+        assert!(!Verdict::deny("x", vec![]).retryable().allowed);
+        assert!(!Verdict::allow("x", vec![]).retryable().retryable);
+    }
+
+    #[test]
+    fn codes_serialise_as_contract_names() {
+        let f = Finding::new(Code::UntrustedSigner, "m");
+        let j = serde_json::to_value(&f).unwrap();
+        assert_eq!(j["code"], "UNTRUSTED_SIGNER");
+        assert_eq!(Code::LimitExceeded.as_str(), "LIMIT_EXCEEDED");
+    }
+}

@@ -1,0 +1,6 @@
+//! The pure verification core: bytes and trust material in, typed results out. No I/O here, so every
+//! function can be fed hostile input directly (tests, fuzzers). One file per verification step.
+
+pub mod cosign_keyed;
+pub mod keys;
+pub mod simple_signing;

@@ -1,0 +1,217 @@
+//! Builds OCI images and cosign-format signatures the way cosign's SIGNATURE_SPEC describes them:
+//! a simple-signing payload as a layer of an image manifest tagged `sha256-<hex>.sig`, with the
+//! base64 signature in the `dev.cosignproject.cosign/signature` annotation. Pure: it only makes
+//! bytes; `registry.rs` and `examples/make_demo.rs` put them somewhere.
+
+#![allow(dead_code)]
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// `sha256-<hex>.sig` for a `sha256:<hex>` digest.
+pub fn sig_tag(digest: &str) -> String {
+    format!("{}.sig", digest.replace(':', "-"))
+}
+
+/// A content-addressed blob.
+#[derive(Clone, Debug)]
+pub struct Blob {
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+    pub annotations: Vec<(String, String)>,
+}
+
+impl Blob {
+    pub fn new(media_type: &str, bytes: Vec<u8>) -> Self {
+        Self {
+            media_type: media_type.to_owned(),
+            bytes,
+            annotations: Vec::new(),
+        }
+    }
+
+    pub fn digest(&self) -> String {
+        sha256(&self.bytes)
+    }
+
+    pub fn descriptor(&self) -> serde_json::Value {
+        let mut d = serde_json::json!({
+            "mediaType": self.media_type,
+            "digest": self.digest(),
+            "size": self.bytes.len(),
+        });
+        if !self.annotations.is_empty() {
+            d["annotations"] = self
+                .annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+                .collect();
+        }
+        d
+    }
+}
+
+/// An image manifest with its config and layers.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub config: Blob,
+    pub layers: Vec<Blob>,
+    pub manifest: Vec<u8>,
+    pub media_type: String,
+}
+
+impl Image {
+    /// A small OCI image whose content (and so digest) depends on `label`.
+    pub fn new(label: &str) -> Self {
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": {"org.opencontainers.image.title": label}},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }))
+        .unwrap();
+        // An empty tar archive: two zero blocks.
+        let layer = Blob::new("application/vnd.oci.image.layer.v1.tar", vec![0; 1024]);
+        Self::from_parts(
+            Blob::new("application/vnd.oci.image.config.v1+json", config),
+            vec![layer],
+            &[],
+        )
+    }
+
+    pub fn from_parts(
+        config: Blob,
+        layers: Vec<Blob>,
+        extra: &[(&str, serde_json::Value)],
+    ) -> Self {
+        let mut m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config.descriptor(),
+            "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
+        });
+        for (k, v) in extra {
+            m[*k] = v.clone();
+        }
+        Self {
+            config,
+            layers,
+            manifest: serde_json::to_vec(&m).unwrap(),
+            media_type: OCI_MANIFEST.to_owned(),
+        }
+    }
+
+    pub fn digest(&self) -> String {
+        sha256(&self.manifest)
+    }
+
+    pub fn blobs(&self) -> Vec<&Blob> {
+        std::iter::once(&self.config).chain(&self.layers).collect()
+    }
+}
+
+/// An image index over `images`, each with a linux platform.
+pub fn index(images: &[&Image]) -> Vec<u8> {
+    let manifests: Vec<_> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| {
+            let arch = ["amd64", "arm64", "s390x"][i % 3];
+            serde_json::json!({
+                "mediaType": img.media_type,
+                "digest": img.digest(),
+                "size": img.manifest.len(),
+                "platform": {"os": "linux", "architecture": arch},
+            })
+        })
+        .collect();
+    serde_json::to_vec(
+        &serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}),
+    )
+    .unwrap()
+}
+
+/// The simple-signing payload cosign signs for `digest`.
+pub fn payload(docker_reference: &str, digest: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "critical": {
+            "identity": {"docker-reference": docker_reference},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    }))
+    .unwrap()
+}
+
+/// A signing key in one of the algorithms umpire accepts.
+pub enum SigningKey {
+    P256(EcdsaKeyPair),
+    P384(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
+impl SigningKey {
+    pub fn p256() -> Self {
+        Self::P256(EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_ASN1_SIGNING).unwrap())
+    }
+    pub fn p384() -> Self {
+        Self::P384(EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_ASN1_SIGNING).unwrap())
+    }
+    pub fn ed25519() -> Self {
+        Self::Ed25519(Ed25519KeyPair::generate().unwrap())
+    }
+
+    pub fn public_pem(&self) -> String {
+        let der = match self {
+            Self::P256(k) | Self::P384(k) => k.public_key().as_der().unwrap().as_ref().to_vec(),
+            Self::Ed25519(k) => k.public_key().as_der().unwrap().as_ref().to_vec(),
+        };
+        pem::encode(&pem::Pem::new("PUBLIC KEY", der))
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match self {
+            Self::P256(k) | Self::P384(k) => k
+                .sign(&SystemRandom::new(), message)
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+            Self::Ed25519(k) => k.sign(message).as_ref().to_vec(),
+        }
+    }
+}
+
+/// A signature layer: `payload` signed with `key` (the annotation carries the base64 signature).
+pub fn signature_layer(key: &SigningKey, payload: Vec<u8>) -> Blob {
+    let sig = base64::engine::general_purpose::STANDARD.encode(key.sign(&payload));
+    signature_layer_with(payload, Some(sig))
+}
+
+/// A signature layer with whatever annotation the test wants (or none).
+pub fn signature_layer_with(payload: Vec<u8>, signature_b64: Option<String>) -> Blob {
+    let mut blob = Blob::new(SIMPLE_SIGNING, payload);
+    if let Some(s) = signature_b64 {
+        blob.annotations.push((SIGNATURE_ANNOTATION.to_owned(), s));
+    }
+    blob
+}
+
+/// The signature manifest cosign pushes under `sha256-<hex>.sig`: an image whose layers are the
+/// signatures, with an empty JSON config.
+pub fn signature_manifest(layers: Vec<Blob>) -> Image {
+    let config = Blob::new("application/vnd.oci.image.config.v1+json", b"{}".to_vec());
+    Image::from_parts(config, layers, &[])
+}

@@ -1,0 +1,180 @@
+//! A real OCI registry for tests: Debian's `docker-registry` (the reference distribution server),
+//! started on a free loopback port with its own storage, stopped when dropped. Pushes go through
+//! oci-client.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+
+use super::cosign::{Blob, Image, sig_tag, signature_manifest};
+
+pub struct Registry {
+    child: Option<Child>,
+    port: u16,
+    _dir: tempfile::TempDir,
+    client: Client,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn binary() -> PathBuf {
+    for candidate in ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"] {
+        if std::path::Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    panic!(
+        "Debian's docker-registry is not installed: run scripts/test (it installs it) or `apt-get install docker-registry`"
+    );
+}
+
+impl Registry {
+    /// Starts a fresh registry and waits until it answers.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let config = dir.path().join("config.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    dir.path().join("data").display()
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new(binary())
+                .arg("serve")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start docker-registry");
+            match wait_ready(&mut child, port).await {
+                Ok(()) => {
+                    return Registry {
+                        child: Some(child),
+                        port,
+                        _dir: dir,
+                        client: Client::new(ClientConfig {
+                            protocol: ClientProtocol::Http,
+                            ..Default::default()
+                        }),
+                    };
+                }
+                Err(e) => {
+                    last_error = e;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        panic!("docker-registry did not start: {last_error}");
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the registry (for "registry down" tests); the port stays closed.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn reference(&self, repo: &str, reference: &str) -> Reference {
+        if reference.starts_with("sha256:") {
+            Reference::with_digest(self.host(), repo.to_owned(), reference.to_owned())
+        } else {
+            Reference::with_tag(self.host(), repo.to_owned(), reference.to_owned())
+        }
+    }
+
+    pub async fn push_blob(&self, repo: &str, blob: &Blob) {
+        let r = self.reference(repo, "latest");
+        self.client
+            .auth(&r, &RegistryAuth::Anonymous, RegistryOperation::Push)
+            .await
+            .unwrap();
+        self.client
+            .push_blob(&r, blob.bytes.clone(), &blob.digest())
+            .await
+            .unwrap();
+    }
+
+    /// Pushes raw manifest bytes under a tag or digest; returns the registry's digest.
+    pub async fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> String {
+        let r = self.reference(repo, reference);
+        self.client
+            .auth(&r, &RegistryAuth::Anonymous, RegistryOperation::Push)
+            .await
+            .unwrap();
+        self.client
+            .push_manifest_raw(&r, bytes.to_vec(), media_type.parse().unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("push manifest {repo}:{reference}: {e}"))
+    }
+
+    /// Pushes an image's blobs and manifest under `tag`; returns its digest.
+    pub async fn push_image(&self, repo: &str, tag: &str, image: &Image) -> String {
+        for blob in image.blobs() {
+            self.push_blob(repo, blob).await;
+        }
+        self.push_manifest(repo, tag, &image.manifest, &image.media_type)
+            .await;
+        image.digest()
+    }
+
+    /// Pushes a cosign signature manifest with `layers` under `sha256-<hex>.sig` for `digest`.
+    pub async fn push_signatures(&self, repo: &str, digest: &str, layers: Vec<Blob>) {
+        let sig = signature_manifest(layers);
+        self.push_image(repo, &sig_tag(digest), &sig).await;
+    }
+}
+
+async fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let url = format!("http://127.0.0.1:{port}/v2/");
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited with {status}"));
+        }
+        if let Ok(r) = reqwest::get(&url).await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("no answer within 15s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
