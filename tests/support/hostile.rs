@@ -29,6 +29,10 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Wait this long before answering.
+    pub delay: std::time::Duration,
+    /// Send no Content-Length: the body ends when the connection closes.
+    pub omit_length: bool,
 }
 
 impl Reply {
@@ -37,7 +41,19 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: body.into(),
+            delay: std::time::Duration::ZERO,
+            omit_length: false,
         }
+    }
+
+    pub fn delayed(mut self, d: std::time::Duration) -> Self {
+        self.delay = d;
+        self
+    }
+
+    pub fn without_length(mut self) -> Self {
+        self.omit_length = true;
+        self
     }
 
     pub fn header(mut self, k: &str, v: &str) -> Self {
@@ -89,6 +105,7 @@ impl Scripted {
                     };
                     let reply = handler(&request);
                     log.lock().unwrap().push(request);
+                    tokio::time::sleep(reply.delay).await;
                     let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", reply.status);
                     if !reply
                         .headers

@@ -1,0 +1,155 @@
+//! The gRPC server around the verifier: health, reflection, clean shutdown.
+
+mod support;
+
+use std::time::Duration;
+
+use support::Umpire;
+use support::hostile::{Reply, Scripted};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use umpire::proto::VerifyRequest;
+
+const DEMO_ONLY: &str = "policies:\n  - name: p\n    images: [\"127.0.0.1:1/**\"]\n    signatures:\n      authorities:\n        - key: k\n";
+
+fn yaml_with_key() -> String {
+    let key = support::cosign::SigningKey::p256();
+    support::config_yaml(
+        "127.0.0.1:1",
+        &[("k", &key.public_pem())],
+        &DEMO_ONLY["policies:\n".len()..],
+        "",
+    )
+}
+
+async fn channel(umpire: &Umpire) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{}", umpire.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_reports_serving_for_the_verifier() {
+    let umpire = Umpire::start(&yaml_with_key()).await;
+    let _ = umpire.client().await;
+    let mut health = HealthClient::new(channel(&umpire).await);
+    for service in ["", "umpire.v1.Verifier"] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status(), ServingStatus::Serving, "{service:?}");
+    }
+}
+
+#[tokio::test]
+async fn reflection_lists_the_verifier() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let umpire = Umpire::start(&yaml_with_key()).await;
+    let _ = umpire.client().await;
+    let mut client = ServerReflectionClient::new(channel(&umpire).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"umpire.v1.Verifier".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_call_finish() {
+    // A registry that takes a second to answer keeps a Verify call in flight.
+    let slow = Scripted::start(|_: &support::hostile::Request| {
+        Reply::new(503, "later").delayed(Duration::from_secs(1))
+    })
+    .await;
+    let key = support::cosign::SigningKey::p256();
+    let yaml = support::config_yaml(
+        &slow.host(),
+        &[("k", &key.public_pem())],
+        &support::key_policy("p", &slow.host(), 1, &["k"]),
+        "",
+    );
+    let umpire = Umpire::start(&yaml).await;
+    let mut client = umpire.client().await;
+    let image = format!("{}/app:v1", slow.host());
+    let call = tokio::spawn(async move {
+        client
+            .verify(VerifyRequest {
+                image,
+                policy: String::new(),
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    umpire.stop().await.unwrap();
+    let r = call
+        .await
+        .unwrap()
+        .expect("the in-flight call completes")
+        .into_inner();
+    assert!(!r.allowed);
+    assert!(r.retryable);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_binary_stops_cleanly_on_sigterm() {
+    let port = support::registry::free_port();
+    let (_dir, path) =
+        support::config_file(&format!("listen: 127.0.0.1:{port}\n{}", yaml_with_key()));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "umpire serve did not listen on {port}");
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
