@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod config;
+pub mod conformance;
 pub mod digest;
 pub mod engine;
 pub mod evidence;

@@ -45,6 +45,17 @@ enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// The sigstore-conformance client protocol (see ../shared/conformance/README.md).
+    Conformance {
+        #[command(subcommand)]
+        command: ConformanceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConformanceCommand {
+    /// Verify a Sigstore bundle for an artifact (a path or sha256:<hex>). Exit 0 only if it verifies.
+    VerifyBundle(umpire::conformance::VerifyBundleArgs),
 }
 
 fn init_logging(default_level: &str) {
@@ -103,6 +114,15 @@ fn main() -> ExitCode {
             init_logging("warn");
             runtime.block_on(verify(config, policy, json, images))
         }
+        Command::Conformance {
+            command: ConformanceCommand::VerifyBundle(args),
+        } => match umpire::conformance::verify_bundle(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("umpire: bundle does not verify: {e:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
