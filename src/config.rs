@@ -11,8 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::glob::Glob;
-use crate::policy::{Authority, Policy, SignatureRequirement};
+use crate::policy::{Authority, KeylessAuthority, Policy, SignatureRequirement};
+use crate::verify::identity::{Claim, Matcher};
 use crate::verify::keys::PublicKey;
+use crate::verify::sigstore::SigstoreRoot;
 
 /// The built-in default: deny everything, except the bundled demo layouts under `examples/`, which
 /// must carry a signature by the demo key. `umpire verify` and `umpire serve` use it without `--config`.
@@ -81,6 +83,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub registries: HashMap<String, RegistrySettings>,
     pub keys: BTreeMap<String, Arc<PublicKey>>,
+    /// Sigstore trusted roots by name (`trust.sigstore`).
+    pub sigstore: BTreeMap<String, Arc<SigstoreRoot>>,
     pub policies: Vec<Policy>,
     pub default: DefaultAction,
     pub limits: Limits,
@@ -162,7 +166,31 @@ struct RawAuthority {
     #[serde(default)]
     key: Option<String>,
     #[serde(default)]
-    keyless: Option<serde_yaml_ng::Value>,
+    keyless: Option<RawKeyless>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeyless {
+    trust: String,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    issuer_regex: Option<String>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    subject_regex: Option<String>,
+    #[serde(default)]
+    repository: Option<String>,
+    #[serde(default, rename = "ref")]
+    git_ref: Option<String>,
+    #[serde(default)]
+    trigger: Option<String>,
+    #[serde(default)]
+    sha: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -247,11 +275,19 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 ));
             }
         }
-        if let Some(name) = raw.trust.sigstore.keys().next() {
-            return Err(bad(
-                &format!("trust.sigstore.{name}"),
-                "keyless Sigstore trust roots are not supported by this build of umpire yet".into(),
-            ));
+        let mut sigstore = BTreeMap::new();
+        for (name, value) in raw.trust.sigstore {
+            let key = format!("trust.sigstore.{name}");
+            let root = if value == "embedded" {
+                SigstoreRoot::public_good(&name)
+            } else {
+                let path = self.base.join(&value);
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                    .and_then(|json| SigstoreRoot::from_json(&name, &json))
+            }
+            .map_err(|e| bad(&key, e))?;
+            sigstore.insert(name, Arc::new(root));
         }
 
         let mut registries = HashMap::new();
@@ -338,12 +374,12 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                         }
                         authorities.push(authority);
                     }
-                    (None, Some(_)) => {
-                        return Err(bad(
-                            &format!("{akey}.keyless"),
-                            "keyless authorities are not supported by this build of umpire yet"
-                                .into(),
-                        ));
+                    (None, Some(k)) => {
+                        let authority = self.keyless(&format!("{akey}.keyless"), k, &sigstore)?;
+                        if authorities.contains(&authority) {
+                            return Err(bad(&akey, format!("{authority} is listed twice")));
+                        }
+                        authorities.push(authority);
                     }
                     _ => {
                         return Err(bad(
@@ -415,11 +451,66 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             metrics_listen,
             registries,
             keys,
+            sigstore,
             policies,
             default: raw.default,
             limits,
             source: None,
         })
+    }
+
+    fn keyless(
+        &self,
+        key: &str,
+        k: RawKeyless,
+        roots: &BTreeMap<String, Arc<SigstoreRoot>>,
+    ) -> Result<Authority, ConfigError> {
+        let bad = self.invalid;
+        if !roots.contains_key(&k.trust) {
+            return Err(bad(
+                &format!("{key}.trust"),
+                format!("no Sigstore root named {:?} under trust.sigstore", k.trust),
+            ));
+        }
+        let matcher = |what: &str, exact: Option<String>, regex: Option<String>| match (
+            exact, regex,
+        ) {
+            (Some(e), None) => Ok(Matcher::Exact(e)),
+            (None, Some(r)) => Matcher::regex(&r).map_err(|e| {
+                bad(
+                    &format!("{key}.{what}_regex"),
+                    format!("not a valid regex: {e}"),
+                )
+            }),
+            (Some(_), Some(_)) => Err(bad(
+                &format!("{key}.{what}"),
+                format!("give `{what}` or `{what}_regex`, not both"),
+            )),
+            (None, None) => Err(bad(
+                &format!("{key}.{what}"),
+                format!(
+                    "a keyless authority must constrain the {what} (`{what}` or `{what}_regex`); an unconstrained one would accept anyone"
+                ),
+            )),
+        };
+        let issuer = matcher("issuer", k.issuer, k.issuer_regex)?;
+        let subject = matcher("subject", k.subject, k.subject_regex)?;
+        let claims = [
+            (Claim::Repository, k.repository),
+            (Claim::Ref, k.git_ref),
+            (Claim::Trigger, k.trigger),
+            (Claim::Sha, k.sha),
+            (Claim::Name, k.name),
+        ]
+        .into_iter()
+        .filter_map(|(c, v)| v.map(|v| (c, v)))
+        .collect();
+        Ok(Authority::Keyless(KeylessAuthority {
+            trust: k.trust,
+            issuer,
+            subject,
+            claims,
+        }))
     }
 
     fn addr(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {

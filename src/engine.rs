@@ -17,11 +17,14 @@ use crate::evidence::{FetchError, Manifest, ManifestKind, ManifestRef, Source};
 use crate::policy::{self, Policy};
 use crate::reference::{ImageRef, ReferenceError};
 use crate::verdict::{Code, Finding, Verdict};
-use crate::verify::cosign_keyed::{self, KeyedOutcome, SignatureLayer};
 use crate::verify::keys::PublicKey;
+use crate::verify::signature::{self, SignatureLayer, SignatureOutcome, Trust};
+use crate::verify::sigstore::SigstoreRoot;
 
-/// The annotation holding a cosign signature, beside its payload layer.
-pub const COSIGN_SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// Media types (prefix) of Sigstore bundles attached as referrers.
+const SIGSTORE_BUNDLE_TYPE: &str = "application/vnd.dev.sigstore.bundle";
+/// Bundles may be larger than simple-signing payloads (certificates, proofs).
+const MIN_BUNDLE_BYTES: u64 = 1024 * 1024;
 /// Signature layer blobs fetched at once for one image.
 const BLOB_CONCURRENCY: usize = 8;
 
@@ -43,6 +46,8 @@ pub struct Engine {
     config: Arc<Config>,
     registry: Arc<RegistryClient>,
     keys: Vec<(String, Arc<PublicKey>)>,
+    roots: Vec<Arc<SigstoreRoot>>,
+    offline: SigstoreRoot,
 }
 
 /// A parsed request with the policies that apply to it.
@@ -71,10 +76,13 @@ impl Engine {
             .iter()
             .map(|(n, k)| (n.clone(), Arc::clone(k)))
             .collect();
+        let roots = config.sigstore.values().cloned().collect();
         Ok(Self {
             config: Arc::new(config),
             registry: Arc::new(registry),
             keys,
+            roots,
+            offline: SigstoreRoot::offline(),
         })
     }
 
@@ -311,12 +319,14 @@ impl Engine {
         let image = format!("{}@{digest}", resolved.source.name());
         let needs_signatures = policies.iter().any(|p| p.signatures.is_some());
         let outcomes = if needs_signatures {
-            match self
-                .signature_layers(resolved.source.as_ref(), digest)
-                .await
-            {
-                Ok(layers) => self.check_signatures(&layers, digest),
-                Err(e) => return Verdict::deny(&image, vec![e.finding()]),
+            let source = resolved.source.as_ref();
+            let (layers, bundles) = futures::join!(
+                self.signature_layers(source, digest),
+                self.referrer_bundles(source, digest)
+            );
+            match (layers, bundles) {
+                (Ok(layers), Ok(bundles)) => self.check_signatures(&layers, &bundles, digest),
+                (Err(e), _) | (_, Err(e)) => return Verdict::deny(&image, vec![e.finding()]),
             }
         } else {
             Vec::new()
@@ -383,18 +393,15 @@ impl Engine {
                 what: what.clone(),
                 detail: e.to_string(),
             })?;
-            wanted.push((
-                layer_digest,
-                layer.annotations.get(COSIGN_SIGNATURE_ANNOTATION).cloned(),
-            ));
+            wanted.push((layer_digest, layer.annotations));
         }
         let max = limits.max_signature_layer_bytes;
         let fetched: Vec<Result<SignatureLayer, FetchError>> = futures::stream::iter(wanted)
-            .map(|(d, signature_b64)| async move {
+            .map(|(d, annotations)| async move {
                 let payload = source.blob(&d, max).await?;
                 Ok(SignatureLayer {
                     payload,
-                    signature_b64,
+                    annotations,
                 })
             })
             .buffered(BLOB_CONCURRENCY)
@@ -403,15 +410,130 @@ impl Engine {
         fetched.into_iter().collect()
     }
 
-    fn check_signatures(&self, layers: &[SignatureLayer], digest: &Digest) -> Vec<KeyedOutcome> {
+    /// Sigstore bundles attached to `digest` as OCI referrers (the referrers API, or the
+    /// `sha256-<hex>` fallback tag). Each referring manifest is read itself, since fallback indexes
+    /// may lack the descriptors' artifact types, and must name `digest` as its subject.
+    async fn referrer_bundles(
+        &self,
+        source: &dyn Source,
+        digest: &Digest,
+    ) -> Result<Vec<sigstore_types::Bundle>, FetchError> {
+        let limits = &self.config.limits;
+        let Some(index) = source.referrers(digest, limits.max_manifest_bytes).await? else {
+            return Ok(Vec::new());
+        };
+        let what = format!("referrers of {}@{digest}", source.name());
+        let ManifestKind::Index { manifests } = index.kind else {
+            return Err(FetchError::Protocol {
+                what,
+                detail: "the referrers answer is not an index".into(),
+            });
+        };
+        let candidates: Vec<_> = manifests
+            .into_iter()
+            .filter(|d| {
+                d.artifact_type
+                    .as_deref()
+                    .is_none_or(|t| t.starts_with(SIGSTORE_BUNDLE_TYPE))
+            })
+            .collect();
+        if candidates.len() > limits.max_signatures {
+            return Err(FetchError::LimitExceeded {
+                what: format!("{what}: {} referrers", candidates.len()),
+                limit: limits.max_signatures as u64,
+                unit: "referrers",
+            });
+        }
+        let max_manifest = limits.max_manifest_bytes;
+        let max_bundle = limits.max_signature_layer_bytes.max(MIN_BUNDLE_BYTES);
+        let fetched: Vec<Result<Option<sigstore_types::Bundle>, FetchError>> =
+            futures::stream::iter(candidates)
+                .map(|d| {
+                    let what = what.clone();
+                    async move {
+                        let d = Digest::parse(&d.digest).map_err(|e| FetchError::Protocol {
+                            what: what.clone(),
+                            detail: e.to_string(),
+                        })?;
+                        let m = source
+                            .manifest(&ManifestRef::Digest(d), max_manifest)
+                            .await?;
+                        let is_bundle = m
+                            .artifact_type
+                            .as_deref()
+                            .is_some_and(|t| t.starts_with(SIGSTORE_BUNDLE_TYPE));
+                        let about_this_image = m
+                            .subject
+                            .as_ref()
+                            .is_some_and(|s| s.digest == digest.as_str());
+                        let ManifestKind::Image { layers } = m.kind else {
+                            return Ok(None);
+                        };
+                        let Some(layer) = layers
+                            .into_iter()
+                            .find(|l| l.media_type.starts_with(SIGSTORE_BUNDLE_TYPE))
+                        else {
+                            return Ok(None);
+                        };
+                        if !is_bundle || !about_this_image {
+                            return Ok(None);
+                        }
+                        if layer.size > max_bundle {
+                            return Err(FetchError::LimitExceeded {
+                                what: format!("{what}: bundle {}", layer.digest),
+                                limit: max_bundle,
+                                unit: "bytes",
+                            });
+                        }
+                        let ld =
+                            Digest::parse(&layer.digest).map_err(|e| FetchError::Protocol {
+                                what: what.clone(),
+                                detail: e.to_string(),
+                            })?;
+                        let bytes = source.blob(&ld, max_bundle).await?;
+                        // An unparsable bundle is a signature that does not verify, not an error.
+                        Ok(std::str::from_utf8(&bytes)
+                            .ok()
+                            .and_then(|json| sigstore_types::Bundle::from_json(json).ok()))
+                    }
+                })
+                .buffered(BLOB_CONCURRENCY)
+                .collect()
+                .await;
+        let mut bundles = Vec::new();
+        for f in fetched {
+            if let Some(b) = f? {
+                bundles.push(b);
+            }
+        }
+        Ok(bundles)
+    }
+
+    fn check_signatures(
+        &self,
+        layers: &[SignatureLayer],
+        bundles: &[sigstore_types::Bundle],
+        digest: &Digest,
+    ) -> Vec<SignatureOutcome> {
         let keys: Vec<(String, &PublicKey)> = self
             .keys
             .iter()
             .map(|(n, k)| (n.clone(), k.as_ref()))
             .collect();
+        let roots: Vec<&SigstoreRoot> = self.roots.iter().map(Arc::as_ref).collect();
+        let trust = Trust {
+            keys: &keys,
+            roots: &roots,
+            offline: &self.offline,
+        };
         layers
             .iter()
-            .map(|l| cosign_keyed::check(l, &keys, digest))
+            .map(|l| signature::check_layer(l, &trust, digest))
+            .chain(
+                bundles
+                    .iter()
+                    .filter_map(|b| signature::check_bundle(b, &trust, digest)),
+            )
             .collect()
     }
 }

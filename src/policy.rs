@@ -6,7 +6,8 @@ use std::fmt;
 use crate::digest::Digest;
 use crate::glob::Glob;
 use crate::verdict::{Code, Finding};
-use crate::verify::cosign_keyed::KeyedOutcome;
+use crate::verify::identity::{CertIdentity, Claim, Matcher};
+use crate::verify::signature::{SignatureOutcome, Signer};
 
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -26,12 +27,77 @@ pub struct SignatureRequirement {
 pub enum Authority {
     /// A public key from `trust.keys`, by name.
     Key { name: String },
+    /// A Fulcio certificate identity under a `trust.sigstore` root.
+    Keyless(KeylessAuthority),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeylessAuthority {
+    pub trust: String,
+    pub issuer: Matcher,
+    pub subject: Matcher,
+    /// GitHub workflow claims that must equal these values.
+    pub claims: Vec<(Claim, String)>,
+}
+
+impl KeylessAuthority {
+    /// Why `identity` does not satisfy this authority, or `None` when it does.
+    pub fn mismatch(&self, identity: &CertIdentity) -> Option<String> {
+        if !self.issuer.matches(&identity.issuer) {
+            return Some(format!(
+                "issuer {:?} does not match {}",
+                identity.issuer, self.issuer
+            ));
+        }
+        if !self.subject.matches(&identity.subject) {
+            return Some(format!(
+                "subject {:?} does not match {}",
+                identity.subject, self.subject
+            ));
+        }
+        for (claim, expected) in &self.claims {
+            match identity.claim(*claim) {
+                Some(found) if found == expected => {}
+                found => {
+                    return Some(format!(
+                        "GitHub claim {} is {:?}, expected {expected:?}",
+                        claim.key(),
+                        found.unwrap_or("(absent)")
+                    ));
+                }
+            }
+        }
+        None
+    }
 }
 
 impl fmt::Display for Authority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Authority::Key { name } => write!(f, "key:{name}"),
+            Authority::Keyless(k) => {
+                write!(
+                    f,
+                    "keyless:{} (issuer {}, subject {}",
+                    k.trust, k.issuer, k.subject
+                )?;
+                for (c, v) in &k.claims {
+                    write!(f, ", {} {v:?}", c.key())?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+impl Authority {
+    pub fn accepts(&self, signer: &Signer) -> bool {
+        match (self, signer) {
+            (Authority::Key { name }, Signer::Key(k)) => name == k,
+            (Authority::Keyless(a), Signer::Keyless { trust, identity }) => {
+                a.trust == *trust && a.mismatch(identity).is_none()
+            }
+            _ => false,
         }
     }
 }
@@ -72,19 +138,17 @@ pub fn select<'a>(
 /// At most this many problem findings per requirement; the rest are summarised in one line.
 const MAX_PROBLEM_FINDINGS: usize = 10;
 
-/// Whether the keyed signature outcomes found for `digest` meet `req`. Returns (held, findings).
+/// Whether the signature outcomes found for `digest` meet `req`. Returns (held, findings).
 pub fn evaluate_signatures(
     policy: &str,
     req: &SignatureRequirement,
     digest: &Digest,
-    outcomes: &[KeyedOutcome],
+    outcomes: &[SignatureOutcome],
 ) -> (bool, Vec<Finding>) {
-    let accepted = |keys: &[String]| -> Vec<&Authority> {
+    let accepted_by = |signers: &[Signer]| -> Vec<&Authority> {
         req.authorities
             .iter()
-            .filter(|a| match a {
-                Authority::Key { name } => keys.contains(name),
-            })
+            .filter(|a| signers.iter().any(|s| a.accepts(s)))
             .collect()
     };
     let satisfied: Vec<&Authority> = req
@@ -92,7 +156,7 @@ pub fn evaluate_signatures(
         .iter()
         .filter(|a| {
             outcomes.iter().any(|o| match o {
-                KeyedOutcome::Valid { keys } => accepted(keys).contains(a),
+                SignatureOutcome::Valid { signers } => accepted_by(signers).contains(a),
                 _ => false,
             })
         })
@@ -135,30 +199,26 @@ pub fn evaluate_signatures(
     for (i, o) in outcomes.iter().enumerate() {
         let n = i + 1;
         let finding = match o {
-            KeyedOutcome::Valid { keys } if accepted(keys).is_empty() => Finding::new(
-                Code::UntrustedSigner,
-                format!(
-                    "signature {n} verifies under {}, which policy {policy} does not accept; expected {expected}",
-                    names(keys)
-                ),
-            ),
-            KeyedOutcome::Valid { .. } => continue,
-            KeyedOutcome::WrongDigest { keys, found } => Finding::new(
+            SignatureOutcome::Valid { signers } if accepted_by(signers).is_empty() => {
+                unaccepted(n, policy, req, signers)
+            }
+            SignatureOutcome::Valid { .. } => continue,
+            SignatureOutcome::WrongDigest { signers, found } => Finding::new(
                 Code::DigestMismatch,
                 format!(
                     "signature {n} (by {}) is for {found}, not for this image's digest {digest}; it was made for another image",
-                    names(keys)
+                    names(signers)
                 ),
             ),
-            KeyedOutcome::BadPayload { keys, reason } => Finding::new(
+            SignatureOutcome::BadPayload { signers, reason } => Finding::new(
                 Code::SignatureInvalid,
                 format!(
                     "signature {n} (by {}) is over an unusable payload: {reason}",
-                    names(keys)
+                    names(signers)
                 ),
             ),
-            KeyedOutcome::Unverified { reason } => Finding::new(
-                Code::SignatureInvalid,
+            SignatureOutcome::Unverified { code, reason } => Finding::new(
+                *code,
                 format!(
                     "signature {n} does not verify: {reason}; expected a signature by {expected}"
                 ),
@@ -200,11 +260,47 @@ pub fn evaluate_signatures(
     (false, problems)
 }
 
-fn names(keys: &[String]) -> String {
-    keys.iter()
-        .map(|k| format!("key:{k}"))
+fn names(signers: &[Signer]) -> String {
+    signers
+        .iter()
+        .map(|s| s.to_string())
         .collect::<Vec<_>>()
-        .join(", ")
+        .join("; ")
+}
+
+/// A signature that verified, by signers no authority of the policy accepts: IDENTITY_MISMATCH when
+/// a keyless authority of the same trust root was looking for another identity, UNTRUSTED_SIGNER
+/// otherwise.
+fn unaccepted(n: usize, policy: &str, req: &SignatureRequirement, signers: &[Signer]) -> Finding {
+    for signer in signers {
+        let Signer::Keyless { trust, identity } = signer else {
+            continue;
+        };
+        let near = req.authorities.iter().find_map(|a| match a {
+            Authority::Keyless(k) if k.trust == *trust => k.mismatch(identity).map(|why| (a, why)),
+            _ => None,
+        });
+        if let Some((authority, why)) = near {
+            return Finding::new(
+                Code::IdentityMismatch,
+                format!("signature {n} was made by {identity}; {why}, as {authority} requires"),
+            )
+            .with_authority(authority.to_string());
+        }
+    }
+    let expected = req
+        .authorities
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Finding::new(
+        Code::UntrustedSigner,
+        format!(
+            "signature {n} verifies as {}, which policy {policy} does not accept; expected {expected}",
+            names(signers)
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -223,9 +319,9 @@ mod tests {
         }
     }
 
-    fn valid(k: &str) -> KeyedOutcome {
-        KeyedOutcome::Valid {
-            keys: vec![k.into()],
+    fn valid(k: &str) -> SignatureOutcome {
+        SignatureOutcome::Valid {
+            signers: vec![Signer::Key(k.into())],
         }
     }
 
@@ -294,20 +390,124 @@ mod tests {
         let (ok, f) = evaluate_signatures("p", &req(1, &["a"]), &d, &[valid("other")]);
         assert!(!ok);
         assert_eq!(codes(&f), [Code::UntrustedSigner]);
+        let (ok, f) = evaluate_signatures("p", &req(1, &["a"]), &d, &[valid("other")]);
+        assert!(!ok);
+        assert_eq!(codes(&f), [Code::UntrustedSigner]);
         assert!(f[0].message.contains("key:other") && f[0].message.contains("key:a"));
 
-        let wrong = KeyedOutcome::WrongDigest {
-            keys: vec!["a".into()],
+        let wrong = SignatureOutcome::WrongDigest {
+            signers: vec![Signer::Key("a".into())],
             found: "sha256:00".into(),
         };
         let (ok, f) = evaluate_signatures("p", &req(1, &["a"]), &d, &[wrong]);
         assert!(!ok);
         assert_eq!(codes(&f), [Code::DigestMismatch]);
 
-        let bad = KeyedOutcome::Unverified { reason: "r".into() };
+        let bad = SignatureOutcome::Unverified {
+            code: Code::SignatureInvalid,
+            reason: "r".into(),
+        };
         let (ok, f) = evaluate_signatures("p", &req(1, &["a"]), &d, &vec![bad; 30]);
         assert!(!ok);
         assert_eq!(f.len(), MAX_PROBLEM_FINDINGS + 1);
         assert!(f.iter().all(|f| f.code == Code::SignatureInvalid));
+    }
+
+    fn keyless(trust: &str, issuer: &str, subject: &str) -> KeylessAuthority {
+        KeylessAuthority {
+            trust: trust.into(),
+            issuer: Matcher::Exact(issuer.into()),
+            subject: Matcher::regex(subject).unwrap(),
+            claims: vec![(Claim::Repository, "acme/app".into())],
+        }
+    }
+
+    fn signed_by(trust: &str, issuer: &str, subject: &str, repo: &str) -> SignatureOutcome {
+        SignatureOutcome::Valid {
+            signers: vec![Signer::Keyless {
+                trust: trust.into(),
+                identity: CertIdentity {
+                    subject: subject.into(),
+                    issuer: issuer.into(),
+                    repository: Some(repo.into()),
+                    ..Default::default()
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn keyless_identities() {
+        let d = Digest::of(b"i");
+        let gh = "https://token.actions.githubusercontent.com";
+        let req = SignatureRequirement {
+            threshold: 1,
+            authorities: vec![Authority::Keyless(keyless(
+                "pg",
+                gh,
+                r"https://github\.com/acme/.+",
+            ))],
+        };
+        let good = signed_by(
+            "pg",
+            gh,
+            "https://github.com/acme/app/.github/workflows/r.yml@refs/heads/main",
+            "acme/app",
+        );
+        assert!(evaluate_signatures("p", &req, &d, &[good]).0);
+
+        for (outcome, code) in [
+            (
+                signed_by(
+                    "pg",
+                    "https://accounts.google.com",
+                    "https://github.com/acme/x",
+                    "acme/app",
+                ),
+                Code::IdentityMismatch,
+            ),
+            (
+                signed_by("pg", gh, "https://github.com/evil/x", "acme/app"),
+                Code::IdentityMismatch,
+            ),
+            (
+                signed_by("pg", gh, "https://github.com/acme/x", "evil/app"),
+                Code::IdentityMismatch,
+            ),
+            // Only an unanchored regex would match this subject.
+            (
+                signed_by(
+                    "pg",
+                    gh,
+                    "https://evil.example/https://github.com/acme/x",
+                    "acme/app",
+                ),
+                Code::IdentityMismatch,
+            ),
+            (
+                signed_by("other-root", gh, "https://github.com/acme/x", "acme/app"),
+                Code::UntrustedSigner,
+            ),
+        ] {
+            let (ok, f) = evaluate_signatures("p", &req, &d, &[outcome]);
+            assert!(!ok);
+            assert_eq!(codes(&f), [code]);
+        }
+        let (_, f) = evaluate_signatures(
+            "p",
+            &req,
+            &d,
+            &[signed_by("pg", gh, "https://github.com/evil/x", "acme/app")],
+        );
+        assert!(
+            f[0].message.contains("https://github.com/evil/x"),
+            "shows what was found: {}",
+            f[0].message
+        );
+        assert!(
+            f[0].message.contains("acme"),
+            "and what was expected: {}",
+            f[0].message
+        );
     }
 }

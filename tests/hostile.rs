@@ -386,10 +386,9 @@ async fn batch_fetches_each_digest_once() {
     let requests: Vec<(String, Option<String>)> = vec![(by_digest.clone(), None); 5];
     let verdicts = engine.verify_batch(&requests).await.unwrap();
     assert!(verdicts.iter().all(|v| v.allowed));
-    let manifest_gets = server
-        .requests()
-        .iter()
-        .filter(|r| r.path.contains("/manifests/"))
-        .count();
-    assert_eq!(manifest_gets, 2, "one image manifest and one .sig manifest");
+    let requests = server.requests();
+    let count = |part: &str| requests.iter().filter(|r| r.path.contains(part)).count();
+    // The image manifest, its .sig tag and its referrers fallback tag; the referrers API once.
+    assert_eq!(count("/manifests/"), 3, "{requests:?}");
+    assert_eq!(count("/referrers/"), 1, "{requests:?}");
 }

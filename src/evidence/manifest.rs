@@ -50,6 +50,10 @@ pub struct Manifest {
     pub digest: Digest,
     pub media_type: String,
     pub kind: ManifestKind,
+    /// OCI 1.1 `artifactType` (or, failing that, the config's media type).
+    pub artifact_type: Option<String>,
+    /// OCI 1.1 `subject`: the manifest this one refers to.
+    pub subject: Option<Descriptor>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +64,10 @@ struct Raw {
     media_type: Option<String>,
     layers: Option<Vec<Descriptor>>,
     manifests: Option<Vec<Descriptor>>,
+    #[serde(rename = "artifactType")]
+    artifact_type: Option<String>,
+    subject: Option<Descriptor>,
+    config: Option<Descriptor>,
 }
 
 impl Manifest {
@@ -153,10 +161,15 @@ impl Manifest {
                 unit: "descriptors",
             });
         }
+        let artifact_type = raw
+            .artifact_type
+            .or_else(|| raw.config.map(|c| c.media_type));
         Ok(Self {
             digest,
             media_type,
             kind,
+            artifact_type,
+            subject: raw.subject,
         })
     }
 

@@ -96,6 +96,23 @@ pub trait Source: Send + Sync {
     /// Fetches a blob by digest, checked against it, at most `max_bytes` long.
     async fn blob(&self, digest: &Digest, max_bytes: u64) -> Result<Vec<u8>, FetchError>;
 
+    /// The referrers index of `digest`: the OCI referrers API where there is one, else the
+    /// `sha256-<hex>` fallback tag. `None` when nothing refers to it.
+    async fn referrers(
+        &self,
+        digest: &Digest,
+        max_bytes: u64,
+    ) -> Result<Option<Manifest>, FetchError> {
+        match self
+            .manifest(&ManifestRef::Tag(digest.cosign_tag("")), max_bytes)
+            .await
+        {
+            Ok(m) => Ok(Some(m)),
+            Err(FetchError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Human name of the repository or layout, for messages.
     fn name(&self) -> String;
 }

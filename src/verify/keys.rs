@@ -37,6 +37,8 @@ impl KeyKind {
 /// A parsed public key together with the signature algorithms umpire accepts for it.
 pub struct PublicKey {
     kind: KeyKind,
+    /// SubjectPublicKeyInfo DER, when the key came as one (not for PKCS#1 RSA keys).
+    spki_der: Option<Vec<u8>>,
     /// One parsed key per accepted algorithm (e.g. P-384 over SHA-384 and over SHA-256).
     verifiers: Vec<ParsedPublicKey>,
 }
@@ -75,7 +77,12 @@ impl PublicKey {
         let block = pem::parse(pem_text).map_err(|e| KeyError::NotPem(e.to_string()))?;
         match block.tag() {
             "PUBLIC KEY" => Self::from_spki_der(block.contents()),
-            "RSA PUBLIC KEY" => Self::from_candidate(&CANDIDATES[3], block.contents()),
+            "RSA PUBLIC KEY" => {
+                Self::from_candidate(&CANDIDATES[3], block.contents()).map(|mut k| {
+                    k.spki_der = None;
+                    k
+                })
+            }
             other => Err(KeyError::WrongPemTag(other.to_owned())),
         }
     }
@@ -96,8 +103,13 @@ impl PublicKey {
             .map_err(|_| KeyError::Unsupported)?;
         Ok(Self {
             kind: *kind,
+            spki_der: Some(der.to_vec()),
             verifiers,
         })
+    }
+
+    pub fn spki_der(&self) -> Option<&[u8]> {
+        self.spki_der.as_deref()
     }
 
     pub fn kind(&self) -> KeyKind {

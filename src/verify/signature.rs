@@ -1,0 +1,372 @@
+//! One image signature, whatever form it came in, checked against all the trust material umpire
+//! knows and bound to the image digest:
+//! - a legacy cosign layer (`sha256-<hex>.sig`): the base64 annotation over the simple-signing
+//!   payload, checked under every configured key, and, when it carries a certificate, as a keyless
+//!   signature under every configured Sigstore root;
+//! - a Sigstore bundle attached as a referrer: a DSSE envelope whose in-toto statement (predicate
+//!   `https://sigstore.dev/cosign/sign/v1`) names the image digest as its subject.
+//!
+//! Which signers a policy accepts is decided later (policy), so that "signed by someone this policy
+//! does not accept" can be told apart from "signed by nobody we can verify".
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use sigstore_types::{Bundle, Sha256Hash, SignatureContent};
+
+use super::cosign_legacy::{self, BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, RFC3161_ANNOTATION};
+use super::identity::CertIdentity;
+use super::keys::PublicKey;
+use super::sigstore::{Failure, SigstoreRoot};
+use super::simple_signing::SimpleSigning;
+use crate::digest::Digest;
+use crate::verdict::Code;
+
+/// The annotation holding a cosign signature, beside its payload layer.
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// The in-toto predicate type of a cosign v3 image signature.
+pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+
+/// A signature as found under the `.sig` tag: the payload blob and the annotations beside it.
+#[derive(Debug, Clone)]
+pub struct SignatureLayer {
+    pub payload: Vec<u8>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Who made a signature that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    /// A key from `trust.keys`, by name.
+    Key(String),
+    /// A Fulcio certificate that verified under the named `trust.sigstore` root.
+    Keyless {
+        trust: String,
+        identity: CertIdentity,
+    },
+}
+
+impl std::fmt::Display for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Signer::Key(k) => write!(f, "key:{k}"),
+            Signer::Keyless { trust, identity } => {
+                write!(f, "a certificate from {trust} for {identity}")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureOutcome {
+    /// Verifies, by `signers`, and is about the image digest.
+    Valid { signers: Vec<Signer> },
+    /// Verifies, but is about another digest (a copied signature).
+    WrongDigest { signers: Vec<Signer>, found: String },
+    /// Verifies, but the signed payload is unusable.
+    BadPayload {
+        signers: Vec<Signer>,
+        reason: String,
+    },
+    /// Verifies under nothing umpire trusts; `code` says which check failed.
+    Unverified { code: Code, reason: String },
+}
+
+/// All the trust material a signature may verify under.
+pub struct Trust<'a> {
+    pub keys: &'a [(String, &'a PublicKey)],
+    pub roots: &'a [&'a SigstoreRoot],
+    /// A root with no authorities, for keyed bundles when no Sigstore root is configured.
+    pub offline: &'a SigstoreRoot,
+}
+
+/// Checks one legacy `.sig` layer for the image at `image_digest`.
+pub fn check_layer(
+    layer: &SignatureLayer,
+    trust: &Trust<'_>,
+    image_digest: &Digest,
+) -> SignatureOutcome {
+    let Some(sig_b64) = layer.annotations.get(SIGNATURE_ANNOTATION) else {
+        return unverified(
+            Code::SignatureInvalid,
+            "the layer has no dev.cosignproject.cosign/signature annotation",
+        );
+    };
+    let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(sig_b64.trim()) else {
+        return unverified(
+            Code::SignatureInvalid,
+            "the signature annotation is not valid base64",
+        );
+    };
+    let mut signers: Vec<Signer> = trust
+        .keys
+        .iter()
+        .filter(|(_, key)| key.verify(&layer.payload, &signature))
+        .map(|(name, _)| Signer::Key(name.clone()))
+        .collect();
+    let mut failure = None;
+    if let Some(cert) = layer.annotations.get(CERTIFICATE_ANNOTATION) {
+        let bundle = cosign_legacy::to_bundle(
+            &layer.payload,
+            sig_b64,
+            cert,
+            layer.annotations.get(BUNDLE_ANNOTATION).map(String::as_str),
+            layer
+                .annotations
+                .get(RFC3161_ANNOTATION)
+                .map(String::as_str),
+        );
+        match bundle {
+            Ok(bundle) => {
+                let (found, first_failure) = keyless_signers(&bundle, trust, |root, b| {
+                    root.verify_keyless(b, layer.payload.as_slice().into())
+                });
+                signers.extend(found);
+                failure = first_failure;
+            }
+            Err(e) => {
+                failure = Some(Failure {
+                    code: Code::SignatureInvalid,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    if signers.is_empty() {
+        return match failure {
+            Some(f) => SignatureOutcome::Unverified {
+                code: f.code,
+                reason: f.reason,
+            },
+            None => unverified(
+                Code::SignatureInvalid,
+                "the signature verifies under none of the configured keys",
+            ),
+        };
+    }
+    match SimpleSigning::parse(&layer.payload) {
+        Err(e) => SignatureOutcome::BadPayload {
+            signers,
+            reason: e.to_string(),
+        },
+        Ok(p) if p.is_for(image_digest) => SignatureOutcome::Valid { signers },
+        Ok(p) => SignatureOutcome::WrongDigest {
+            signers,
+            found: p.manifest_digest.chars().take(80).collect(),
+        },
+    }
+}
+
+/// Checks a Sigstore bundle attached to the image as a referrer. `None` when the bundle is not an
+/// image signature (an attestation, or a message signature with nothing binding it to the image).
+pub fn check_bundle(
+    bundle: &Bundle,
+    trust: &Trust<'_>,
+    image_digest: &Digest,
+) -> Option<SignatureOutcome> {
+    let SignatureContent::DsseEnvelope(envelope) = &bundle.content else {
+        return None;
+    };
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return None;
+    }
+    let statement: serde_json::Value = serde_json::from_slice(envelope.payload.as_bytes()).ok()?;
+    if statement.get("predicateType").and_then(|p| p.as_str()) != Some(COSIGN_SIGN_PREDICATE) {
+        return None;
+    }
+    let Ok(artifact) = Sha256Hash::from_hex(image_digest.hex()) else {
+        return Some(unverified(Code::SignatureInvalid, "unusable image digest"));
+    };
+    let is_keyless = !matches!(
+        bundle.verification_material.content,
+        sigstore_types::bundle::VerificationMaterialContent::PublicKey(_)
+    );
+    let (signers, failure) = if is_keyless {
+        keyless_signers(bundle, trust, |root, b| {
+            root.verify_keyless(b, artifact.into())
+        })
+    } else {
+        let mut signers = Vec::new();
+        let mut failure = None;
+        for (name, key) in trust.keys {
+            let Some(spki) = key.spki_der() else { continue };
+            let roots: Vec<&SigstoreRoot> = if trust.roots.is_empty() {
+                vec![trust.offline]
+            } else {
+                trust.roots.to_vec()
+            };
+            for root in roots {
+                match root.verify_keyed(bundle, artifact.into(), spki, false) {
+                    Ok(()) => {
+                        signers.push(Signer::Key(name.clone()));
+                        break;
+                    }
+                    Err(f) => {
+                        failure.get_or_insert(f);
+                    }
+                }
+            }
+        }
+        (signers, failure)
+    };
+    Some(if signers.is_empty() {
+        let f = failure.unwrap_or(Failure {
+            code: Code::SignatureInvalid,
+            reason: "the bundle verifies under none of the configured keys or roots".into(),
+        });
+        SignatureOutcome::Unverified {
+            code: f.code,
+            reason: f.reason,
+        }
+    } else {
+        SignatureOutcome::Valid { signers }
+    })
+}
+
+/// Signers a keyless bundle verifies as, one per root; the first failure if none.
+fn keyless_signers(
+    bundle: &Bundle,
+    trust: &Trust<'_>,
+    verify: impl Fn(&SigstoreRoot, &Bundle) -> Result<CertIdentity, Failure>,
+) -> (Vec<Signer>, Option<Failure>) {
+    let mut signers = Vec::new();
+    let mut failure = None;
+    if trust.roots.is_empty() {
+        failure = Some(Failure {
+            code: Code::CertificateInvalid,
+            reason: "the signature carries a certificate, but no trust.sigstore root is configured"
+                .into(),
+        });
+    }
+    for root in trust.roots {
+        match verify(root, bundle) {
+            Ok(identity) => signers.push(Signer::Keyless {
+                trust: root.name.clone(),
+                identity,
+            }),
+            Err(f) => {
+                failure.get_or_insert(f);
+            }
+        }
+    }
+    (signers, failure)
+}
+
+fn unverified(code: Code, reason: &str) -> SignatureOutcome {
+    SignatureOutcome::Unverified {
+        code,
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::keys::test_keys::Ecdsa;
+
+    fn payload_for(d: &Digest) -> Vec<u8> {
+        format!(
+            r#"{{"critical":{{"identity":{{"docker-reference":"r/a"}},"image":{{"docker-manifest-digest":"{d}"}},"type":"cosign container image signature"}},"optional":null}}"#
+        )
+        .into_bytes()
+    }
+
+    fn layer(k: &Ecdsa, payload: Vec<u8>) -> SignatureLayer {
+        let sig = base64::engine::general_purpose::STANDARD.encode(k.sign(&payload));
+        SignatureLayer {
+            payload,
+            annotations: [(SIGNATURE_ANNOTATION.to_owned(), sig)].into(),
+        }
+    }
+
+    #[test]
+    fn keyed_outcomes() {
+        let (a, b) = (Ecdsa::p256(), Ecdsa::p256());
+        let ka = PublicKey::from_pem(a.public_pem().as_bytes()).unwrap();
+        let kb = PublicKey::from_pem(b.public_pem().as_bytes()).unwrap();
+        let keys = vec![("a".to_string(), &ka), ("b".to_string(), &kb)];
+        let offline = SigstoreRoot::offline();
+        let trust = Trust {
+            keys: &keys,
+            roots: &[],
+            offline: &offline,
+        };
+        let img = Digest::of(b"img");
+        let key = |k: &str| Signer::Key(k.into());
+
+        assert_eq!(
+            check_layer(&layer(&a, payload_for(&img)), &trust, &img),
+            SignatureOutcome::Valid {
+                signers: vec![key("a")]
+            }
+        );
+
+        let other = Digest::of(b"other");
+        assert_eq!(
+            check_layer(&layer(&b, payload_for(&other)), &trust, &img),
+            SignatureOutcome::WrongDigest {
+                signers: vec![key("b")],
+                found: other.to_string()
+            }
+        );
+
+        let mut tampered = layer(&a, payload_for(&img));
+        tampered.payload[10] ^= 1;
+        assert!(matches!(
+            check_layer(&tampered, &trust, &img),
+            SignatureOutcome::Unverified {
+                code: Code::SignatureInvalid,
+                ..
+            }
+        ));
+
+        let stranger = Ecdsa::p256();
+        assert!(matches!(
+            check_layer(&layer(&stranger, payload_for(&img)), &trust, &img),
+            SignatureOutcome::Unverified { .. }
+        ));
+        assert!(matches!(
+            check_layer(&layer(&a, b"not json".to_vec()), &trust, &img),
+            SignatureOutcome::BadPayload { .. }
+        ));
+
+        let mut no_sig = layer(&a, payload_for(&img));
+        no_sig.annotations.clear();
+        assert!(matches!(
+            check_layer(&no_sig, &trust, &img),
+            SignatureOutcome::Unverified { .. }
+        ));
+        no_sig
+            .annotations
+            .insert(SIGNATURE_ANNOTATION.into(), "%%%".into());
+        assert!(matches!(
+            check_layer(&no_sig, &trust, &img),
+            SignatureOutcome::Unverified { .. }
+        ));
+    }
+
+    #[test]
+    fn a_certificate_without_configured_roots_is_certificate_invalid() {
+        let a = Ecdsa::p256();
+        let img = Digest::of(b"img");
+        let mut l = layer(&a, payload_for(&img));
+        l.annotations.insert(
+            CERTIFICATE_ANNOTATION.into(),
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n".into(),
+        );
+        let offline = SigstoreRoot::offline();
+        let trust = Trust {
+            keys: &[],
+            roots: &[],
+            offline: &offline,
+        };
+        assert!(matches!(
+            check_layer(&l, &trust, &img),
+            SignatureOutcome::Unverified {
+                code: Code::CertificateInvalid,
+                ..
+            }
+        ));
+    }
+}

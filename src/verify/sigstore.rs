@@ -1,0 +1,125 @@
+//! Sigstore bundle verification with `sigstore-verify`: certificate chain to a trusted Fulcio CA at a
+//! verified signing time, SCT, Rekor v1/v2 entries (SET, inclusion proof, checkpoint), RFC 3161
+//! timestamps, and the entry's consistency with this signature, certificate and artifact. umpire
+//! keeps identity matching for itself (whole-value regexes, GitHub claims): it asks for any identity
+//! here and reads the one that verified.
+
+use base64::Engine as _;
+use sigstore_trust_root::TrustedRoot;
+use sigstore_types::{Artifact, Bundle, DerPublicKey};
+use sigstore_verify::{Error, PublicKeyVerificationPolicy, VerificationPolicy, Verifier};
+
+use super::identity::{CertIdentity, read_workflow_claims};
+use crate::verdict::Code;
+
+/// A named Sigstore trusted root (`trust.sigstore.<name>`), ready to verify with.
+pub struct SigstoreRoot {
+    pub name: String,
+    verifier: Verifier,
+}
+
+impl std::fmt::Debug for SigstoreRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigstoreRoot({})", self.name)
+    }
+}
+
+/// Why a bundle did not verify, as a finding code and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: Code,
+    pub reason: String,
+}
+
+impl SigstoreRoot {
+    pub fn from_json(name: &str, json: &str) -> Result<Self, String> {
+        let root = TrustedRoot::from_json(json)
+            .map_err(|e| format!("not a Sigstore trusted root: {e}"))?;
+        let verifier = Verifier::new(&root).map_err(|e| format!("unusable trusted root: {e}"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            verifier,
+        })
+    }
+
+    /// A root with no authorities: verifies keyed bundles that need no transparency log.
+    pub fn offline() -> Self {
+        let empty = r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[],"certificateAuthorities":[],"ctlogs":[],"timestampAuthorities":[]}"#;
+        Self::from_json("offline", empty)
+            .unwrap_or_else(|e| unreachable!("the empty trusted root is valid: {e}"))
+    }
+
+    /// The Sigstore public-good production root built into umpire.
+    pub fn public_good(name: &str) -> Result<Self, String> {
+        Self::from_json(name, sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT)
+    }
+
+    /// Verifies a certificate (keyless) bundle for `artifact` and returns the identity that signed.
+    pub fn verify_keyless(
+        &self,
+        bundle: &Bundle,
+        artifact: Artifact<'_>,
+    ) -> Result<CertIdentity, Failure> {
+        let result = self
+            .verifier
+            .verify(artifact, bundle, &VerificationPolicy::any_identity())
+            .map_err(|e| classify(&e))?;
+        let (Some(subject), Some(issuer)) = (result.identity(), result.issuer()) else {
+            return Err(Failure {
+                code: Code::CertificateInvalid,
+                reason: "the certificate names no subject or no OIDC issuer".into(),
+            });
+        };
+        let mut identity = CertIdentity {
+            subject: subject.as_str().to_owned(),
+            issuer: issuer.to_owned(),
+            ..Default::default()
+        };
+        if let Some(der) = leaf_certificate(bundle) {
+            read_workflow_claims(&der, &mut identity);
+        }
+        Ok(identity)
+    }
+
+    /// Verifies a public-key bundle for `artifact` under `key` (SPKI DER). Transparency-log inclusion
+    /// is verified only when `require_tlog`; an entry that is present must match either way.
+    pub fn verify_keyed(
+        &self,
+        bundle: &Bundle,
+        artifact: Artifact<'_>,
+        key_spki_der: &[u8],
+        require_tlog: bool,
+    ) -> Result<(), Failure> {
+        let mut policy = PublicKeyVerificationPolicy::new(DerPublicKey::new(key_spki_der.to_vec()));
+        if !require_tlog {
+            policy = policy.skip_tlog_unsafe();
+        }
+        self.verifier
+            .verify(artifact, bundle, &policy)
+            .map(|_| ())
+            .map_err(|e| classify(&e))
+    }
+}
+
+/// The signing certificate's DER, from a bundle's verification material.
+fn leaf_certificate(bundle: &Bundle) -> Option<Vec<u8>> {
+    let json = serde_json::to_value(&bundle.verification_material).ok()?;
+    let b64 = json
+        .pointer("/certificate/rawBytes")
+        .or_else(|| json.pointer("/x509CertificateChain/certificates/0/rawBytes"))?
+        .as_str()?;
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+fn classify(e: &Error) -> Failure {
+    let code = match e {
+        Error::Certificate(_) | Error::TrustedCertificate(_) => Code::CertificateInvalid,
+        Error::TransparencyLog(_) | Error::Timestamp(_) => Code::TlogInvalid,
+        Error::ArtifactMismatch(_) => Code::DigestMismatch,
+        _ => Code::SignatureInvalid,
+    };
+    Failure {
+        code,
+        reason: e.to_string(),
+    }
+}
