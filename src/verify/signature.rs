@@ -120,7 +120,16 @@ pub fn check_layer(
         match bundle {
             Ok(bundle) => {
                 let (found, first_failure) = keyless_signers(&bundle, trust, |root, b| {
+                    // The artifact is the payload itself, so a mismatch can only be the log
+                    // entry's: it records another artifact.
                     root.verify_keyless(b, layer.payload.as_slice().into())
+                        .map_err(|f| match f.code {
+                            Code::DigestMismatch => Failure {
+                                code: Code::TlogInvalid,
+                                reason: f.reason,
+                            },
+                            _ => f,
+                        })
                 });
                 signers.extend(found);
                 failure = first_failure;

@@ -6,6 +6,7 @@
 pub mod cosign;
 pub mod hostile;
 pub mod registry;
+pub mod sigstore;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,374 @@
+//! Keyless signatures end to end: the tests' own Sigstore instance (support/sigstore.rs) signs
+//! images pushed to a real registry, as legacy cosign `.sig` layers and as referrer bundles.
+
+mod support;
+
+use std::time::Duration as StdDuration;
+
+use support::cosign::{self, Image, payload, signature_manifest};
+use support::registry::Registry;
+use support::sigstore::{GITHUB_ISSUER, Identity, TestSigstore, cosign_sign_statement};
+use support::{Umpire, config_file};
+use umpire::proto::{VerifyRequest, VerifyResponse};
+
+const REPO: &str = "acme/app";
+
+struct Setup {
+    registry: Registry,
+    sigstore: TestSigstore,
+    digest: String,
+    _root_dir: tempfile::TempDir,
+    root_path: std::path::PathBuf,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let registry = Registry::start().await;
+        let digest = registry
+            .push_image(REPO, "v1", &Image::new("keyless"))
+            .await;
+        let sigstore = TestSigstore::new();
+        let (root_dir, root_path) = config_file(&sigstore.trusted_root_json());
+        Self {
+            registry,
+            sigstore,
+            digest,
+            _root_dir: root_dir,
+            root_path,
+        }
+    }
+
+    /// A config with one keyless authority written as `authority` (YAML lines under `keyless:`).
+    fn yaml(&self, authority: &str) -> String {
+        let host = self.registry.host();
+        format!(
+            "registries:\n  - host: {host}\n    insecure: true\ntrust:\n  sigstore:\n    test: {}\npolicies:\n  - name: prod\n    images: [\"{host}/**\"]\n    signatures:\n      authorities:\n        - keyless:\n            trust: test\n{authority}",
+            self.root_path.display()
+        )
+    }
+
+    fn github_authority(&self) -> String {
+        format!(
+            "            issuer: {GITHUB_ISSUER}\n            subject_regex: https://github\\.com/acme/.+\n            repository: acme/app\n"
+        )
+    }
+
+    async fn umpire(&self) -> Umpire {
+        Umpire::start(&self.yaml(&self.github_authority())).await
+    }
+
+    async fn push_legacy(&self, layer: cosign::Blob) {
+        self.registry
+            .push_signatures(REPO, &self.digest, vec![layer])
+            .await;
+    }
+
+    fn payload(&self) -> Vec<u8> {
+        payload(&format!("{}/{REPO}", self.registry.host()), &self.digest)
+    }
+
+    /// Attaches `bundle_json` as an OCI 1.1 referrer through the `sha256-<hex>` fallback tag.
+    async fn push_referrer_bundle(&self, bundle_json: &str) {
+        let bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
+        let layer = cosign::Blob::new(bundle_type, bundle_json.as_bytes().to_vec());
+        let empty = cosign::Blob::new("application/vnd.oci.empty.v1+json", b"{}".to_vec());
+        let subject = serde_json::json!({"mediaType": cosign::OCI_MANIFEST, "digest": self.digest, "size": Image::new("keyless").manifest.len()});
+        let artifact = Image::from_parts(
+            empty,
+            vec![layer],
+            &[("artifactType", bundle_type.into()), ("subject", subject)],
+        );
+        let artifact_digest = self
+            .registry
+            .push_image(REPO, &artifact.digest().replace(':', "-"), &artifact)
+            .await;
+        // The fallback index, as cosign writes it: without descriptor annotations.
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": cosign::OCI_INDEX,
+            "manifests": [{"mediaType": cosign::OCI_MANIFEST, "digest": artifact_digest, "size": artifact.manifest.len()}],
+        });
+        let tag = self.digest.replace(':', "-");
+        self.registry
+            .push_manifest(REPO, &tag, index.to_string().as_bytes(), cosign::OCI_INDEX)
+            .await;
+    }
+}
+
+async fn verify(umpire: &Umpire, image: &str) -> VerifyResponse {
+    umpire
+        .client()
+        .await
+        .verify(VerifyRequest {
+            image: image.to_owned(),
+            policy: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn codes(r: &VerifyResponse) -> Vec<&str> {
+    r.findings.iter().map(|f| f.code.as_str()).collect()
+}
+
+impl Setup {
+    fn image(&self) -> String {
+        format!("{}/{REPO}@{}", self.registry.host(), self.digest)
+    }
+}
+
+#[tokio::test]
+async fn legacy_keyless_signature_with_the_right_identity_is_allowed() {
+    let s = Setup::new().await;
+    s.push_legacy(
+        s.sigstore
+            .legacy_layer(&Identity::github("acme/app"), s.payload()),
+    )
+    .await;
+    let r = verify(&s.umpire().await, &s.image()).await;
+    assert!(r.allowed, "{r:?}");
+    assert_eq!(codes(&r), ["SATISFIED"]);
+    assert!(
+        r.findings[0].authority.starts_with("keyless:test"),
+        "{:?}",
+        r.findings[0]
+    );
+}
+
+#[tokio::test]
+async fn referrer_bundle_with_the_right_identity_is_allowed() {
+    let s = Setup::new().await;
+    let statement = cosign_sign_statement(&format!("{}/{REPO}", s.registry.host()), &s.digest);
+    s.push_referrer_bundle(
+        &s.sigstore
+            .dsse_bundle(&Identity::github("acme/app"), &statement),
+    )
+    .await;
+    let r = verify(&s.umpire().await, &s.image()).await;
+    assert!(r.allowed, "{r:?}");
+}
+
+#[tokio::test]
+async fn referrer_bundle_for_another_digest_is_denied() {
+    let s = Setup::new().await;
+    let other = Image::new("other").digest();
+    let statement = cosign_sign_statement("x", &other);
+    s.push_referrer_bundle(
+        &s.sigstore
+            .dsse_bundle(&Identity::github("acme/app"), &statement),
+    )
+    .await;
+    let r = verify(&s.umpire().await, &s.image()).await;
+    assert!(!r.allowed);
+    assert_eq!(codes(&r), ["DIGEST_MISMATCH"]);
+}
+
+#[tokio::test]
+async fn wrong_subject_issuer_or_claim_is_identity_mismatch() {
+    let s = Setup::new().await;
+    let umpire = s.umpire().await;
+    let mut wrong_issuer = Identity::github("acme/app");
+    wrong_issuer.issuer = "https://accounts.google.com".into();
+    let mut wrong_repo = Identity::github("acme/app");
+    wrong_repo.repository = Some("acme/other".into());
+    for identity in [Identity::github("evil/app"), wrong_issuer, wrong_repo] {
+        s.push_legacy(s.sigstore.legacy_layer(&identity, s.payload()))
+            .await;
+        let r = verify(&umpire, &s.image()).await;
+        assert!(!r.allowed, "{identity:?}");
+        assert_eq!(codes(&r), ["IDENTITY_MISMATCH"], "{identity:?}");
+        // The message shows the identity found next to the one expected.
+        assert!(
+            r.findings[0].message.contains(&identity.subject)
+                || r.findings[0].message.contains(&identity.issuer)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_subject_only_an_unanchored_regex_would_match_is_identity_mismatch() {
+    let s = Setup::new().await;
+    let mut sneaky = Identity::github("acme/app");
+    sneaky.subject = "https://evil.example/https://github.com/acme/app".into();
+    s.push_legacy(s.sigstore.legacy_layer(&sneaky, s.payload()))
+        .await;
+    let r = verify(&s.umpire().await, &s.image()).await;
+    assert!(!r.allowed);
+    assert_eq!(codes(&r), ["IDENTITY_MISMATCH"]);
+}
+
+#[tokio::test]
+async fn expired_certificate_without_a_verified_time_is_denied() {
+    let s = Setup::new().await;
+    let now = time::OffsetDateTime::now_utc();
+    let leaf = s.sigstore.issue_at(
+        &Identity::github("acme/app"),
+        now - time::Duration::days(2),
+        now - time::Duration::days(2) + time::Duration::minutes(10),
+    );
+    let payload = s.payload();
+    let signature = sign_with(&leaf, &payload);
+    // No Rekor entry: nothing establishes when it was signed.
+    s.push_legacy(
+        s.sigstore
+            .legacy_layer_from(&leaf, payload.clone(), &signature, None),
+    )
+    .await;
+    let umpire = s.umpire().await;
+    let r = verify(&umpire, &s.image()).await;
+    assert!(!r.allowed);
+    assert!(!r.retryable);
+    // Logged now, long after the certificate expired: still denied.
+    let entry = s.sigstore.log(
+        TestSigstore::hashedrekord_body(&payload, &signature, &leaf.pem()),
+        "hashedrekord",
+    );
+    s.push_legacy(
+        s.sigstore
+            .legacy_layer_from(&leaf, payload, &signature, Some(&entry)),
+    )
+    .await;
+    let r = verify(&umpire, &s.image()).await;
+    assert!(!r.allowed, "{r:?}");
+}
+
+fn sign_with(leaf: &support::sigstore::Leaf, msg: &[u8]) -> Vec<u8> {
+    leaf.key
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), msg)
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn set_from_an_untrusted_log_is_tlog_invalid() {
+    let s = Setup::new().await;
+    let leaf = s.sigstore.issue(&Identity::github("acme/app"));
+    let payload = s.payload();
+    let signature = sign_with(&leaf, &payload);
+    let rogue = aws_lc_rs::signature::EcdsaKeyPair::generate(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+    )
+    .unwrap();
+    let entry = s.sigstore.log_with(
+        &rogue,
+        TestSigstore::hashedrekord_body(&payload, &signature, &leaf.pem()),
+        "hashedrekord",
+    );
+    s.push_legacy(
+        s.sigstore
+            .legacy_layer_from(&leaf, payload, &signature, Some(&entry)),
+    )
+    .await;
+    let r = verify(&s.umpire().await, &s.image()).await;
+    assert!(!r.allowed);
+    assert_eq!(codes(&r), ["TLOG_INVALID"], "{r:?}");
+}
+
+#[tokio::test]
+async fn log_entry_for_another_signature_is_tlog_invalid() {
+    let s = Setup::new().await;
+    let leaf = s.sigstore.issue(&Identity::github("acme/app"));
+    let payload = s.payload();
+    let signature = sign_with(&leaf, &payload);
+    let other_signature = sign_with(&leaf, b"something else");
+    let entry = s.sigstore.log(
+        TestSigstore::hashedrekord_body(b"something else", &other_signature, &leaf.pem()),
+        "hashedrekord",
+    );
+    s.push_legacy(
+        s.sigstore
+            .legacy_layer_from(&leaf, payload, &signature, Some(&entry)),
+    )
+    .await;
+    let r = verify(&s.umpire().await, &s.image()).await;
+    assert!(!r.allowed);
+    assert_eq!(codes(&r), ["TLOG_INVALID"], "{r:?}");
+}
+
+#[tokio::test]
+async fn certificate_from_an_untrusted_ca_is_certificate_invalid() {
+    let s = Setup::new().await;
+    let stranger = TestSigstore::new();
+    let leaf = stranger.issue(&Identity::github("acme/app"));
+    let payload = s.payload();
+    let signature = sign_with(&leaf, &payload);
+    // Logged in the trusted log, but issued by a CA nobody trusts.
+    let entry = s.sigstore.log(
+        TestSigstore::hashedrekord_body(&payload, &signature, &leaf.pem()),
+        "hashedrekord",
+    );
+    s.push_legacy(
+        s.sigstore
+            .legacy_layer_from(&leaf, payload, &signature, Some(&entry)),
+    )
+    .await;
+    let r = verify(&s.umpire().await, &s.image()).await;
+    assert!(!r.allowed);
+    assert_eq!(codes(&r), ["CERTIFICATE_INVALID"], "{r:?}");
+}
+
+#[tokio::test]
+async fn keyless_signature_copied_from_another_image_is_digest_mismatch() {
+    let s = Setup::new().await;
+    let elsewhere = payload("x", &Image::new("elsewhere").digest());
+    s.push_legacy(
+        s.sigstore
+            .legacy_layer(&Identity::github("acme/app"), elsewhere),
+    )
+    .await;
+    let r = verify(&s.umpire().await, &s.image()).await;
+    assert!(!r.allowed);
+    assert_eq!(codes(&r), ["DIGEST_MISMATCH"]);
+}
+
+#[tokio::test]
+async fn config_rejects_keyless_authorities_without_both_constraints() {
+    let s = Setup::new().await;
+    let only_issuer = format!("            issuer: {GITHUB_ISSUER}\n");
+    let e =
+        umpire::config::Config::from_yaml(&s.yaml(&only_issuer), std::path::Path::new("."), "t")
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("keyless.subject"), "{e}");
+    let only_subject = "            subject: me@example.com\n";
+    let e =
+        umpire::config::Config::from_yaml(&s.yaml(only_subject), std::path::Path::new("."), "t")
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("keyless.issuer"), "{e}");
+    let _ = StdDuration::ZERO;
+    let _ = signature_manifest(vec![]);
+}
+
+#[tokio::test]
+async fn key_authorities_accept_referrer_bundles_signed_with_their_key() {
+    let s = Setup::new().await;
+    let key = cosign::SigningKey::p256();
+    let statement = cosign_sign_statement("x", &s.digest);
+    s.push_referrer_bundle(&s.sigstore.keyed_dsse_bundle(&key, &statement))
+        .await;
+    let host = s.registry.host();
+    let yaml = support::config_yaml(
+        &host,
+        &[("release", &key.public_pem())],
+        &support::key_policy("prod", &host, 1, &["release"]),
+        "",
+    );
+    let umpire = Umpire::start(&yaml).await;
+    let r = verify(&umpire, &s.image()).await;
+    assert!(r.allowed, "{r:?}");
+
+    // The same bundle under another key is not a signature by `release`.
+    let other = cosign::SigningKey::p256();
+    let yaml = support::config_yaml(
+        &host,
+        &[("release", &other.public_pem())],
+        &support::key_policy("prod", &host, 1, &["release"]),
+        "",
+    );
+    let r = verify(&Umpire::start(&yaml).await, &s.image()).await;
+    assert!(!r.allowed);
+    assert_eq!(codes(&r), ["SIGNATURE_INVALID"]);
+}
