@@ -34,26 +34,38 @@ fn bench(c: &mut Criterion) {
     let keyed = layer_of(&cosign::signature_layer(&key, payload.clone()));
     let keys = vec![("release".to_owned(), &public)];
     let offline = SigstoreRoot::offline();
-    let keyed_trust = Trust { keys: &keys, roots: &[], offline: &offline };
+    let keyed_trust = Trust {
+        keys: &keys,
+        roots: &[],
+        offline: &offline,
+    };
     let raw_signature = key.sign(&payload);
     c.bench_function("keyed: one cosign signature layer", |b| {
         b.iter(|| check_layer(&keyed, &keyed_trust, &image_digest))
     });
-    c.bench_function("keyed: its ECDSA P-256 check alone", |b| b.iter(|| public.verify(&payload, &raw_signature)));
+    c.bench_function("keyed: its ECDSA P-256 check alone", |b| {
+        b.iter(|| public.verify(&payload, &raw_signature))
+    });
 
     // Keyless.
     let instance = sigstore::TestSigstore::new();
     let root = SigstoreRoot::from_json("test", &instance.trusted_root_json()).unwrap();
-    let keyless = layer_of(&instance.legacy_layer(&sigstore::Identity::github("acme/app"), payload.clone()));
+    let keyless =
+        layer_of(&instance.legacy_layer(&sigstore::Identity::github("acme/app"), payload.clone()));
     let roots = vec![&root];
-    let keyless_trust = Trust { keys: &[], roots: &roots, offline: &offline };
+    let keyless_trust = Trust {
+        keys: &[],
+        roots: &roots,
+        offline: &offline,
+    };
     assert!(matches!(
         check_layer(&keyless, &keyless_trust, &image_digest),
         umpire::verify::signature::SignatureOutcome::Valid { .. }
     ));
-    c.bench_function("keyless: one legacy signature layer (chain, SCT, SET, entry, identity)", |b| {
-        b.iter(|| check_layer(&keyless, &keyless_trust, &image_digest))
-    });
+    c.bench_function(
+        "keyless: one legacy signature layer (chain, SCT, SET, entry, identity)",
+        |b| b.iter(|| check_layer(&keyless, &keyless_trust, &image_digest)),
+    );
     // The four ECDSA P-256 checks inside it: certificate, SCT, SET and the signature itself.
     c.bench_function("keyless: its four ECDSA P-256 checks alone", |b| {
         b.iter(|| {

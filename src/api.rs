@@ -1,24 +1,43 @@
 //! The `umpire.v1.Verifier` gRPC service: maps requests to the engine and verdicts to responses.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
-use crate::engine::{Engine, RequestError};
+use crate::engine::{Options, RequestError};
 use crate::proto;
+use crate::service::Live;
 use crate::verdict::{Finding, Verdict};
 
 /// Requests per batch; more is refused rather than queued.
 pub const MAX_BATCH: usize = 1000;
 
 pub struct VerifierService {
-    engine: Arc<Engine>,
+    live: Arc<Live>,
 }
 
 impl VerifierService {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    pub fn new(live: Arc<Live>) -> Self {
+        Self { live }
     }
+}
+
+/// The caller's gRPC deadline (`grpc-timeout`: digits and a unit H, M, S, m, u or n).
+pub fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
+    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let d = match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    Instant::now().checked_add(d)
 }
 
 fn invalid(e: RequestError) -> Status {
@@ -58,10 +77,17 @@ impl proto::verifier_server::Verifier for VerifierService {
         &self,
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
-        let (image, policy) = unpack(request.into_inner());
+        let deadline = deadline_of(&request);
+        let request = request.into_inner();
+        let options = Options {
+            bypass_cache: request.bypass_cache,
+            deadline,
+        };
+        let (image, policy) = unpack(request);
         let verdict = self
-            .engine
-            .verify(&image, policy.as_deref())
+            .live
+            .engine()
+            .verify_with(&image, policy.as_deref(), options)
             .await
             .map_err(invalid)?;
         tracing::info!(image = %image, allowed = verdict.allowed, digest = %verdict.digest, codes = ?verdict.codes(), "verify");
@@ -72,7 +98,12 @@ impl proto::verifier_server::Verifier for VerifierService {
         &self,
         request: Request<proto::VerifyBatchRequest>,
     ) -> Result<Response<proto::VerifyBatchResponse>, Status> {
+        let deadline = deadline_of(&request);
         let requests = request.into_inner().requests;
+        let options = Options {
+            bypass_cache: requests.iter().any(|r| r.bypass_cache),
+            deadline,
+        };
         if requests.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!(
                 "a batch holds at most {MAX_BATCH} requests, found {}",
@@ -80,7 +111,12 @@ impl proto::verifier_server::Verifier for VerifierService {
             )));
         }
         let requests: Vec<_> = requests.into_iter().map(unpack).collect();
-        let verdicts = self.engine.verify_batch(&requests).await.map_err(invalid)?;
+        let verdicts = self
+            .live
+            .engine()
+            .verify_batch_with(&requests, options)
+            .await
+            .map_err(invalid)?;
         tracing::info!(
             images = verdicts.len(),
             denied = verdicts.iter().filter(|v| !v.allowed).count(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cache::{CacheSettings, MAX_RETRY_TTL, RedisSettings};
 use crate::glob::Glob;
 use crate::policy::{Authority, KeylessAuthority, Policy, SignatureRequirement};
 use crate::verify::identity::{Claim, Matcher};
@@ -88,6 +89,10 @@ pub struct Config {
     pub policies: Vec<Policy>,
     pub default: DefaultAction,
     pub limits: Limits,
+    pub cache: CacheSettings,
+    /// Hash of all trust material and limits: part of every verdict cache key, so that nothing
+    /// verified under old trust is served under new trust.
+    pub trust_fingerprint: [u8; 32],
     /// Where it was loaded from (`None` for the built-in default).
     pub source: Option<PathBuf>,
 }
@@ -118,7 +123,26 @@ struct RawConfig {
     #[serde(default)]
     ext_authz_listen: Option<String>,
     #[serde(default)]
-    cache: Option<serde_yaml_ng::Value>,
+    cache: Option<RawCache>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    allowed_ttl: Option<String>,
+    denied_ttl: Option<String>,
+    retry_ttl: Option<String>,
+    tag_ttl: Option<String>,
+    max_entries: Option<u64>,
+    redis: Option<RawRedis>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    url: String,
+    hmac_key_env: String,
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -266,7 +290,6 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         for (key, present) in [
             ("webhook", raw.webhook.is_some()),
             ("ext_authz_listen", raw.ext_authz_listen.is_some()),
-            ("cache", raw.cache.is_some()),
         ] {
             if present {
                 return Err(bad(
@@ -275,18 +298,20 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 ));
             }
         }
+        // What every verdict depends on, for the cache keys.
+        let mut trust_bytes: Vec<(String, Vec<u8>)> = Vec::new();
         let mut sigstore = BTreeMap::new();
         for (name, value) in raw.trust.sigstore {
             let key = format!("trust.sigstore.{name}");
-            let root = if value == "embedded" {
-                SigstoreRoot::public_good(&name)
+            let json = if value == "embedded" {
+                sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT.to_owned()
             } else {
                 let path = self.base.join(&value);
                 std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
-                    .and_then(|json| SigstoreRoot::from_json(&name, &json))
-            }
-            .map_err(|e| bad(&key, e))?;
+                    .map_err(|e| bad(&key, format!("cannot read {}: {e}", path.display())))?
+            };
+            let root = SigstoreRoot::from_json(&name, &json).map_err(|e| bad(&key, e))?;
+            trust_bytes.push((key.clone(), json.into_bytes()));
             sigstore.insert(name, Arc::new(root));
         }
 
@@ -319,6 +344,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                     .map_err(|e| bad(&key, format!("cannot read {}: {e}", path.display())))?
             };
             let parsed = PublicKey::from_pem(&pem).map_err(|e| bad(&key, e.to_string()))?;
+            trust_bytes.push((key.clone(), pem.clone()));
             keys.insert(name, Arc::new(parsed));
         }
 
@@ -405,13 +431,22 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                     ),
                 ));
             }
+            let signatures = Some(SignatureRequirement {
+                threshold,
+                authorities,
+            });
+            // Its content decides what a cached verdict may be reused for; the name is in too, so
+            // that cached verdicts name the policy as it is called now.
+            let fingerprint = {
+                use sha2::Digest as _;
+                sha2::Sha256::digest(format!("{:?}{images:?}{signatures:?}", p.name).as_bytes())
+                    .into()
+            };
             policies.push(Policy {
                 name: p.name,
                 images,
-                signatures: Some(SignatureRequirement {
-                    threshold,
-                    authorities,
-                }),
+                signatures,
+                fingerprint,
             });
         }
 
@@ -446,6 +481,20 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             )?,
         };
 
+        let cache = self.cache(raw.cache)?;
+        let trust_fingerprint = {
+            use sha2::Digest as _;
+            let mut h = sha2::Sha256::new();
+            for (name, bytes) in &trust_bytes {
+                h.update(name.as_bytes());
+                h.update(b"\0");
+                h.update(bytes);
+                h.update(b"\0");
+            }
+            h.update(format!("{limits:?}").as_bytes());
+            h.finalize().into()
+        };
+
         Ok(Config {
             listen,
             metrics_listen,
@@ -455,6 +504,8 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             policies,
             default: raw.default,
             limits,
+            cache,
+            trust_fingerprint,
             source: None,
         })
     }
@@ -511,6 +562,74 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             subject,
             claims,
         }))
+    }
+
+    fn cache(&self, raw: Option<RawCache>) -> Result<CacheSettings, ConfigError> {
+        let bad = self.invalid;
+        let d = CacheSettings::default();
+        let Some(c) = raw else { return Ok(d) };
+        let ttl = |key: &str, v: Option<&str>, default: Duration| match v {
+            None => Ok(default),
+            Some("0") => Ok(Duration::ZERO),
+            Some(v) => parse_duration(v).ok_or_else(|| {
+                bad(
+                    key,
+                    format!("expected a duration like 30s, 5m or 1h (or 0), found {v:?}"),
+                )
+            }),
+        };
+        let retry_ttl = ttl("cache.retry_ttl", c.retry_ttl.as_deref(), d.retry_ttl)?;
+        if retry_ttl > MAX_RETRY_TTL {
+            return Err(bad(
+                "cache.retry_ttl",
+                format!("at most {MAX_RETRY_TTL:?}: transient denials must be re-checked soon"),
+            ));
+        }
+        let redis = match c.redis {
+            None => None,
+            Some(r) => {
+                let key = std::env::var(&r.hmac_key_env).unwrap_or_default();
+                if key.len() < 16 {
+                    return Err(bad(
+                        "cache.redis.hmac_key_env",
+                        format!(
+                            "environment variable {} must hold the shared-cache HMAC key (at least 16 bytes)",
+                            r.hmac_key_env
+                        ),
+                    ));
+                }
+                if !(r.url.starts_with("redis://")
+                    || r.url.starts_with("rediss://")
+                    || r.url.starts_with("unix://"))
+                {
+                    return Err(bad(
+                        "cache.redis.url",
+                        format!("expected redis://host:port, found {:?}", r.url),
+                    ));
+                }
+                Some(RedisSettings {
+                    url: r.url,
+                    hmac_key: key.into_bytes(),
+                    timeout: self.duration(
+                        "cache.redis.timeout",
+                        r.timeout.as_deref(),
+                        Duration::from_millis(250),
+                    )?,
+                })
+            }
+        };
+        Ok(CacheSettings {
+            allowed_ttl: ttl("cache.allowed_ttl", c.allowed_ttl.as_deref(), d.allowed_ttl)?,
+            denied_ttl: ttl("cache.denied_ttl", c.denied_ttl.as_deref(), d.denied_ttl)?,
+            retry_ttl,
+            tag_ttl: ttl("cache.tag_ttl", c.tag_ttl.as_deref(), d.tag_ttl)?,
+            max_entries: match c.max_entries {
+                Some(0) => return Err(bad("cache.max_entries", "must be greater than 0".into())),
+                Some(n) => n,
+                None => d.max_entries,
+            },
+            redis,
+        })
     }
 
     fn addr(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {

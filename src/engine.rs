@@ -1,19 +1,24 @@
-//! The engine: for each request, choose the policies, resolve the image to a digest, gather the
-//! evidence once, run the pure verification steps, evaluate the policies and build the verdict.
-//! It is the only module that calls both `evidence` and `verify`. Every error path ends in a denial.
+//! The engine: for each request, choose the policies, answer from the verdict cache when it can,
+//! otherwise resolve the image to a digest, gather the evidence once, run the pure verification
+//! steps, evaluate the policies and build (and cache) the verdict. Concurrent identical questions
+//! share one resolution and one verification. It is the only module that calls both `evidence` and
+//! `verify`. Every error path ends in a denial.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::join_all;
 
+use crate::cache::{VerdictCache, verdict_key};
+use crate::coalesce::Coalescer;
 use crate::config::{Config, DefaultAction};
 use crate::digest::Digest;
 use crate::evidence::auth::Credentials;
 use crate::evidence::layout::LayoutSource;
 use crate::evidence::registry::RegistryClient;
 use crate::evidence::{FetchError, Manifest, ManifestKind, ManifestRef, Source};
+use crate::metrics::{CachedLabels, Metrics, VerdictLabels};
 use crate::policy::{self, Policy};
 use crate::reference::{ImageRef, ReferenceError};
 use crate::verdict::{Code, Finding, Verdict};
@@ -42,34 +47,68 @@ pub enum RequestError {
     },
 }
 
+/// How one call wants its answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Skip cache lookups (and coalescing) for this call; the fresh verdict is still cached.
+    pub bypass_cache: bool,
+    /// The caller's own deadline (a gRPC deadline), on top of the configured one.
+    pub deadline: Option<Instant>,
+}
+
+/// What outlives a configuration reload: caches, in-flight work, metrics.
+pub struct Shared {
+    pub cache: Arc<VerdictCache>,
+    pub metrics: Arc<Metrics>,
+    resolutions: Coalescer<(String, String), Result<Arc<Resolved>, Box<Verdict>>>,
+    judgments: Coalescer<String, Verdict>,
+}
+
+impl Shared {
+    pub fn new(cache: Arc<VerdictCache>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            cache,
+            metrics,
+            resolutions: Coalescer::default(),
+            judgments: Coalescer::default(),
+        }
+    }
+}
+
 pub struct Engine {
     config: Arc<Config>,
     registry: Arc<RegistryClient>,
     keys: Vec<(String, Arc<PublicKey>)>,
     roots: Vec<Arc<SigstoreRoot>>,
     offline: SigstoreRoot,
+    shared: Arc<Shared>,
 }
 
-/// A parsed request with the policies that apply to it.
-struct Prepared<'a> {
+/// A parsed request with the policies (indices into the config) that apply to it.
+struct Prepared {
     input: String,
     image: ImageRef,
-    policies: Vec<&'a Policy>,
+    policies: Vec<usize>,
     named: bool,
 }
 
 /// An image resolved to the manifest a verdict will hold for.
-struct Resolved {
+pub struct Resolved {
     source: Arc<dyn Source>,
     manifest: Manifest,
 }
 
 impl Engine {
-    pub fn new(config: Config, credentials: Credentials) -> anyhow::Result<Self> {
+    pub fn new(
+        config: Config,
+        credentials: Credentials,
+        shared: Arc<Shared>,
+    ) -> anyhow::Result<Self> {
         let registry = RegistryClient::new(
             config.registries.clone(),
             credentials,
             config.limits.connect_timeout,
+            Arc::clone(&shared.metrics),
         )?;
         let keys = config
             .keys
@@ -83,17 +122,49 @@ impl Engine {
             keys,
             roots,
             offline: SigstoreRoot::offline(),
+            shared,
         })
+    }
+
+    /// An engine with caches of its own (for `umpire verify` and tests).
+    pub fn standalone(config: Config, credentials: Credentials) -> anyhow::Result<Arc<Self>> {
+        let metrics = Arc::new(Metrics::new());
+        let cache = Arc::new(VerdictCache::new(
+            config.cache.clone(),
+            Arc::clone(&metrics),
+        ));
+        Ok(Arc::new(Self::new(
+            config,
+            credentials,
+            Arc::new(Shared::new(cache, metrics)),
+        )?))
     }
 
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Verifies one image. `policy` names a configured policy, or `None` for every matching one.
-    pub async fn verify(&self, image: &str, policy: Option<&str>) -> Result<Verdict, RequestError> {
+    pub async fn verify(
+        self: &Arc<Self>,
+        image: &str,
+        policy: Option<&str>,
+    ) -> Result<Verdict, RequestError> {
+        self.verify_with(image, policy, Options::default()).await
+    }
+
+    pub async fn verify_with(
+        self: &Arc<Self>,
+        image: &str,
+        policy: Option<&str>,
+        options: Options,
+    ) -> Result<Verdict, RequestError> {
         let mut verdicts = self
-            .verify_batch(&[(image.to_owned(), policy.map(str::to_owned))])
+            .verify_batch_with(&[(image.to_owned(), policy.map(str::to_owned))], options)
             .await
             .map_err(|e| match e {
                 RequestError::InBatch { error, .. } => *error,
@@ -102,11 +173,20 @@ impl Engine {
         Ok(verdicts.remove(0))
     }
 
-    /// Verifies several images; verdicts in request order. Each (image, digest, policy selection) is
-    /// verified once however often it appears. Any malformed request fails the whole batch.
     pub async fn verify_batch(
-        &self,
+        self: &Arc<Self>,
         requests: &[(String, Option<String>)],
+    ) -> Result<Vec<Verdict>, RequestError> {
+        self.verify_batch_with(requests, Options::default()).await
+    }
+
+    /// Verifies several images; verdicts in request order. Identical questions in a batch (or from
+    /// concurrent callers) share one resolution and one verification. Any malformed request fails
+    /// the whole batch.
+    pub async fn verify_batch_with(
+        self: &Arc<Self>,
+        requests: &[(String, Option<String>)],
+        options: Options,
     ) -> Result<Vec<Verdict>, RequestError> {
         let prepared = requests
             .iter()
@@ -119,96 +199,22 @@ impl Engine {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-
-        // Resolve each distinct reference once, then judge each distinct (digest, policies) once.
-        let mut resolutions: HashMap<String, usize> = HashMap::new();
-        let mut unique_refs: Vec<&ImageRef> = Vec::new();
-        for p in &prepared {
-            resolutions.entry(p.image.to_string()).or_insert_with(|| {
-                unique_refs.push(&p.image);
-                unique_refs.len() - 1
-            });
-        }
-        let needs_resolution: Vec<bool> = unique_refs
-            .iter()
-            .map(|r| {
-                prepared
-                    .iter()
-                    .any(|p| p.image == **r && self.must_resolve(p))
-            })
-            .collect();
-        let resolved: Vec<Option<Result<Arc<Resolved>, Verdict>>> = join_all(
-            unique_refs
-                .iter()
-                .zip(&needs_resolution)
-                .map(|(r, needed)| async move {
-                    if *needed {
-                        Some(self.resolve_within_deadline(r).await.map(Arc::new))
-                    } else {
-                        None
-                    }
-                }),
-        )
-        .await;
-
-        let mut judged: HashMap<(String, String, Vec<String>), Verdict> = HashMap::new();
-        let mut jobs = Vec::new();
-        let mut keys_in_order = Vec::new();
-        for p in &prepared {
-            let slot = &resolved[resolutions[&p.image.to_string()]];
-            let key = match slot {
-                Some(Ok(r)) => Some((
-                    r.source.name(),
-                    r.manifest.digest.to_string(),
-                    p.policies
-                        .iter()
-                        .map(|p| p.name.clone())
-                        .collect::<Vec<_>>(),
-                )),
-                _ => None,
-            };
-            if let (Some(key), Some(Ok(r))) = (&key, slot)
-                && !judged.contains_key(key)
-                && !keys_in_order.contains(key)
-            {
-                keys_in_order.push(key.clone());
-                jobs.push(self.judge_within_deadline(&p.policies, Arc::clone(r)));
-            }
-        }
-        for (key, verdict) in keys_in_order.into_iter().zip(join_all(jobs).await) {
-            judged.insert(key, verdict);
-        }
-
-        Ok(prepared
-            .iter()
-            .map(|p| {
-                let slot = &resolved[resolutions[&p.image.to_string()]];
-                let mut verdict = match slot {
-                    None => self.unmatched(p, None),
-                    Some(Err(denial)) => denial.clone(),
-                    Some(Ok(r)) if p.policies.is_empty() => self.unmatched(p, Some(&r.manifest)),
-                    Some(Ok(r)) => {
-                        let key = (
-                            r.source.name(),
-                            r.manifest.digest.to_string(),
-                            p.policies
-                                .iter()
-                                .map(|p| p.name.clone())
-                                .collect::<Vec<_>>(),
-                        );
-                        judged[&key].clone()
-                    }
-                };
-                verdict.image = p.input.clone();
-                verdict
-            })
-            .collect())
+        Ok(join_all(prepared.into_iter().map(|p| self.answer(p, options))).await)
     }
 
-    fn prepare(&self, image: &str, policy: Option<&str>) -> Result<Prepared<'_>, RequestError> {
+    fn prepare(&self, image: &str, policy: Option<&str>) -> Result<Prepared, RequestError> {
         let parsed = ImageRef::parse(image)?;
         let policy = policy.filter(|p| !p.is_empty());
-        let policies = policy::select(&self.config.policies, &parsed.policy_subject(), policy)?;
+        let selected = policy::select(&self.config.policies, &parsed.policy_subject(), policy)?;
+        let policies = selected
+            .iter()
+            .filter_map(|s| {
+                self.config
+                    .policies
+                    .iter()
+                    .position(|p| std::ptr::eq(p, *s))
+            })
+            .collect();
         Ok(Prepared {
             input: image.to_owned(),
             image: parsed,
@@ -217,14 +223,153 @@ impl Engine {
         })
     }
 
-    /// Unmatched images under `default: deny` are denied without touching the registry; everything
-    /// else needs the digest the verdict will hold for.
-    fn must_resolve(&self, p: &Prepared<'_>) -> bool {
-        !p.policies.is_empty() || (!p.named && self.config.default == DefaultAction::Allow)
+    fn policies(&self, indices: &[usize]) -> Vec<&Policy> {
+        indices
+            .iter()
+            .filter_map(|i| self.config.policies.get(*i))
+            .collect()
+    }
+
+    /// One answer, with the caller's deadline and metrics around it.
+    async fn answer(self: &Arc<Self>, p: Prepared, options: Options) -> Verdict {
+        let started = Instant::now();
+        let input = p.input.clone();
+        let work = self.answer_inner(p, options.bypass_cache);
+        let mut verdict = match options.deadline {
+            Some(d) => match tokio::time::timeout_at(d.into(), work).await {
+                Ok(v) => v,
+                Err(_) => deadline_exceeded(&input, d.saturating_duration_since(started)),
+            },
+            None => work.await,
+        };
+        verdict.image = input;
+        let metrics = &self.shared.metrics;
+        let code = verdict
+            .findings
+            .iter()
+            .find(|f| f.code != Code::Satisfied)
+            .map_or(Code::Satisfied.as_str(), |f| f.code.as_str());
+        metrics
+            .verdicts
+            .get_or_create(&VerdictLabels {
+                verdict: if verdict.allowed { "allowed" } else { "denied" },
+                code,
+            })
+            .inc();
+        metrics
+            .latency
+            .get_or_create(&CachedLabels {
+                cached: if verdict.cached { "true" } else { "false" },
+            })
+            .observe(started.elapsed().as_secs_f64());
+        verdict
+    }
+
+    async fn answer_inner(self: &Arc<Self>, p: Prepared, bypass: bool) -> Verdict {
+        let must_resolve =
+            !p.policies.is_empty() || (!p.named && self.config.default == DefaultAction::Allow);
+        if !must_resolve {
+            return self.unmatched(&p, None);
+        }
+        let cache = &self.shared.cache;
+        let source = self.source_for(&p.image);
+        let source_name = source.name();
+        let fingerprints: Vec<[u8; 32]> = self
+            .policies(&p.policies)
+            .iter()
+            .map(|p| p.fingerprint)
+            .collect();
+        let key_for = |digest: &str| {
+            verdict_key(
+                &source_name,
+                digest,
+                &fingerprints,
+                &self.config.trust_fingerprint,
+            )
+        };
+
+        // From memory, when the digest is already known (asked for, or a cached tag resolution).
+        if !bypass && !p.policies.is_empty() {
+            let known = match (p.image.digest(), p.image.tag()) {
+                (Some(d), _) => Some(d.to_string()),
+                (None, Some(tag)) => cache.tag(&source_name, tag).await,
+                (None, None) => None,
+            };
+            if let Some(digest) = known
+                && let Some(hit) = cache.get(&key_for(&digest)).await
+            {
+                return Verdict {
+                    cached: true,
+                    ..hit
+                };
+            }
+        }
+
+        let resolved = match self.resolve_shared(&p.image, source, bypass).await {
+            Ok(r) => r,
+            Err(denial) => return *denial,
+        };
+        if let (None, Some(tag)) = (p.image.digest(), p.image.tag()) {
+            cache
+                .put_tag(&source_name, tag, resolved.manifest.digest.as_str())
+                .await;
+        }
+        if p.policies.is_empty() {
+            return self.unmatched(&p, Some(&resolved.manifest));
+        }
+        let key = key_for(resolved.manifest.digest.as_str());
+        if !bypass && let Some(hit) = cache.get(&key).await {
+            return Verdict {
+                cached: true,
+                ..hit
+            };
+        }
+        let engine = Arc::clone(self);
+        let policies = p.policies.clone();
+        let cache_key = key.clone();
+        let work = async move {
+            let verdict = engine.judge_within_deadline(&policies, &resolved).await;
+            engine.shared.cache.put(&cache_key, &verdict).await;
+            verdict
+        };
+        if bypass {
+            return work.await;
+        }
+        let (verdict, joined) = self.shared.judgments.run(key, work).await;
+        if joined {
+            self.shared.metrics.coalesced_waits.inc();
+        }
+        verdict.unwrap_or_else(|| internal_error(&p.input))
+    }
+
+    /// Resolves `image`, sharing the work with concurrent callers asking for the same reference.
+    async fn resolve_shared(
+        self: &Arc<Self>,
+        image: &ImageRef,
+        source: Arc<dyn Source>,
+        bypass: bool,
+    ) -> Result<Arc<Resolved>, Box<Verdict>> {
+        let engine = Arc::clone(self);
+        let owned = image.clone();
+        let work = async move {
+            engine
+                .resolve_within_deadline(&owned, source)
+                .await
+                .map(Arc::new)
+        };
+        if bypass {
+            return work.await;
+        }
+        let key = (self.source_for(image).name(), image.to_string());
+        let (resolved, joined) = self.shared.resolutions.run(key, work).await;
+        if joined {
+            self.shared.metrics.coalesced_waits.inc();
+        }
+        resolved.unwrap_or_else(|| Err(Box::new(internal_error(&image.to_string()))))
     }
 
     /// The verdict for an image no policy applies to.
-    fn unmatched(&self, p: &Prepared<'_>, manifest: Option<&Manifest>) -> Verdict {
+    fn unmatched(&self, p: &Prepared, manifest: Option<&Manifest>) -> Verdict {
         let subject = p.image.policy_subject();
         let mut verdict = match (p.named, self.config.default, manifest) {
             (false, DefaultAction::Allow, Some(_)) => Verdict::allow(
@@ -267,39 +412,40 @@ impl Engine {
         }
     }
 
-    async fn resolve_within_deadline(&self, image: &ImageRef) -> Result<Resolved, Verdict> {
+    async fn resolve_within_deadline(
+        &self,
+        image: &ImageRef,
+        source: Arc<dyn Source>,
+    ) -> Result<Resolved, Box<Verdict>> {
         let deadline = self.config.limits.deadline;
-        match tokio::time::timeout(deadline, self.resolve(image)).await {
-            Ok(r) => r,
-            Err(_) => Err(deadline_exceeded(&image.to_string(), deadline)),
-        }
-    }
-
-    async fn resolve(&self, image: &ImageRef) -> Result<Resolved, Verdict> {
-        let source = self.source_for(image);
+        let started = Instant::now();
         let reference = match (image.digest(), image.tag()) {
             (Some(d), _) => ManifestRef::Digest(d.clone()),
             (None, Some(t)) => ManifestRef::Tag(t.to_owned()),
             (None, None) => ManifestRef::Tag("latest".to_owned()),
         };
-        match source
-            .manifest(&reference, self.config.limits.max_manifest_bytes)
-            .await
-        {
-            Ok(manifest) => Ok(Resolved { source, manifest }),
-            Err(e) => Err(Verdict::deny(image.to_string(), vec![e.finding()])),
-        }
+        let fetch = source.manifest(&reference, self.config.limits.max_manifest_bytes);
+        let result = match tokio::time::timeout(deadline, fetch).await {
+            Ok(Ok(manifest)) => Ok(Resolved { source, manifest }),
+            Ok(Err(e)) => Err(Box::new(Verdict::deny(image.to_string(), vec![e.finding()]))),
+            Err(_) => Err(Box::new(deadline_exceeded(&image.to_string(), deadline))),
+        };
+        self.shared
+            .metrics
+            .observe_step("resolve", started.elapsed());
+        result
     }
 
     async fn judge_within_deadline(
         &self,
-        policies: &[&Policy],
-        resolved: Arc<Resolved>,
+        policy_indices: &[usize],
+        resolved: &Resolved,
     ) -> Verdict {
         let deadline = self.config.limits.deadline;
+        let policies = self.policies(policy_indices);
         let name = format!("{}@{}", resolved.source.name(), resolved.manifest.digest);
         let mut verdict =
-            match tokio::time::timeout(deadline, self.judge(policies, &resolved)).await {
+            match tokio::time::timeout(deadline, self.judge(&policies, resolved)).await {
                 Ok(v) => v,
                 Err(_) => deadline_exceeded(&name, deadline),
             };
@@ -315,23 +461,32 @@ impl Engine {
 
     /// Gathers the evidence for one digest once, then evaluates every applicable policy on it.
     async fn judge(&self, policies: &[&Policy], resolved: &Resolved) -> Verdict {
+        let metrics = &self.shared.metrics;
         let digest = &resolved.manifest.digest;
         let image = format!("{}@{digest}", resolved.source.name());
         let needs_signatures = policies.iter().any(|p| p.signatures.is_some());
         let outcomes = if needs_signatures {
             let source = resolved.source.as_ref();
+            let started = Instant::now();
             let (layers, bundles) = futures::join!(
                 self.signature_layers(source, digest),
                 self.referrer_bundles(source, digest)
             );
+            metrics.observe_step("fetch_evidence", started.elapsed());
             match (layers, bundles) {
-                (Ok(layers), Ok(bundles)) => self.check_signatures(&layers, &bundles, digest),
+                (Ok(layers), Ok(bundles)) => {
+                    let started = Instant::now();
+                    let outcomes = self.check_signatures(&layers, &bundles, digest);
+                    metrics.observe_step("verify", started.elapsed());
+                    outcomes
+                }
                 (Err(e), _) | (_, Err(e)) => return Verdict::deny(&image, vec![e.finding()]),
             }
         } else {
             Vec::new()
         };
 
+        let started = Instant::now();
         let mut allowed = true;
         let mut findings = Vec::new();
         for p in policies {
@@ -341,7 +496,8 @@ impl Engine {
                 findings.extend(f);
             }
         }
-        if allowed {
+        metrics.observe_step("policy", started.elapsed());
+        if allowed && !policies.is_empty() {
             Verdict::allow(&image, findings)
         } else {
             findings.retain(|f| f.code != Code::Satisfied);
@@ -538,7 +694,18 @@ impl Engine {
     }
 }
 
-fn deadline_exceeded(what: &str, deadline: std::time::Duration) -> Verdict {
+fn internal_error(what: &str) -> Verdict {
+    Verdict::deny(
+        what,
+        vec![Finding::new(
+            Code::RegistryError,
+            format!("verifying {what} failed inside umpire; see its logs"),
+        )],
+    )
+    .retryable()
+}
+
+fn deadline_exceeded(what: &str, deadline: Duration) -> Verdict {
     Verdict::deny(
         what,
         vec![Finding::new(

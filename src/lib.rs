@@ -1,16 +1,20 @@
 //! umpire: a supply-chain verdict service. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod cache;
+pub mod coalesce;
 pub mod config;
 pub mod conformance;
 pub mod digest;
 pub mod engine;
 pub mod evidence;
 pub mod glob;
+pub mod metrics;
 pub mod output;
 pub mod policy;
 pub mod reference;
 pub mod server;
+pub mod service;
 pub mod verdict;
 pub mod verify;
 

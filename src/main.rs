@@ -7,11 +7,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use umpire::config::Config;
 use umpire::engine::Engine;
-use umpire::evidence::auth::Credentials;
 use umpire::reference::ImageRef;
-use umpire::{output, server};
+use umpire::service::{Live, credentials, load_config};
+use umpire::{metrics, output, server};
 
 #[derive(Parser)]
 #[command(
@@ -67,20 +66,6 @@ fn init_logging(default_level: &str) {
         .try_init();
 }
 
-fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
-    Ok(match path {
-        Some(p) => Config::load(p)?,
-        None => Config::builtin()?,
-    })
-}
-
-fn credentials() -> anyhow::Result<Credentials> {
-    match Credentials::default_path() {
-        Some(p) => Credentials::load(&p),
-        None => Ok(Credentials::default()),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -126,8 +111,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let cfg = load_config(config.as_ref())?;
+async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = load_config(config_path.as_ref())?;
     match &cfg.source {
         Some(p) => {
             tracing::info!(config = %p.display(), policies = cfg.policies.len(), "configuration loaded")
@@ -136,12 +121,31 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
             "no --config: running on the built-in default (deny all but the bundled demo)"
         ),
     }
-    let listen = cfg.listen;
-    let engine = Arc::new(Engine::new(cfg, credentials()?)?);
+    let (listen, metrics_listen) = (cfg.listen, cfg.metrics_listen);
+    let live = Arc::new(Live::new(cfg, config_path, credentials()?)?);
+    #[cfg(unix)]
+    tokio::spawn(umpire::service::reload_on_sighup(Arc::clone(&live)));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
+        let mut stop = stop_rx.clone();
+        tokio::spawn(metrics::serve(
+            Arc::clone(live.metrics()),
+            listener,
+            async move {
+                let _ = stop.changed().await;
+            },
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    server::serve_on(engine, listener, server::shutdown_signal()).await
+    let result = server::serve_on(live, listener, server::shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    result
 }
 
 async fn verify(
@@ -150,8 +154,9 @@ async fn verify(
     json: bool,
     images: Vec<String>,
 ) -> ExitCode {
-    let setup =
-        || -> anyhow::Result<Engine> { Engine::new(load_config(config.as_ref())?, credentials()?) };
+    let setup = || -> anyhow::Result<Arc<Engine>> {
+        Engine::standalone(load_config(config.as_ref())?, credentials()?)
+    };
     let engine = match setup() {
         Ok(e) => e,
         Err(e) => {

@@ -14,6 +14,8 @@ pub struct Policy {
     pub name: String,
     pub images: Vec<Glob>,
     pub signatures: Option<SignatureRequirement>,
+    /// Hash of the policy's content (not its name), for verdict cache keys.
+    pub fingerprint: [u8; 32],
 }
 
 #[derive(Debug, Clone)]
@@ -335,6 +337,7 @@ mod tests {
             name: name.into(),
             images: vec![Glob::new(glob).unwrap()],
             signatures: None,
+            fingerprint: [0; 32],
         };
         let ps = vec![
             p("a", "reg.io/**"),

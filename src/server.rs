@@ -8,12 +8,12 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::VerifierService;
-use crate::engine::Engine;
 use crate::proto;
+use crate::service::Live;
 
 /// Serves on an already-bound listener until `shutdown` completes.
 pub async fn serve_on(
-    engine: Arc<Engine>,
+    live: Arc<Live>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -32,7 +32,7 @@ pub async fn serve_on(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(proto::verifier_server::VerifierServer::new(
-            VerifierService::new(engine),
+            VerifierService::new(live),
         ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

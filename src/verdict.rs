@@ -1,9 +1,9 @@
 //! What umpire answers: a verdict for one digest, with findings a person can act on.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Finding codes from the contract (names are part of the outside interface).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Code {
     NoMatchingPolicy,
@@ -58,15 +58,15 @@ impl std::fmt::Display for Code {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub code: Code,
     pub message: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub authority: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub attestation_type: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub policy: String,
 }
 
@@ -94,12 +94,12 @@ impl Finding {
 
 /// The answer for one image. `allowed` is only ever set by [`Verdict::allow`]; every other
 /// constructor denies, so a path that forgets to decide ends in a denial.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     pub image: String,
     pub allowed: bool,
     pub digest: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub media_type: String,
     pub policy: String,
     pub retryable: bool,

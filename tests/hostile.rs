@@ -82,7 +82,7 @@ impl Content {
     }
 }
 
-fn engine_for(host: &str, key: &SigningKey, extra: &str, credentials: Credentials) -> Engine {
+fn engine_for(host: &str, key: &SigningKey, extra: &str, credentials: Credentials) -> Arc<Engine> {
     let yaml = config_yaml(
         host,
         &[("release", &key.public_pem())],
@@ -90,10 +90,10 @@ fn engine_for(host: &str, key: &SigningKey, extra: &str, credentials: Credential
         extra,
     );
     let config = Config::from_yaml(&yaml, std::path::Path::new("."), "test").unwrap();
-    Engine::new(config, credentials).unwrap()
+    Engine::standalone(config, credentials).unwrap()
 }
 
-async fn verify(engine: &Engine, image: &str) -> Verdict {
+async fn verify(engine: &Arc<Engine>, image: &str) -> Verdict {
     engine.verify(image, None).await.unwrap()
 }
 
@@ -273,7 +273,7 @@ async fn credentials_go_to_a_token_realm_on_the_registrys_own_host() {
         &key_policy("prod", &server.host(), 1, &["release"]),
         "",
     );
-    let engine = Engine::new(
+    let engine = Engine::standalone(
         Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
         user_secret(&server.host()),
     )
@@ -313,7 +313,7 @@ async fn credentials_never_go_to_a_token_realm_on_another_host() {
         &key_policy("prod", &server.host(), 1, &["release"]),
         "",
     );
-    let engine = Engine::new(
+    let engine = Engine::standalone(
         Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
         user_secret(&server.host()),
     )
@@ -362,7 +362,7 @@ async fn credentials_do_not_follow_a_redirect_to_another_host() {
         &key_policy("prod", &server.host(), 1, &["release"]),
         "",
     );
-    let engine = Engine::new(
+    let engine = Engine::standalone(
         Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
         user_secret(&server.host()),
     )

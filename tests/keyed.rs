@@ -16,6 +16,22 @@ async fn verify(umpire: &Umpire, image: &str) -> VerifyResponse {
         .verify(VerifyRequest {
             image: image.to_owned(),
             policy: String::new(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|s| panic!("Verify({image}) failed: {s}"))
+        .into_inner()
+}
+
+/// Verifies afresh, past the verdict cache (for tests that change the registry between calls).
+async fn verify_fresh(umpire: &Umpire, image: &str) -> VerifyResponse {
+    umpire
+        .client()
+        .await
+        .verify(VerifyRequest {
+            image: image.to_owned(),
+            bypass_cache: true,
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|s| panic!("Verify({image}) failed: {s}"))
@@ -204,7 +220,7 @@ async fn threshold_two_with_one_key_is_threshold_not_met() {
     let s = Setup::new().await;
     s.sign_with(&s.release).await;
     let umpire = Umpire::start(&s.yaml(2, &["release", "other"], "")).await;
-    let r = verify(&umpire, &s.by_digest()).await;
+    let r = verify_fresh(&umpire, &s.by_digest()).await;
     assert!(!r.allowed);
     assert_eq!(codes(&r), ["THRESHOLD_NOT_MET"]);
     assert!(r.findings[0].message.contains("key:release"));
@@ -215,7 +231,7 @@ async fn threshold_two_with_one_key_is_threshold_not_met() {
         signature_layer(&s.release, payload("y", &s.digest)),
     ];
     s.registry.push_signatures(REPO, &s.digest, twice).await;
-    let r = verify(&umpire, &s.by_digest()).await;
+    let r = verify_fresh(&umpire, &s.by_digest()).await;
     assert_eq!(codes(&r), ["THRESHOLD_NOT_MET"]);
 
     // Both authorities → allowed.
@@ -224,7 +240,7 @@ async fn threshold_two_with_one_key_is_threshold_not_met() {
         signature_layer(&s.other, payload("x", &s.digest)),
     ];
     s.registry.push_signatures(REPO, &s.digest, both).await;
-    let r = verify(&umpire, &s.by_digest()).await;
+    let r = verify_fresh(&umpire, &s.by_digest()).await;
     assert!(r.allowed, "{r:?}");
     assert_eq!(codes(&r), ["SATISFIED", "SATISFIED"]);
 }
@@ -350,7 +366,7 @@ async fn image_index_is_verified_on_the_index_digest_and_platforms_on_their_own(
             vec![signature_layer(&key, payload("x", &amd64_digest))],
         )
         .await;
-    let r = verify(
+    let r = verify_fresh(
         &umpire,
         &format!("{}/{REPO}@{amd64_digest}", registry.host()),
     )
@@ -425,6 +441,7 @@ async fn batch_answers_in_order_and_once_per_digest() {
                 .map(|i| VerifyRequest {
                     image: i.clone(),
                     policy: String::new(),
+                    ..Default::default()
                 })
                 .collect(),
         })
@@ -458,6 +475,7 @@ async fn malformed_requests_are_invalid_argument() {
             .verify(VerifyRequest {
                 image: image.into(),
                 policy: policy.into(),
+                ..Default::default()
             })
             .await
             .expect_err("should be refused");
@@ -473,10 +491,12 @@ async fn malformed_requests_are_invalid_argument() {
                 VerifyRequest {
                     image: s.by_digest(),
                     policy: String::new(),
+                    ..Default::default()
                 },
                 VerifyRequest {
                     image: String::new(),
                     policy: String::new(),
+                    ..Default::default()
                 },
             ],
         })
@@ -511,6 +531,7 @@ async fn named_policy_must_match_the_image() {
         .verify(VerifyRequest {
             image: s.by_digest(),
             policy: "elsewhere".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -521,6 +542,7 @@ async fn named_policy_must_match_the_image() {
         .verify(VerifyRequest {
             image: s.by_digest(),
             policy: "prod".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -102,9 +102,25 @@ async fn verify(umpire: &Umpire, image: &str) -> VerifyResponse {
         .verify(VerifyRequest {
             image: image.to_owned(),
             policy: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
+        .into_inner()
+}
+
+/// Verifies afresh, past the verdict cache (for tests that change the registry between calls).
+async fn verify_fresh(umpire: &Umpire, image: &str) -> VerifyResponse {
+    umpire
+        .client()
+        .await
+        .verify(VerifyRequest {
+            image: image.to_owned(),
+            bypass_cache: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|s| panic!("Verify({image}) failed: {s}"))
         .into_inner()
 }
 
@@ -175,7 +191,7 @@ async fn wrong_subject_issuer_or_claim_is_identity_mismatch() {
     for identity in [Identity::github("evil/app"), wrong_issuer, wrong_repo] {
         s.push_legacy(s.sigstore.legacy_layer(&identity, s.payload()))
             .await;
-        let r = verify(&umpire, &s.image()).await;
+        let r = verify_fresh(&umpire, &s.image()).await;
         assert!(!r.allowed, "{identity:?}");
         assert_eq!(codes(&r), ["IDENTITY_MISMATCH"], "{identity:?}");
         // The message shows the identity found next to the one expected.
@@ -229,7 +245,7 @@ async fn expired_certificate_without_a_verified_time_is_denied() {
             .legacy_layer_from(&leaf, payload, &signature, Some(&entry)),
     )
     .await;
-    let r = verify(&umpire, &s.image()).await;
+    let r = verify_fresh(&umpire, &s.image()).await;
     assert!(!r.allowed, "{r:?}");
 }
 

@@ -53,7 +53,7 @@ fn layout() -> (tempfile::TempDir, SigningKey, Image) {
     (dir, key, image)
 }
 
-fn engine(root: &Path, key: &SigningKey) -> umpire::engine::Engine {
+fn engine(root: &Path, key: &SigningKey) -> std::sync::Arc<umpire::engine::Engine> {
     let policy = format!(
         "  - name: local\n    images: [\"oci:{}\"]\n    signatures:\n      authorities:\n        - key: k\n",
         root.display()

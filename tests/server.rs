@@ -103,6 +103,7 @@ async fn shutdown_lets_an_in_flight_call_finish() {
             .verify(VerifyRequest {
                 image,
                 policy: String::new(),
+                ..Default::default()
             })
             .await
     });

@@ -19,6 +19,7 @@ use super::manifest::{self, Manifest};
 use super::{FetchError, ManifestRef, Source};
 use crate::config::RegistrySettings;
 use crate::digest::Digest;
+use crate::metrics::Metrics;
 use crate::reference::{DOCKER_HUB, RegistryRef};
 
 /// Token responses larger than this are refused.
@@ -32,6 +33,7 @@ pub struct RegistryClient {
     credentials: Credentials,
     /// `Authorization` header values by (registry, repository).
     tokens: Mutex<HashMap<(String, String), String>>,
+    metrics: Arc<Metrics>,
 }
 
 impl RegistryClient {
@@ -39,6 +41,7 @@ impl RegistryClient {
         settings: HashMap<String, RegistrySettings>,
         credentials: Credentials,
         connect_timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let redirects = reqwest::redirect::Policy::custom(|attempt| {
             let downgrade = attempt.url().scheme() != "https"
@@ -63,6 +66,7 @@ impl RegistryClient {
             settings,
             credentials,
             tokens: Mutex::new(HashMap::new()),
+            metrics,
         })
     }
 
@@ -104,6 +108,25 @@ impl RegistryClient {
         tokens.insert((registry.to_owned(), repository.to_owned()), value);
     }
 
+    /// Sends one request, counting it by host and status.
+    async fn send(
+        &self,
+        registry: &str,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::Response, FetchError> {
+        match request.send().await {
+            Ok(r) => {
+                self.metrics.registry_request(registry, r.status().as_str());
+                Ok(r)
+            }
+            Err(e) => {
+                self.metrics.registry_request(registry, "error");
+                Err(unavailable(what, &e))
+            }
+        }
+    }
+
     /// GET `/v2/<repository>/<path>`, authenticating once on a 401 challenge.
     async fn get(
         &self,
@@ -122,7 +145,7 @@ impl RegistryClient {
             if let Some(auth) = self.cached_auth(registry, repository) {
                 request = request.header(AUTHORIZATION, auth);
             }
-            let response = request.send().await.map_err(|e| unavailable(what, &e))?;
+            let response = self.send(registry, request, what).await?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 let challenge = response
@@ -208,7 +231,7 @@ impl RegistryClient {
                 if let Some(c) = credential {
                     request = request.header(AUTHORIZATION, basic(c));
                 }
-                let response = request.send().await.map_err(|e| unavailable(what, &e))?;
+                let response = self.send(registry, request, what).await?;
                 let response = check_status(response, &format!("{what} (token request)"))?;
                 let body = read_bounded(response, MAX_TOKEN_RESPONSE_BYTES, what).await?;
                 #[derive(serde::Deserialize)]

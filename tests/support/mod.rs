@@ -16,6 +16,7 @@ use umpire::config::Config;
 use umpire::engine::Engine;
 use umpire::evidence::auth::Credentials;
 use umpire::proto::verifier_client::VerifierClient;
+use umpire::service::Live;
 
 /// A YAML config trusting `keys` (name, PEM) for the registry at `host` (plain HTTP), with
 /// `policies` given as YAML (the `policies:` list body) and `extra` top-level YAML.
@@ -44,9 +45,12 @@ pub fn key_policy(name: &str, host: &str, threshold: usize, keys: &[&str]) -> St
     p
 }
 
-pub fn engine(yaml: &str) -> Engine {
-    let config = Config::from_yaml(yaml, Path::new("."), "test").expect("test config loads");
-    Engine::new(config, Credentials::default()).unwrap()
+pub fn config(yaml: &str) -> Config {
+    Config::from_yaml(yaml, Path::new("."), "test").expect("test config loads")
+}
+
+pub fn engine(yaml: &str) -> Arc<Engine> {
+    Engine::standalone(config(yaml), Credentials::default()).unwrap()
 }
 
 /// An umpire gRPC server in this process, on a free loopback port.
@@ -58,20 +62,20 @@ pub struct Umpire {
 
 impl Umpire {
     pub async fn start(yaml: &str) -> Self {
-        Self::start_with(engine(yaml)).await
+        Self::start_live(Arc::new(
+            Live::new(config(yaml), None, Credentials::default()).unwrap(),
+        ))
+        .await
     }
 
-    pub async fn start_with(engine: Engine) -> Self {
+    /// Serves `live` (e.g. one built on a config file, to test reloads).
+    pub async fn start_live(live: Arc<Live>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(umpire::server::serve_on(
-            Arc::new(engine),
-            listener,
-            async {
-                let _ = rx.await;
-            },
-        ));
+        let task = tokio::spawn(umpire::server::serve_on(live, listener, async {
+            let _ = rx.await;
+        }));
         Self {
             addr,
             stop: Some(tx),

@@ -1,0 +1,463 @@
+//! Verdict caches: an in-process cache (moka) and an optional shared one in Redis.
+//!
+//! Keys are derived from what a verdict depends on: the repository, the manifest digest, the
+//! content of the policies that applied, all trust material and limits, and umpire's version; never a
+//! tag. Tag → digest resolutions are cached apart with their own (short) TTL. Retryable denials stay
+//! only briefly in the local cache and never go to Redis.
+//!
+//! Redis entries carry an HMAC-SHA256 under a key only umpire knows, and name the cache key they are
+//! for, so whoever can write to Redis can neither forge a verdict nor move one to another image. Any
+//! Redis failure is a miss: umpire degrades to its local cache, never to an error or an allow.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::hmac;
+use base64::Engine as _;
+use moka::Expiry;
+use sha2::{Digest as _, Sha256};
+
+use crate::metrics::{LayerLabels, Metrics};
+use crate::verdict::Verdict;
+
+/// Cache settings (`cache:` in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub allowed_ttl: Duration,
+    pub denied_ttl: Duration,
+    /// Transient (retryable) denials: a short back-off, at most 30 s.
+    pub retry_ttl: Duration,
+    /// Tag → digest resolutions; zero disables.
+    pub tag_ttl: Duration,
+    pub max_entries: u64,
+    pub redis: Option<RedisSettings>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    pub url: String,
+    pub hmac_key: Vec<u8>,
+    /// Per-operation timeout; a slower Redis counts as down.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RedisSettings({}, <hmac key>, {:?})",
+            self.url, self.timeout
+        )
+    }
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            allowed_ttl: Duration::from_secs(3600),
+            denied_ttl: Duration::from_secs(60),
+            retry_ttl: Duration::from_secs(5),
+            tag_ttl: Duration::from_secs(30),
+            max_entries: 100_000,
+            redis: None,
+        }
+    }
+}
+
+pub const MAX_RETRY_TTL: Duration = Duration::from_secs(30);
+/// Redis values larger than this are ignored.
+const MAX_REDIS_VALUE: usize = 1024 * 1024;
+/// After a Redis failure, how long to serve from the local cache alone before trying again.
+const REDIS_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The cache key of a verdict, from everything it depends on.
+pub fn verdict_key(
+    source: &str,
+    digest: &str,
+    policy_fingerprints: &[[u8; 32]],
+    trust_fingerprint: &[u8; 32],
+) -> String {
+    let mut h = Sha256::new();
+    h.update(concat!("umpire/", env!("CARGO_PKG_VERSION"), "\0").as_bytes());
+    h.update(source.as_bytes());
+    h.update(b"\0");
+    h.update(digest.as_bytes());
+    h.update(b"\0");
+    let mut fps = policy_fingerprints.to_vec();
+    fps.sort();
+    for fp in fps {
+        h.update(fp);
+    }
+    h.update(trust_fingerprint);
+    hex::encode(h.finalize())
+}
+
+#[derive(Clone)]
+struct Entry {
+    verdict: Arc<Verdict>,
+    ttl: Duration,
+}
+
+struct PerEntry;
+
+impl Expiry<String, Entry> for PerEntry {
+    fn expire_after_create(&self, _key: &String, value: &Entry, _now: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+pub struct VerdictCache {
+    settings: CacheSettings,
+    local: moka::future::Cache<String, Entry>,
+    tags: Option<moka::future::Cache<(String, String), String>>,
+    redis: Option<SharedCache>,
+    metrics: Arc<Metrics>,
+}
+
+impl VerdictCache {
+    pub fn new(settings: CacheSettings, metrics: Arc<Metrics>) -> Self {
+        let local = moka::future::Cache::builder()
+            .max_capacity(settings.max_entries)
+            .expire_after(PerEntry)
+            .build();
+        let tags = (!settings.tag_ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(settings.max_entries)
+                .time_to_live(settings.tag_ttl)
+                .build()
+        });
+        let redis =
+            settings
+                .redis
+                .clone()
+                .and_then(|r| match SharedCache::new(&r, Arc::clone(&metrics)) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::error!("shared cache disabled: {e}");
+                        None
+                    }
+                });
+        Self {
+            settings,
+            local,
+            tags,
+            redis,
+            metrics,
+        }
+    }
+
+    pub fn settings(&self) -> &CacheSettings {
+        &self.settings
+    }
+
+    /// A cached verdict for `key`, from the local cache or else Redis.
+    pub async fn get(&self, key: &str) -> Option<Verdict> {
+        if let Some(e) = self.local.get(key).await {
+            self.metrics
+                .cache_hits
+                .get_or_create(&LayerLabels { layer: "local" })
+                .inc();
+            return Some((*e.verdict).clone());
+        }
+        if let Some(redis) = &self.redis
+            && let Some((verdict, remaining)) = redis.get(key).await
+        {
+            self.metrics
+                .cache_hits
+                .get_or_create(&LayerLabels { layer: "redis" })
+                .inc();
+            let entry = Entry {
+                verdict: Arc::new(verdict.clone()),
+                ttl: remaining,
+            };
+            self.local.insert(key.to_owned(), entry).await;
+            return Some(verdict);
+        }
+        self.metrics.cache_misses.inc();
+        None
+    }
+
+    /// Stores a fresh verdict: allowed and lasting denials everywhere, retryable ones locally and briefly.
+    pub async fn put(&self, key: &str, verdict: &Verdict) {
+        let ttl = if verdict.allowed {
+            self.settings.allowed_ttl
+        } else if verdict.retryable {
+            self.settings.retry_ttl.min(MAX_RETRY_TTL)
+        } else {
+            self.settings.denied_ttl
+        };
+        if ttl.is_zero() {
+            return;
+        }
+        let mut stored = verdict.clone();
+        stored.image.clear();
+        stored.cached = false;
+        if !verdict.retryable
+            && let Some(redis) = &self.redis
+        {
+            redis.put(key, &stored, ttl).await;
+        }
+        let entry = Entry {
+            verdict: Arc::new(stored),
+            ttl,
+        };
+        self.local.insert(key.to_owned(), entry).await;
+    }
+
+    pub async fn tag(&self, source: &str, tag: &str) -> Option<String> {
+        self.tags
+            .as_ref()?
+            .get(&(source.to_owned(), tag.to_owned()))
+            .await
+    }
+
+    pub async fn put_tag(&self, source: &str, tag: &str, digest: &str) {
+        if let Some(tags) = &self.tags {
+            tags.insert((source.to_owned(), tag.to_owned()), digest.to_owned())
+                .await;
+        }
+    }
+}
+
+/// The Redis side: HMAC-authenticated entries, short timeouts, back-off after failures.
+struct SharedCache {
+    client: redis::Client,
+    connection: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    down_until: std::sync::Mutex<Option<Instant>>,
+    key: hmac::Key,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    key: String,
+    expires_at: u64,
+    verdict: Verdict,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl SharedCache {
+    fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let client =
+            redis::Client::open(settings.url.as_str()).map_err(|e| format!("redis URL: {e}"))?;
+        Ok(Self {
+            client,
+            connection: tokio::sync::Mutex::new(None),
+            down_until: std::sync::Mutex::new(None),
+            key: hmac::Key::new(hmac::HMAC_SHA256, &settings.hmac_key),
+            timeout: settings.timeout,
+            metrics,
+        })
+    }
+
+    fn redis_key(key: &str) -> String {
+        format!("umpire:v1:verdict:{key}")
+    }
+
+    fn failed(&self, what: &str, e: impl std::fmt::Display) {
+        self.metrics.redis_errors.inc();
+        tracing::warn!("shared cache {what} failed, serving from the local cache: {e}");
+        *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + REDIS_BACKOFF);
+    }
+
+    async fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
+        if self
+            .down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| Instant::now() < t)
+        {
+            return None;
+        }
+        let mut slot = self.connection.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Some(c.clone());
+        }
+        match tokio::time::timeout(self.timeout, self.client.get_multiplexed_async_connection())
+            .await
+        {
+            Ok(Ok(c)) => {
+                *slot = Some(c.clone());
+                Some(c)
+            }
+            Ok(Err(e)) => {
+                self.failed("connect", e);
+                None
+            }
+            Err(_) => {
+                self.failed("connect", "timed out");
+                None
+            }
+        }
+    }
+
+    async fn forget_connection(&self) {
+        *self.connection.lock().await = None;
+    }
+
+    /// A valid entry and its remaining lifetime; anything forged, moved, expired or unreadable is a miss.
+    async fn get(&self, key: &str) -> Option<(Verdict, Duration)> {
+        let mut conn = self.connection().await?;
+        let cmd = redis::cmd("GET").arg(Self::redis_key(key)).to_owned();
+        let value: Option<Vec<u8>> =
+            match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    self.forget_connection().await;
+                    self.failed("read", e);
+                    return None;
+                }
+                Err(_) => {
+                    self.forget_connection().await;
+                    self.failed("read", "timed out");
+                    return None;
+                }
+            };
+        let value = value?;
+        match self.open(key, &value) {
+            Ok(found) => Some(found),
+            Err(why) => {
+                tracing::warn!(key, "ignoring shared cache entry: {why}");
+                None
+            }
+        }
+    }
+
+    fn open(&self, key: &str, value: &[u8]) -> Result<(Verdict, Duration), &'static str> {
+        if value.len() > MAX_REDIS_VALUE {
+            return Err("too large");
+        }
+        let dot = value.iter().position(|b| *b == b'.').ok_or("no MAC")?;
+        let (mac_b64, body) = (&value[..dot], &value[dot + 1..]);
+        let mac = base64::engine::general_purpose::STANDARD
+            .decode(mac_b64)
+            .map_err(|_| "MAC is not base64")?;
+        hmac::verify(&self.key, body, &mac).map_err(|_| "MAC does not verify")?;
+        let stored: Stored = serde_json::from_slice(body).map_err(|_| "unreadable")?;
+        if stored.key != key {
+            return Err("it is for another key");
+        }
+        let now = now_secs();
+        if stored.expires_at <= now {
+            return Err("expired");
+        }
+        Ok((stored.verdict, Duration::from_secs(stored.expires_at - now)))
+    }
+
+    fn seal(&self, key: &str, verdict: &Verdict, ttl: Duration) -> Option<Vec<u8>> {
+        let stored = Stored {
+            key: key.to_owned(),
+            expires_at: now_secs() + ttl.as_secs().max(1),
+            verdict: verdict.clone(),
+        };
+        let body = serde_json::to_vec(&stored).ok()?;
+        let mac = hmac::sign(&self.key, &body);
+        let mut value = base64::engine::general_purpose::STANDARD
+            .encode(mac.as_ref())
+            .into_bytes();
+        value.push(b'.');
+        value.extend(body);
+        Some(value)
+    }
+
+    async fn put(&self, key: &str, verdict: &Verdict, ttl: Duration) {
+        let Some(value) = self.seal(key, verdict, ttl) else {
+            return;
+        };
+        let Some(mut conn) = self.connection().await else {
+            return;
+        };
+        let cmd = redis::cmd("SET")
+            .arg(Self::redis_key(key))
+            .arg(value)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .to_owned();
+        match tokio::time::timeout(self.timeout, cmd.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.forget_connection().await;
+                self.failed("write", e);
+            }
+            Err(_) => {
+                self.forget_connection().await;
+                self.failed("write", "timed out");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::{Code, Finding};
+
+    fn shared() -> SharedCache {
+        let settings = RedisSettings {
+            url: "redis://127.0.0.1:1".into(),
+            hmac_key: b"0123456789abcdef0123456789abcdef".to_vec(),
+            timeout: Duration::from_millis(100),
+        };
+        SharedCache::new(&settings, Arc::new(Metrics::new())).unwrap()
+    }
+
+    #[test]
+    fn sealed_entries_open_only_for_their_key_and_unaltered() {
+        let c = shared();
+        let v = Verdict::allow("", vec![Finding::new(Code::Satisfied, "ok")]);
+        let sealed = c.seal("k1", &v, Duration::from_secs(60)).unwrap();
+        assert_eq!(c.open("k1", &sealed).unwrap().0, v);
+        assert_eq!(c.open("k2", &sealed).unwrap_err(), "it is for another key");
+        let mut forged = sealed.clone();
+        let i = forged.len() - 20;
+        forged[i] ^= 1;
+        assert!(c.open("k1", &forged).is_err());
+        // A denial rewritten to an allow without the key fails the MAC.
+        let denied = c
+            .seal("k1", &Verdict::deny("", vec![]), Duration::from_secs(60))
+            .unwrap();
+        let text = String::from_utf8(denied)
+            .unwrap()
+            .replace("\"allowed\":false", "\"allowed\":true");
+        assert_eq!(
+            c.open("k1", text.as_bytes()).unwrap_err(),
+            "MAC does not verify"
+        );
+        assert!(c.open("k1", b"no mac here").is_err());
+    }
+
+    #[test]
+    fn keys_depend_on_everything_a_verdict_depends_on() {
+        let base = verdict_key("r/a", "sha256:1", &[[1; 32]], &[2; 32]);
+        assert_ne!(base, verdict_key("r/b", "sha256:1", &[[1; 32]], &[2; 32]));
+        assert_ne!(base, verdict_key("r/a", "sha256:2", &[[1; 32]], &[2; 32]));
+        assert_ne!(base, verdict_key("r/a", "sha256:1", &[[3; 32]], &[2; 32]));
+        assert_ne!(base, verdict_key("r/a", "sha256:1", &[[1; 32]], &[4; 32]));
+        assert_eq!(
+            verdict_key("r/a", "d", &[[1; 32], [5; 32]], &[2; 32]),
+            verdict_key("r/a", "d", &[[5; 32], [1; 32]], &[2; 32])
+        );
+    }
+
+    #[tokio::test]
+    async fn retryable_denials_are_kept_briefly_and_locally() {
+        let settings = CacheSettings {
+            retry_ttl: Duration::from_millis(50),
+            ..CacheSettings::default()
+        };
+        let c = VerdictCache::new(settings, Arc::new(Metrics::new()));
+        let v = Verdict::deny("", vec![Finding::new(Code::RegistryUnavailable, "down")]);
+        c.put("k", &v).await;
+        assert!(c.get("k").await.is_some());
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(c.get("k").await.is_none());
+    }
+}

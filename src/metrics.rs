@@ -1,0 +1,205 @@
+//! Prometheus metrics, served as text at `GET /metrics` on `metrics_listen` (with `GET /healthz`).
+//! One `Metrics` lives for the whole process, across config reloads.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub verdict: &'static str,
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CachedLabels {
+    pub cached: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LayerLabels {
+    pub layer: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryLabels {
+    pub host: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub step: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.00005, 2.0, 20))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub verdicts: Family<VerdictLabels, Counter>,
+    pub latency: HistogramFamily<CachedLabels>,
+    pub cache_hits: Family<LayerLabels, Counter>,
+    pub cache_misses: Counter,
+    pub coalesced_waits: Counter,
+    pub registry_requests: Family<RegistryLabels, Counter>,
+    pub step_seconds: HistogramFamily<StepLabels>,
+    pub redis_errors: Counter,
+    pub reloads: Family<ResultLabels, Counter>,
+    pub shed: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("umpire");
+        let m = Self {
+            verdicts: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            cache_hits: Family::default(),
+            cache_misses: Counter::default(),
+            coalesced_waits: Counter::default(),
+            registry_requests: Family::default(),
+            step_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            redis_errors: Counter::default(),
+            reloads: Family::default(),
+            shed: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "verdicts",
+            "Verdicts answered, by verdict and leading finding code",
+            m.verdicts.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer one image, cached or cold",
+            m.latency.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Verdicts served from a cache, by layer (local, redis)",
+            m.cache_hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "Verdict cache misses",
+            m.cache_misses.clone(),
+        );
+        registry.register(
+            "coalesced_waits",
+            "Requests that waited on an identical verification in flight",
+            m.coalesced_waits.clone(),
+        );
+        registry.register(
+            "registry_requests",
+            "HTTP requests to registries, by host and status",
+            m.registry_requests.clone(),
+        );
+        registry.register(
+            "verification_step_seconds",
+            "Time spent per verification step",
+            m.step_seconds.clone(),
+        );
+        registry.register(
+            "redis_errors",
+            "Failed shared-cache operations (served from the local cache instead)",
+            m.redis_errors.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Configuration reloads, by result",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "shed_requests",
+            "Requests refused because too many were in flight",
+            m.shed.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    pub fn observe_step(&self, step: &'static str, elapsed: Duration) {
+        self.step_seconds
+            .get_or_create(&StepLabels { step })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn registry_request(&self, host: &str, status: &str) {
+        self.registry_requests
+            .get_or_create(&RegistryLabels {
+                host: host.to_owned(),
+                status: status.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The total of registry requests so far (all hosts and statuses).
+    pub fn registry_request_total(&self) -> u64 {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            return 0;
+        }
+        text.lines()
+            .filter(|l| l.starts_with("umpire_registry_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!("encoding metrics: {e}");
+        }
+        text
+    }
+}
+
+/// Serves `/metrics` and `/healthz` until `shutdown` completes.
+pub async fn serve(
+    metrics: std::sync::Arc<Metrics>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = std::sync::Arc::clone(&metrics);
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
