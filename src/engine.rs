@@ -427,7 +427,10 @@ impl Engine {
         let fetch = source.manifest(&reference, self.config.limits.max_manifest_bytes);
         let result = match tokio::time::timeout(deadline, fetch).await {
             Ok(Ok(manifest)) => Ok(Resolved { source, manifest }),
-            Ok(Err(e)) => Err(Box::new(Verdict::deny(image.to_string(), vec![e.finding()]))),
+            Ok(Err(e)) => Err(Box::new(Verdict::deny(
+                image.to_string(),
+                vec![e.finding()],
+            ))),
             Err(_) => Err(Box::new(deadline_exceeded(&image.to_string(), deadline))),
         };
         self.shared

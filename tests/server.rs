@@ -154,3 +154,87 @@ async fn the_binary_stops_cleanly_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_binary_serves_metrics_and_reloads_on_sighup() {
+    let port = support::registry::free_port();
+    let metrics_port = support::registry::free_port();
+    let key = support::cosign::SigningKey::p256();
+    let base = support::config_yaml(
+        "127.0.0.1:1",
+        &[("k", &key.public_pem())],
+        &DEMO_ONLY["policies:\n".len()..],
+        "",
+    );
+    let yaml =
+        format!("listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics_port}\n{base}");
+    let (_dir, path) = support::config_file(&yaml);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("UMPIRE_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut client = None;
+    for _ in 0..200 {
+        if let Ok(c) = umpire::proto::verifier_client::VerifierClient::connect(url.clone()).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut client = client.expect("umpire serve listens");
+    let ask = |image: &str| VerifyRequest {
+        image: image.into(),
+        ..Default::default()
+    };
+    let r = client
+        .verify(ask("127.0.0.1:2/app:1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.findings[0].code, "NO_MATCHING_POLICY");
+
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("umpire_verdicts_total{verdict=\"denied\",code=\"NO_MATCHING_POLICY\"} 1"),
+        "{metrics}"
+    );
+
+    // A policy for 127.0.0.1:2 instead, then SIGHUP.
+    let edited = yaml.replace("127.0.0.1:1/**", "127.0.0.1:2/**");
+    std::fs::write(&path, edited).unwrap();
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut reloaded = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = client
+            .verify(ask("127.0.0.1:2/app:1"))
+            .await
+            .unwrap()
+            .into_inner();
+        if r.findings[0].code != "NO_MATCHING_POLICY" {
+            assert!(
+                !r.allowed,
+                "127.0.0.1:2 refuses connections: denied, never allowed"
+            );
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "SIGHUP reloaded the configuration");
+    let _ = child.kill().await;
+}

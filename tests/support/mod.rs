@@ -5,6 +5,7 @@
 
 pub mod cosign;
 pub mod hostile;
+pub mod redis;
 pub mod registry;
 pub mod sigstore;
 
