@@ -94,7 +94,6 @@ struct Prepared {
 
 /// An image resolved to the manifest a verdict will hold for.
 pub struct Resolved {
-    source: Arc<dyn Source>,
     manifest: Manifest,
 }
 
@@ -305,41 +304,102 @@ impl Engine {
             }
         }
 
-        let resolved = match self.resolve_shared(&p.image, source, bypass).await {
+        if p.policies.is_empty() {
+            return match self.resolve_shared(&p.image, source, bypass).await {
+                Ok(r) => self.unmatched(&p, Some(&r.manifest)),
+                Err(denial) => *denial,
+            };
+        }
+
+        // By digest, the evidence is fetched while the manifest is: two round trips, not three.
+        let (resolved, judged) = match p.image.digest() {
+            Some(digest) => {
+                let key = key_for(digest.as_str());
+                let (resolved, judged) = futures::join!(
+                    self.resolve_shared(&p.image, Arc::clone(&source), bypass),
+                    self.judge_shared(
+                        key.clone(),
+                        &p.policies,
+                        Arc::clone(&source),
+                        digest.clone(),
+                        bypass
+                    )
+                );
+                (resolved, Some((key, judged)))
+            }
+            None => (
+                self.resolve_shared(&p.image, Arc::clone(&source), bypass)
+                    .await,
+                None,
+            ),
+        };
+        let resolved = match resolved {
             Ok(r) => r,
             Err(denial) => return *denial,
         };
+        let manifest = &resolved.manifest;
         if let (None, Some(tag)) = (p.image.digest(), p.image.tag()) {
             cache
-                .put_tag(&source_name, tag, resolved.manifest.digest.as_str())
+                .put_tag(&source_name, tag, manifest.digest.as_str())
                 .await;
         }
-        if p.policies.is_empty() {
-            return self.unmatched(&p, Some(&resolved.manifest));
+        let (key, (verdict, leader)) = match judged {
+            Some(j) => j,
+            None => {
+                let key = key_for(manifest.digest.as_str());
+                if !bypass && let Some(hit) = cache.get(&key).await {
+                    return Verdict {
+                        cached: true,
+                        ..hit
+                    };
+                }
+                let judged = self
+                    .judge_shared(
+                        key.clone(),
+                        &p.policies,
+                        source,
+                        manifest.digest.clone(),
+                        bypass,
+                    )
+                    .await;
+                (key, judged)
+            }
+        };
+        let mut verdict = verdict;
+        verdict.media_type = manifest.media_type.clone();
+        // Cached only once the image itself resolved, and once (by the caller that did the work).
+        if leader {
+            cache.put(&key, &verdict).await;
         }
-        let key = key_for(resolved.manifest.digest.as_str());
-        if !bypass && let Some(hit) = cache.get(&key).await {
-            return Verdict {
-                cached: true,
-                ..hit
-            };
-        }
+        verdict
+    }
+
+    /// Judges `digest` under the policies, sharing the work with concurrent callers asking the same
+    /// question. Returns the verdict and whether this caller did the work.
+    async fn judge_shared(
+        self: &Arc<Self>,
+        key: String,
+        policies: &[usize],
+        source: Arc<dyn Source>,
+        digest: Digest,
+        bypass: bool,
+    ) -> (Verdict, bool) {
         let engine = Arc::clone(self);
-        let policies = p.policies.clone();
-        let cache_key = key.clone();
+        let policies = policies.to_vec();
+        let name = format!("{}@{digest}", source.name());
         let work = async move {
-            let verdict = engine.judge_within_deadline(&policies, &resolved).await;
-            engine.shared.cache.put(&cache_key, &verdict).await;
-            verdict
+            engine
+                .judge_within_deadline(&policies, source.as_ref(), &digest)
+                .await
         };
         if bypass {
-            return work.await;
+            return (work.await, true);
         }
         let (verdict, joined) = self.shared.judgments.run(key, work).await;
         if joined {
             self.shared.metrics.coalesced_waits.inc();
         }
-        verdict.unwrap_or_else(|| internal_error(&p.input))
+        (verdict.unwrap_or_else(|| internal_error(&name)), !joined)
     }
 
     /// Resolves `image`, sharing the work with concurrent callers asking for the same reference.
@@ -426,7 +486,7 @@ impl Engine {
         };
         let fetch = source.manifest(&reference, self.config.limits.max_manifest_bytes);
         let result = match tokio::time::timeout(deadline, fetch).await {
-            Ok(Ok(manifest)) => Ok(Resolved { source, manifest }),
+            Ok(Ok(manifest)) => Ok(Resolved { manifest }),
             Ok(Err(e)) => Err(Box::new(Verdict::deny(
                 image.to_string(),
                 vec![e.finding()],
@@ -442,18 +502,18 @@ impl Engine {
     async fn judge_within_deadline(
         &self,
         policy_indices: &[usize],
-        resolved: &Resolved,
+        source: &dyn Source,
+        digest: &Digest,
     ) -> Verdict {
         let deadline = self.config.limits.deadline;
         let policies = self.policies(policy_indices);
-        let name = format!("{}@{}", resolved.source.name(), resolved.manifest.digest);
+        let name = format!("{}@{digest}", source.name());
         let mut verdict =
-            match tokio::time::timeout(deadline, self.judge(&policies, resolved)).await {
+            match tokio::time::timeout(deadline, self.judge(&policies, source, digest)).await {
                 Ok(v) => v,
                 Err(_) => deadline_exceeded(&name, deadline),
             };
-        verdict.digest = resolved.manifest.digest.to_string();
-        verdict.media_type = resolved.manifest.media_type.clone();
+        verdict.digest = digest.to_string();
         verdict.policy = policies
             .iter()
             .map(|p| p.name.as_str())
@@ -463,13 +523,11 @@ impl Engine {
     }
 
     /// Gathers the evidence for one digest once, then evaluates every applicable policy on it.
-    async fn judge(&self, policies: &[&Policy], resolved: &Resolved) -> Verdict {
+    async fn judge(&self, policies: &[&Policy], source: &dyn Source, digest: &Digest) -> Verdict {
         let metrics = &self.shared.metrics;
-        let digest = &resolved.manifest.digest;
-        let image = format!("{}@{digest}", resolved.source.name());
+        let image = format!("{}@{digest}", source.name());
         let needs_signatures = policies.iter().any(|p| p.signatures.is_some());
         let outcomes = if needs_signatures {
-            let source = resolved.source.as_ref();
             let started = Instant::now();
             let (layers, bundles) = futures::join!(
                 self.signature_layers(source, digest),

@@ -392,3 +392,50 @@ async fn batch_fetches_each_digest_once() {
     assert_eq!(count("/manifests/"), 3, "{requests:?}");
     assert_eq!(count("/referrers/"), 1, "{requests:?}");
 }
+
+#[tokio::test]
+async fn a_digest_request_costs_two_sequential_round_trips() {
+    // Every answer takes a while, so requests sent together arrive together and requests that
+    // depend on an answer arrive a full delay later: the number of waves is the critical path.
+    let delay = Duration::from_millis(300);
+    let c = Content::new();
+    let digest = c.digest();
+    let key_pem = c.key.public_pem();
+    let routes = c.routes;
+    let server = Scripted::start(move |r: &Request| {
+        routes
+            .get(&r.path)
+            .cloned()
+            .unwrap_or_else(|| Reply::new(404, "{}"))
+            .delayed(delay)
+    })
+    .await;
+    let yaml = config_yaml(
+        &server.host(),
+        &[("release", &key_pem)],
+        &key_policy("prod", &server.host(), 1, &["release"]),
+        "",
+    );
+    let engine = Engine::standalone(
+        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
+        Credentials::default(),
+    )
+    .unwrap();
+    let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+    assert!(v.allowed, "{v:?}");
+    let requests = server.requests();
+    let first = requests.iter().map(|r| r.at).min().unwrap();
+    let waves: std::collections::BTreeSet<u128> = requests
+        .iter()
+        .map(|r| (r.at - first).as_millis() / (delay.as_millis() / 2 + delay.as_millis() / 4))
+        .collect();
+    assert_eq!(
+        waves.len(),
+        2,
+        "arrivals: {:?}",
+        requests
+            .iter()
+            .map(|r| (r.path.clone(), (r.at - first).as_millis()))
+            .collect::<Vec<_>>()
+    );
+}

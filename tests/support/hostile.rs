@@ -13,6 +13,8 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Request {
@@ -102,6 +104,7 @@ impl Scripted {
                         method,
                         path,
                         headers,
+                        at: std::time::Instant::now(),
                     };
                     let reply = handler(&request);
                     log.lock().unwrap().push(request);
