@@ -311,95 +311,85 @@ impl Engine {
             };
         }
 
-        // By digest, the evidence is fetched while the manifest is: two round trips, not three.
-        let (resolved, judged) = match p.image.digest() {
+        let engine = Arc::clone(self);
+        let policies = p.policies.clone();
+        match p.image.digest().cloned() {
+            // By digest, the evidence is fetched while the manifest is: two round trips, not three.
             Some(digest) => {
                 let key = key_for(digest.as_str());
-                let (resolved, judged) = futures::join!(
-                    self.resolve_shared(&p.image, Arc::clone(&source), bypass),
-                    self.judge_shared(
-                        key.clone(),
-                        &p.policies,
-                        Arc::clone(&source),
-                        digest.clone(),
-                        bypass
-                    )
-                );
-                (resolved, Some((key, judged)))
+                let image = p.image.clone();
+                let cache_key = key.clone();
+                let work = async move {
+                    let (resolved, judged) = futures::join!(
+                        engine.resolve_within_deadline(&image, Arc::clone(&source)),
+                        engine.judge_within_deadline(&policies, source.as_ref(), &digest)
+                    );
+                    let verdict = match resolved {
+                        Ok(r) => Verdict {
+                            media_type: r.manifest.media_type,
+                            ..judged
+                        },
+                        Err(denial) => *denial,
+                    };
+                    // Stored before the in-flight entry is forgotten, so no caller falls between.
+                    engine.shared.cache.put(&cache_key, &verdict).await;
+                    verdict
+                };
+                self.run_shared(key, work, bypass, &p.input).await
             }
-            None => (
-                self.resolve_shared(&p.image, Arc::clone(&source), bypass)
-                    .await,
-                None,
-            ),
-        };
-        let resolved = match resolved {
-            Ok(r) => r,
-            Err(denial) => return *denial,
-        };
-        let manifest = &resolved.manifest;
-        if let (None, Some(tag)) = (p.image.digest(), p.image.tag()) {
-            cache
-                .put_tag(&source_name, tag, manifest.digest.as_str())
-                .await;
-        }
-        let (key, (verdict, leader)) = match judged {
-            Some(j) => j,
             None => {
-                let key = key_for(manifest.digest.as_str());
+                let resolved = match self
+                    .resolve_shared(&p.image, Arc::clone(&source), bypass)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(denial) => return *denial,
+                };
+                let digest = resolved.manifest.digest.clone();
+                if let Some(tag) = p.image.tag() {
+                    cache.put_tag(&source_name, tag, digest.as_str()).await;
+                }
+                let key = key_for(digest.as_str());
                 if !bypass && let Some(hit) = cache.get(&key).await {
                     return Verdict {
                         cached: true,
                         ..hit
                     };
                 }
-                let judged = self
-                    .judge_shared(
-                        key.clone(),
-                        &p.policies,
-                        source,
-                        manifest.digest.clone(),
-                        bypass,
-                    )
-                    .await;
-                (key, judged)
+                let cache_key = key.clone();
+                let work = async move {
+                    let judged = engine
+                        .judge_within_deadline(&policies, source.as_ref(), &digest)
+                        .await;
+                    let verdict = Verdict {
+                        media_type: resolved.manifest.media_type.clone(),
+                        ..judged
+                    };
+                    engine.shared.cache.put(&cache_key, &verdict).await;
+                    verdict
+                };
+                self.run_shared(key, work, bypass, &p.input).await
             }
-        };
-        let mut verdict = verdict;
-        verdict.media_type = manifest.media_type.clone();
-        // Cached only once the image itself resolved, and once (by the caller that did the work).
-        if leader {
-            cache.put(&key, &verdict).await;
         }
-        verdict
     }
 
-    /// Judges `digest` under the policies, sharing the work with concurrent callers asking the same
-    /// question. Returns the verdict and whether this caller did the work.
-    async fn judge_shared(
-        self: &Arc<Self>,
+    /// Runs one verification, shared with concurrent callers asking the same question (unless the
+    /// caller bypasses the cache, in which case it runs on its own).
+    async fn run_shared(
+        &self,
         key: String,
-        policies: &[usize],
-        source: Arc<dyn Source>,
-        digest: Digest,
+        work: impl std::future::Future<Output = Verdict> + Send + 'static,
         bypass: bool,
-    ) -> (Verdict, bool) {
-        let engine = Arc::clone(self);
-        let policies = policies.to_vec();
-        let name = format!("{}@{digest}", source.name());
-        let work = async move {
-            engine
-                .judge_within_deadline(&policies, source.as_ref(), &digest)
-                .await
-        };
+        what: &str,
+    ) -> Verdict {
         if bypass {
-            return (work.await, true);
+            return work.await;
         }
         let (verdict, joined) = self.shared.judgments.run(key, work).await;
         if joined {
             self.shared.metrics.coalesced_waits.inc();
         }
-        (verdict.unwrap_or_else(|| internal_error(&name)), !joined)
+        verdict.unwrap_or_else(|| internal_error(what))
     }
 
     /// Resolves `image`, sharing the work with concurrent callers asking for the same reference.
