@@ -11,8 +11,15 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cache::{CacheSettings, MAX_RETRY_TTL, RedisSettings};
+use crate::checks::provenance::{BaseImages, ProvenanceCheck, normalise_repository};
+use crate::checks::sbom::SbomCheck;
+use crate::checks::vulns::{Severity, VulnCheck};
+use crate::checks::{self, Checks, Wildcard};
 use crate::glob::Glob;
-use crate::policy::{Authority, KeylessAuthority, Policy, SignatureRequirement};
+use crate::policy::{
+    AttestationRequirement, Authority, KeylessAuthority, Policy, SignatureRequirement,
+};
+use crate::rego::RegoPolicy;
 use crate::verify::identity::{Claim, Matcher};
 use crate::verify::keys::PublicKey;
 use crate::verify::sigstore::SigstoreRoot;
@@ -50,6 +57,8 @@ pub struct RegistrySettings {
 pub struct Limits {
     pub max_manifest_bytes: u64,
     pub max_signature_layer_bytes: u64,
+    /// Attestation envelopes (`.att` layers) and bundles: SBOMs can be large.
+    pub max_attestation_bytes: u64,
     pub max_signatures: usize,
     /// Deadline for one verification, registry round trips included.
     pub deadline: Duration,
@@ -62,6 +71,7 @@ impl Default for Limits {
         Self {
             max_manifest_bytes: 4 * 1024 * 1024,
             max_signature_layer_bytes: 256 * 1024,
+            max_attestation_bytes: 16 * 1024 * 1024,
             max_signatures: 100,
             deadline: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(5),
@@ -172,7 +182,69 @@ struct RawPolicy {
     #[serde(default)]
     signatures: Option<RawSignatures>,
     #[serde(default)]
-    attestations: Option<Vec<serde_yaml_ng::Value>>,
+    attestations: Option<Vec<RawAttestation>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttestation {
+    #[serde(rename = "type")]
+    predicate_type: String,
+    authorities: Vec<RawAuthority>,
+    #[serde(default)]
+    rego: Option<String>,
+    #[serde(default)]
+    provenance: Option<RawProvenance>,
+    #[serde(default)]
+    sbom: Option<RawSbom>,
+    #[serde(default)]
+    vulnerabilities: Option<RawVulns>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvenance {
+    #[serde(default)]
+    builder_ids: Vec<String>,
+    #[serde(default)]
+    build_types: Vec<String>,
+    #[serde(default)]
+    source_repositories: Vec<String>,
+    #[serde(default)]
+    source_refs: Vec<String>,
+    #[serde(default)]
+    base_images: Option<RawBaseImages>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBaseImages {
+    #[serde(default)]
+    repositories: Vec<String>,
+    #[serde(default)]
+    digests: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSbom {
+    #[serde(default)]
+    deny_packages: Vec<String>,
+    #[serde(default)]
+    deny_licenses: Vec<String>,
+    #[serde(default)]
+    require_packages: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVulns {
+    #[serde(default)]
+    max_severity: Option<String>,
+    #[serde(default)]
+    max_age: Option<String>,
+    #[serde(default)]
+    deny_cves: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -222,6 +294,7 @@ struct RawKeyless {
 struct RawLimits {
     max_manifest_bytes: Option<u64>,
     max_signature_layer_bytes: Option<u64>,
+    max_attestation_bytes: Option<u64>,
     max_signatures: Option<usize>,
     deadline: Option<String>,
     connect_timeout: Option<String>,
@@ -371,81 +444,69 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                     Glob::new(g).map_err(|e| bad(&at(&format!("images[{j}]")), e.to_string()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            if p.attestations.is_some() {
-                return Err(bad(
-                    &at("attestations"),
-                    "attestation requirements are not supported by this build of umpire yet".into(),
-                ));
-            }
-            let Some(sigs) = p.signatures else {
+            if p.signatures.is_none() && p.attestations.as_ref().is_none_or(Vec::is_empty) {
                 return Err(bad(
                     &format!("policies[{i}]"),
                     "a policy needs `signatures` or `attestations`".into(),
                 ));
-            };
-            let mut authorities = Vec::new();
-            for (j, a) in sigs.authorities.into_iter().enumerate() {
-                let akey = at(&format!("signatures.authorities[{j}]"));
-                match (a.key, a.keyless) {
-                    (Some(name), None) => {
-                        if !keys.contains_key(&name) {
-                            return Err(bad(
-                                &format!("{akey}.key"),
-                                format!("no key named {name:?} under trust.keys"),
-                            ));
-                        }
-                        let authority = Authority::Key { name };
-                        if authorities.contains(&authority) {
-                            return Err(bad(&akey, format!("{authority} is listed twice")));
-                        }
-                        authorities.push(authority);
-                    }
-                    (None, Some(k)) => {
-                        let authority = self.keyless(&format!("{akey}.keyless"), k, &sigstore)?;
-                        if authorities.contains(&authority) {
-                            return Err(bad(&akey, format!("{authority} is listed twice")));
-                        }
-                        authorities.push(authority);
-                    }
-                    _ => {
+            }
+            let signatures = match p.signatures {
+                None => None,
+                Some(sigs) => {
+                    let authorities = self.authorities(
+                        &at("signatures.authorities"),
+                        sigs.authorities,
+                        &keys,
+                        &sigstore,
+                    )?;
+                    let threshold = sigs.threshold.unwrap_or(1) as usize;
+                    if threshold == 0 || threshold > authorities.len() {
                         return Err(bad(
-                            &akey,
-                            "an authority is exactly one of `key` or `keyless`".into(),
+                            &at("signatures.threshold"),
+                            format!(
+                                "must be between 1 and the number of authorities ({}), found {threshold}",
+                                authorities.len()
+                            ),
                         ));
                     }
+                    Some(SignatureRequirement {
+                        threshold,
+                        authorities,
+                    })
                 }
+            };
+            let mut attestations = Vec::new();
+            let mut rego_sources = Vec::new();
+            for (j, a) in p.attestations.unwrap_or_default().into_iter().enumerate() {
+                let akey = at(&format!("attestations[{j}]"));
+                let (req, rego_source) = self.attestation(&akey, a, &keys, &sigstore)?;
+                if attestations
+                    .iter()
+                    .any(|r: &AttestationRequirement| r.predicate_type == req.predicate_type)
+                {
+                    return Err(bad(
+                        &format!("{akey}.type"),
+                        format!("type {:?} is required twice", req.predicate_type),
+                    ));
+                }
+                attestations.push(req);
+                rego_sources.extend(rego_source);
             }
-            if authorities.is_empty() {
-                return Err(bad(
-                    &at("signatures.authorities"),
-                    "needs at least one authority".into(),
-                ));
-            }
-            let threshold = sigs.threshold.unwrap_or(1) as usize;
-            if threshold == 0 || threshold > authorities.len() {
-                return Err(bad(
-                    &at("signatures.threshold"),
-                    format!(
-                        "must be between 1 and the number of authorities ({}), found {threshold}",
-                        authorities.len()
-                    ),
-                ));
-            }
-            let signatures = Some(SignatureRequirement {
-                threshold,
-                authorities,
-            });
             // Its content decides what a cached verdict may be reused for; the name is in too, so
             // that cached verdicts name the policy as it is called now.
             let fingerprint = {
                 use sha2::Digest as _;
-                sha2::Sha256::digest(format!("{:?}{images:?}{signatures:?}", p.name).as_bytes())
-                    .into()
+                let text = format!(
+                    "{:?}{images:?}{signatures:?}{attestations:?}{rego_sources:?}",
+                    p.name
+                );
+                sha2::Sha256::digest(text.as_bytes()).into()
             };
             policies.push(Policy {
                 name: p.name,
                 images,
                 signatures,
+                attestations,
                 fingerprint,
             });
         }
@@ -467,6 +528,11 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 "limits.max_signature_layer_bytes",
                 l.max_signature_layer_bytes,
                 defaults.max_signature_layer_bytes,
+            )?,
+            max_attestation_bytes: positive(
+                "limits.max_attestation_bytes",
+                l.max_attestation_bytes,
+                defaults.max_attestation_bytes,
             )?,
             max_signatures: positive(
                 "limits.max_signatures",
@@ -508,6 +574,207 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             trust_fingerprint,
             source: None,
         })
+    }
+
+    fn authorities(
+        &self,
+        key: &str,
+        raw: Vec<RawAuthority>,
+        keys: &BTreeMap<String, Arc<PublicKey>>,
+        sigstore: &BTreeMap<String, Arc<SigstoreRoot>>,
+    ) -> Result<Vec<Authority>, ConfigError> {
+        let bad = self.invalid;
+        let mut authorities = Vec::new();
+        for (j, a) in raw.into_iter().enumerate() {
+            let akey = format!("{key}[{j}]");
+            let authority = match (a.key, a.keyless) {
+                (Some(name), None) => {
+                    if !keys.contains_key(&name) {
+                        return Err(bad(
+                            &format!("{akey}.key"),
+                            format!("no key named {name:?} under trust.keys"),
+                        ));
+                    }
+                    Authority::Key { name }
+                }
+                (None, Some(k)) => self.keyless(&format!("{akey}.keyless"), k, sigstore)?,
+                _ => {
+                    return Err(bad(
+                        &akey,
+                        "an authority is exactly one of `key` or `keyless`".into(),
+                    ));
+                }
+            };
+            if authorities.contains(&authority) {
+                return Err(bad(&akey, format!("{authority} is listed twice")));
+            }
+            authorities.push(authority);
+        }
+        if authorities.is_empty() {
+            return Err(bad(key, "needs at least one authority".into()));
+        }
+        Ok(authorities)
+    }
+
+    /// One attestation requirement, and the Rego source it uses (for the policy's fingerprint).
+    fn attestation(
+        &self,
+        key: &str,
+        a: RawAttestation,
+        keys: &BTreeMap<String, Arc<PublicKey>>,
+        sigstore: &BTreeMap<String, Arc<SigstoreRoot>>,
+    ) -> Result<(AttestationRequirement, Option<String>), ConfigError> {
+        let bad = self.invalid;
+        let t = a.predicate_type;
+        if t.is_empty() || t.chars().any(char::is_whitespace) {
+            return Err(bad(
+                &format!("{key}.type"),
+                format!("expected an in-toto predicateType URI, found {t:?}"),
+            ));
+        }
+        let authorities =
+            self.authorities(&format!("{key}.authorities"), a.authorities, keys, sigstore)?;
+        let wildcards = |k: &str, items: Vec<String>| {
+            items
+                .iter()
+                .enumerate()
+                .map(|(n, w)| {
+                    Wildcard::new(w).map_err(|e| bad(&format!("{key}.{k}[{n}]"), e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let mut checks = Vec::new();
+        if let Some(p) = a.provenance {
+            if !checks::is_provenance(&t) {
+                return Err(bad(
+                    &format!("{key}.provenance"),
+                    format!("provenance checks need a SLSA provenance type, not {t:?}"),
+                ));
+            }
+            let base_images = match p.base_images {
+                None => None,
+                Some(b) => Some(BaseImages {
+                    repositories: b
+                        .repositories
+                        .iter()
+                        .enumerate()
+                        .map(|(n, g)| {
+                            Glob::new(g).map_err(|e| {
+                                bad(
+                                    &format!("{key}.provenance.base_images.repositories[{n}]"),
+                                    e.to_string(),
+                                )
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                    digests: b
+                        .digests
+                        .into_iter()
+                        .enumerate()
+                        .map(|(n, d)| {
+                            crate::digest::Digest::parse(&d)
+                                .map(|d| d.to_string())
+                                .map_err(|e| {
+                                    bad(
+                                        &format!("{key}.provenance.base_images.digests[{n}]"),
+                                        e.to_string(),
+                                    )
+                                })
+                        })
+                        .collect::<Result<_, _>>()?,
+                }),
+            };
+            checks.push(Checks::Provenance(ProvenanceCheck {
+                builder_ids: p.builder_ids,
+                build_types: p.build_types,
+                source_repositories: wildcards(
+                    "provenance.source_repositories",
+                    p.source_repositories
+                        .iter()
+                        .map(|r| normalise_repository(r))
+                        .collect(),
+                )?,
+                source_refs: wildcards("provenance.source_refs", p.source_refs)?,
+                base_images,
+            }));
+        }
+        if let Some(sb) = a.sbom {
+            if !checks::is_spdx(&t) && !checks::is_cyclonedx(&t) {
+                return Err(bad(
+                    &format!("{key}.sbom"),
+                    format!("SBOM checks need an SPDX or CycloneDX type, not {t:?}"),
+                ));
+            }
+            checks.push(Checks::Sbom(SbomCheck {
+                deny_packages: wildcards("sbom.deny_packages", sb.deny_packages)?,
+                deny_licenses: wildcards("sbom.deny_licenses", sb.deny_licenses)?,
+                require_packages: sb.require_packages,
+            }));
+        }
+        if let Some(v) = a.vulnerabilities {
+            if t != checks::COSIGN_VULN {
+                return Err(bad(
+                    &format!("{key}.vulnerabilities"),
+                    format!(
+                        "vulnerability checks need type {}, not {t:?}",
+                        checks::COSIGN_VULN
+                    ),
+                ));
+            }
+            let max_severity = match v.max_severity.as_deref() {
+                None => None,
+                Some(sev) => Some(Severity::parse(sev).ok_or_else(|| {
+                    bad(
+                        &format!("{key}.vulnerabilities.max_severity"),
+                        format!("expected low, medium, high or critical, found {sev:?}"),
+                    )
+                })?),
+            };
+            let max_age = match v.max_age.as_deref() {
+                None => None,
+                Some(age) => Some(parse_duration(age).filter(|d| !d.is_zero()).ok_or_else(
+                    || {
+                        bad(
+                            &format!("{key}.vulnerabilities.max_age"),
+                            format!("expected a duration like 24h or 168h, found {age:?}"),
+                        )
+                    },
+                )?),
+            };
+            checks.push(Checks::Vulnerabilities(VulnCheck {
+                max_severity,
+                max_age,
+                deny_cves: v.deny_cves,
+            }));
+        }
+        let rego = match a.rego {
+            None => None,
+            Some(path) => {
+                let file = self.base.join(&path);
+                let source = std::fs::read_to_string(&file).map_err(|e| {
+                    bad(
+                        &format!("{key}.rego"),
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+                let policy = RegoPolicy::compile(&path, &source)
+                    .map_err(|e| bad(&format!("{key}.rego"), e))?;
+                Some((Arc::new(policy), source))
+            }
+        };
+        let (rego, rego_source) = match rego {
+            Some((p, src)) => (Some(p), Some(src)),
+            None => (None, None),
+        };
+        Ok((
+            AttestationRequirement {
+                predicate_type: t,
+                authorities,
+                checks: checks.pop(),
+                rego,
+            },
+            rego_source,
+        ))
     }
 
     fn keyless(

@@ -22,6 +22,7 @@ use crate::metrics::{CachedLabels, Metrics, VerdictLabels};
 use crate::policy::{self, Policy};
 use crate::reference::{ImageRef, ReferenceError};
 use crate::verdict::{Code, Finding, Verdict};
+use crate::verify::attestation::{self, AttestationLayer, AttestationOutcome};
 use crate::verify::keys::PublicKey;
 use crate::verify::signature::{self, SignatureLayer, SignatureOutcome, Trust};
 use crate::verify::sigstore::SigstoreRoot;
@@ -517,32 +518,109 @@ impl Engine {
         let metrics = &self.shared.metrics;
         let image = format!("{}@{digest}", source.name());
         let needs_signatures = policies.iter().any(|p| p.signatures.is_some());
-        let outcomes = if needs_signatures {
-            let started = Instant::now();
-            let (layers, bundles) = futures::join!(
-                self.signature_layers(source, digest),
-                self.referrer_bundles(source, digest)
-            );
-            metrics.observe_step("fetch_evidence", started.elapsed());
-            match (layers, bundles) {
-                (Ok(layers), Ok(bundles)) => {
-                    let started = Instant::now();
-                    let outcomes = self.check_signatures(&layers, &bundles, digest);
-                    metrics.observe_step("verify", started.elapsed());
-                    outcomes
+        let needs_attestations = policies.iter().any(|p| !p.attestations.is_empty());
+        let limits = &self.config.limits;
+
+        let started = Instant::now();
+        let skip = || async { Ok(Vec::new()) };
+        let (sig_layers, att_layers, bundles) = futures::join!(
+            async {
+                if needs_signatures {
+                    self.tagged_layers(source, digest, "sig", limits.max_signature_layer_bytes)
+                        .await
+                } else {
+                    skip().await
                 }
-                (Err(e), _) | (_, Err(e)) => return Verdict::deny(&image, vec![e.finding()]),
+            },
+            async {
+                if needs_attestations {
+                    self.tagged_layers(source, digest, "att", limits.max_attestation_bytes)
+                        .await
+                } else {
+                    skip().await
+                }
+            },
+            self.referrer_bundles(source, digest)
+        );
+        metrics.observe_step("fetch_evidence", started.elapsed());
+        let (sig_layers, att_layers, bundles) = match (sig_layers, att_layers, bundles) {
+            (Ok(s), Ok(a), Ok(b)) => (s, a, b),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                return Verdict::deny(&image, vec![e.finding()]);
             }
-        } else {
-            Vec::new()
         };
 
         let started = Instant::now();
+        let keys: Vec<(String, &PublicKey)> = self
+            .keys
+            .iter()
+            .map(|(n, k)| (n.clone(), k.as_ref()))
+            .collect();
+        let roots: Vec<&SigstoreRoot> = self.roots.iter().map(Arc::as_ref).collect();
+        let trust = Trust {
+            keys: &keys,
+            roots: &roots,
+            offline: &self.offline,
+        };
+        let signatures: Vec<SignatureOutcome> = if needs_signatures {
+            sig_layers
+                .into_iter()
+                .map(|(payload, annotations)| {
+                    signature::check_layer(
+                        &SignatureLayer {
+                            payload,
+                            annotations,
+                        },
+                        &trust,
+                        digest,
+                    )
+                })
+                .chain(
+                    bundles
+                        .iter()
+                        .filter_map(|b| signature::check_bundle(b, &trust, digest)),
+                )
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let attestations: Vec<AttestationOutcome> = if needs_attestations {
+            att_layers
+                .into_iter()
+                .map(|(envelope, annotations)| {
+                    attestation::check_layer(
+                        &AttestationLayer {
+                            envelope,
+                            annotations,
+                        },
+                        &trust,
+                        digest,
+                    )
+                })
+                .chain(
+                    bundles
+                        .iter()
+                        .filter_map(|b| attestation::check_bundle(b, &trust, digest)),
+                )
+                .collect()
+        } else {
+            Vec::new()
+        };
+        metrics.observe_step("verify", started.elapsed());
+
+        let started = Instant::now();
+        let now = jiff::Timestamp::now();
         let mut allowed = true;
         let mut findings = Vec::new();
         for p in policies {
             if let Some(req) = &p.signatures {
-                let (held, f) = policy::evaluate_signatures(&p.name, req, digest, &outcomes);
+                let (held, f) = policy::evaluate_signatures(&p.name, req, digest, &signatures);
+                allowed &= held;
+                findings.extend(f);
+            }
+            for req in &p.attestations {
+                let (held, f) =
+                    policy::evaluate_attestation(&p.name, req, &image, digest, &attestations, now);
                 allowed &= held;
                 findings.extend(f);
             }
@@ -556,43 +634,42 @@ impl Engine {
         }
     }
 
-    /// The cosign signature layers under `sha256-<hex>.sig`: payload blobs with their annotations.
-    /// A missing tag means no signatures; every other failure is an error.
-    async fn signature_layers(
+    /// The layers under cosign's `sha256-<hex>.<suffix>` tag (`sig`, `att`): each blob with the
+    /// annotations beside it. A missing tag means none; every other failure is an error.
+    async fn tagged_layers(
         &self,
         source: &dyn Source,
         digest: &Digest,
-    ) -> Result<Vec<SignatureLayer>, FetchError> {
+        suffix: &str,
+        max_layer_bytes: u64,
+    ) -> Result<Vec<(Vec<u8>, std::collections::BTreeMap<String, String>)>, FetchError> {
         let limits = &self.config.limits;
-        let tag = ManifestRef::Tag(digest.cosign_tag("sig"));
+        let tag = ManifestRef::Tag(digest.cosign_tag(suffix));
         let manifest = match source.manifest(&tag, limits.max_manifest_bytes).await {
             Ok(m) => m,
             Err(FetchError::NotFound { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let what = format!("signatures of {}@{digest}", source.name());
+        let what = format!(".{suffix} evidence of {}@{digest}", source.name());
         let ManifestKind::Image { layers } = manifest.kind else {
             return Err(FetchError::Protocol {
                 what,
-                detail: "the .sig tag points to an index, not a signature manifest".into(),
+                detail: format!("the .{suffix} tag points to an index, not an image manifest"),
             });
         };
         if layers.len() > limits.max_signatures {
             return Err(FetchError::LimitExceeded {
-                what: format!("{what}: {} signature layers", layers.len()),
+                what: format!("{what}: {} layers", layers.len()),
                 limit: limits.max_signatures as u64,
-                unit: "signatures",
+                unit: "layers",
             });
         }
         let mut wanted = Vec::with_capacity(layers.len());
         for layer in layers {
-            if layer.size > limits.max_signature_layer_bytes {
+            if layer.size > max_layer_bytes {
                 return Err(FetchError::LimitExceeded {
-                    what: format!(
-                        "{what}: signature layer {} ({} bytes)",
-                        layer.digest, layer.size
-                    ),
-                    limit: limits.max_signature_layer_bytes,
+                    what: format!("{what}: layer {} ({} bytes)", layer.digest, layer.size),
+                    limit: max_layer_bytes,
                     unit: "bytes",
                 });
             }
@@ -602,14 +679,9 @@ impl Engine {
             })?;
             wanted.push((layer_digest, layer.annotations));
         }
-        let max = limits.max_signature_layer_bytes;
-        let fetched: Vec<Result<SignatureLayer, FetchError>> = futures::stream::iter(wanted)
+        let fetched: Vec<Result<(Vec<u8>, _), FetchError>> = futures::stream::iter(wanted)
             .map(|(d, annotations)| async move {
-                let payload = source.blob(&d, max).await?;
-                Ok(SignatureLayer {
-                    payload,
-                    annotations,
-                })
+                Ok((source.blob(&d, max_layer_bytes).await?, annotations))
             })
             .buffered(BLOB_CONCURRENCY)
             .collect()
@@ -652,7 +724,10 @@ impl Engine {
             });
         }
         let max_manifest = limits.max_manifest_bytes;
-        let max_bundle = limits.max_signature_layer_bytes.max(MIN_BUNDLE_BYTES);
+        let max_bundle = limits
+            .max_signature_layer_bytes
+            .max(limits.max_attestation_bytes)
+            .max(MIN_BUNDLE_BYTES);
         let fetched: Vec<Result<Option<sigstore_types::Bundle>, FetchError>> =
             futures::stream::iter(candidates)
                 .map(|d| {
@@ -714,34 +789,6 @@ impl Engine {
             }
         }
         Ok(bundles)
-    }
-
-    fn check_signatures(
-        &self,
-        layers: &[SignatureLayer],
-        bundles: &[sigstore_types::Bundle],
-        digest: &Digest,
-    ) -> Vec<SignatureOutcome> {
-        let keys: Vec<(String, &PublicKey)> = self
-            .keys
-            .iter()
-            .map(|(n, k)| (n.clone(), k.as_ref()))
-            .collect();
-        let roots: Vec<&SigstoreRoot> = self.roots.iter().map(Arc::as_ref).collect();
-        let trust = Trust {
-            keys: &keys,
-            roots: &roots,
-            offline: &self.offline,
-        };
-        layers
-            .iter()
-            .map(|l| signature::check_layer(l, &trust, digest))
-            .chain(
-                bundles
-                    .iter()
-                    .filter_map(|b| signature::check_bundle(b, &trust, digest)),
-            )
-            .collect()
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod cache;
+pub mod checks;
 pub mod coalesce;
 pub mod config;
 pub mod conformance;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod output;
 pub mod policy;
 pub mod reference;
+pub mod rego;
 pub mod server;
 pub mod service;
 pub mod verdict;

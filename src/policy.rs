@@ -3,9 +3,14 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
+use crate::checks::Checks;
 use crate::digest::Digest;
 use crate::glob::Glob;
+use crate::rego::RegoPolicy;
 use crate::verdict::{Code, Finding};
+use crate::verify::attestation::AttestationOutcome;
 use crate::verify::identity::{CertIdentity, Claim, Matcher};
 use crate::verify::signature::{SignatureOutcome, Signer};
 
@@ -14,8 +19,20 @@ pub struct Policy {
     pub name: String,
     pub images: Vec<Glob>,
     pub signatures: Option<SignatureRequirement>,
+    pub attestations: Vec<AttestationRequirement>,
     /// Hash of the policy's content (not its name), for verdict cache keys.
     pub fingerprint: [u8; 32],
+}
+
+/// One required attestation type, its signers and its checks.
+#[derive(Debug, Clone)]
+pub struct AttestationRequirement {
+    /// The in-toto predicateType, compared exactly.
+    pub predicate_type: String,
+    /// Any one of these must have signed it.
+    pub authorities: Vec<Authority>,
+    pub checks: Option<Checks>,
+    pub rego: Option<Arc<RegoPolicy>>,
 }
 
 #[derive(Debug, Clone)]
@@ -305,6 +322,141 @@ fn unaccepted(n: usize, policy: &str, req: &SignatureRequirement, signers: &[Sig
     )
 }
 
+/// Whether the attestations found for `digest` meet `req`: at least one verified statement of the
+/// type, signed by one of its authorities, and every such statement passing the built-in checks and
+/// the Rego policy. Returns (held, findings).
+pub fn evaluate_attestation(
+    policy: &str,
+    req: &AttestationRequirement,
+    image: &str,
+    digest: &Digest,
+    outcomes: &[AttestationOutcome],
+    now: jiff::Timestamp,
+) -> (bool, Vec<Finding>) {
+    let t = &req.predicate_type;
+    let tag = |f: Finding| {
+        let mut f = f.with_policy(policy);
+        f.attestation_type = t.clone();
+        f
+    };
+    let of_type: Vec<(&Vec<Signer>, &crate::verify::statement::Statement)> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            AttestationOutcome::Verified { signers, statement }
+                if statement.predicate_type == *t =>
+            {
+                Some((signers, statement))
+            }
+            _ => None,
+        })
+        .collect();
+    let accepted: Vec<(&Vec<Signer>, &crate::verify::statement::Statement)> = of_type
+        .iter()
+        .filter(|(signers, _)| {
+            req.authorities
+                .iter()
+                .any(|a| signers.iter().any(|s| a.accepts(s)))
+        })
+        .copied()
+        .collect();
+    let expected = req
+        .authorities
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+
+    if accepted.is_empty() {
+        let pseudo = SignatureRequirement {
+            threshold: 1,
+            authorities: req.authorities.clone(),
+        };
+        let mut findings: Vec<Finding> = of_type
+            .iter()
+            .enumerate()
+            .map(|(i, (signers, _))| {
+                let mut f = unaccepted(i + 1, policy, &pseudo, signers);
+                f.message = format!("attestation {t}: {}", f.message);
+                tag(f)
+            })
+            .collect();
+        for o in outcomes {
+            if let AttestationOutcome::Invalid {
+                claimed_type: Some(c),
+                reason,
+            } = o
+                && c == t
+            {
+                findings.push(tag(Finding::new(
+                    Code::AttestationInvalid,
+                    format!("an attestation claiming type {t} is not usable: {reason}"),
+                )));
+            }
+        }
+        if findings.is_empty() {
+            findings.push(tag(Finding::new(
+                Code::AttestationMissing,
+                format!("no verified attestation of type {t} for {digest}; expected one signed by {expected}"),
+            )));
+        }
+        findings.truncate(MAX_PROBLEM_FINDINGS);
+        return (false, findings);
+    }
+
+    let mut violations = Vec::new();
+    for (_, statement) in &accepted {
+        if let Some(checks) = &req.checks {
+            violations.extend(checks.violations(statement, now));
+        }
+        if let Some(rego) = &req.rego {
+            let input = serde_json::json!({
+                "image": {"reference": image, "digest": digest.as_str()},
+                "statement": statement,
+                "predicate": statement.predicate,
+            });
+            match rego.deny(&input) {
+                Ok(messages) => {
+                    violations.extend(messages.into_iter().map(|m| format!("{}: {m}", rego.path)))
+                }
+                Err(e) => violations.push(format!(
+                    "Rego policy {} could not be evaluated: {e}",
+                    rego.path
+                )),
+            }
+        }
+    }
+    if !violations.is_empty() {
+        violations.sort();
+        violations.dedup();
+        let findings = violations
+            .into_iter()
+            .take(MAX_PROBLEM_FINDINGS)
+            .map(|v| tag(Finding::new(Code::PolicyViolation, format!("{t}: {v}"))))
+            .collect();
+        return (false, findings);
+    }
+    let signers: Vec<String> = req
+        .authorities
+        .iter()
+        .filter(|a| {
+            accepted
+                .iter()
+                .any(|(signers, _)| signers.iter().any(|s| a.accepts(s)))
+        })
+        .map(|a| a.to_string())
+        .collect();
+    let finding = tag(Finding::new(
+        Code::Satisfied,
+        format!(
+            "{} verified attestation(s) of type {t} signed by {} passed every check",
+            accepted.len(),
+            signers.join(", ")
+        ),
+    ))
+    .with_authority(signers.join(", "));
+    (true, vec![finding])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +489,7 @@ mod tests {
             name: name.into(),
             images: vec![Glob::new(glob).unwrap()],
             signatures: None,
+            attestations: Vec::new(),
             fingerprint: [0; 32],
         };
         let ps = vec![

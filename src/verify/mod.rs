@@ -1,9 +1,12 @@
 //! The pure verification core: bytes and trust material in, typed results out. No I/O here, so every
 //! function can be fed hostile input directly (tests, fuzzers). One file per verification step.
 
+pub mod attestation;
 pub mod cosign_legacy;
+pub mod dsse;
 pub mod identity;
 pub mod keys;
 pub mod signature;
 pub mod sigstore;
 pub mod simple_signing;
+pub mod statement;

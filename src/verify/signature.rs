@@ -184,41 +184,7 @@ pub fn check_bundle(
     if statement.get("predicateType").and_then(|p| p.as_str()) != Some(COSIGN_SIGN_PREDICATE) {
         return None;
     }
-    let Ok(artifact) = Sha256Hash::from_hex(image_digest.hex()) else {
-        return Some(unverified(Code::SignatureInvalid, "unusable image digest"));
-    };
-    let is_keyless = !matches!(
-        bundle.verification_material.content,
-        sigstore_types::bundle::VerificationMaterialContent::PublicKey(_)
-    );
-    let (signers, failure) = if is_keyless {
-        keyless_signers(bundle, trust, |root, b| {
-            root.verify_keyless(b, artifact.into())
-        })
-    } else {
-        let mut signers = Vec::new();
-        let mut failure = None;
-        for (name, key) in trust.keys {
-            let Some(spki) = key.spki_der() else { continue };
-            let roots: Vec<&SigstoreRoot> = if trust.roots.is_empty() {
-                vec![trust.offline]
-            } else {
-                trust.roots.to_vec()
-            };
-            for root in roots {
-                match root.verify_keyed(bundle, artifact.into(), spki, false) {
-                    Ok(()) => {
-                        signers.push(Signer::Key(name.clone()));
-                        break;
-                    }
-                    Err(f) => {
-                        failure.get_or_insert(f);
-                    }
-                }
-            }
-        }
-        (signers, failure)
-    };
+    let (signers, failure) = bundle_signers(bundle, trust, image_digest);
     Some(if signers.is_empty() {
         let f = failure.unwrap_or(Failure {
             code: Code::SignatureInvalid,
@@ -231,6 +197,53 @@ pub fn check_bundle(
     } else {
         SignatureOutcome::Valid { signers }
     })
+}
+
+/// Who a DSSE bundle about `image_digest` verifies as (the statement's subjects must include it):
+/// under every Sigstore root for a certificate, under every key for a public-key bundle.
+pub(crate) fn bundle_signers(
+    bundle: &Bundle,
+    trust: &Trust<'_>,
+    image_digest: &Digest,
+) -> (Vec<Signer>, Option<Failure>) {
+    let Ok(artifact) = Sha256Hash::from_hex(image_digest.hex()) else {
+        let f = Failure {
+            code: Code::SignatureInvalid,
+            reason: "unusable image digest".into(),
+        };
+        return (Vec::new(), Some(f));
+    };
+    let is_keyless = !matches!(
+        bundle.verification_material.content,
+        sigstore_types::bundle::VerificationMaterialContent::PublicKey(_)
+    );
+    if is_keyless {
+        return keyless_signers(bundle, trust, |root, b| {
+            root.verify_keyless(b, artifact.into())
+        });
+    }
+    let mut signers = Vec::new();
+    let mut failure = None;
+    let roots: Vec<&SigstoreRoot> = if trust.roots.is_empty() {
+        vec![trust.offline]
+    } else {
+        trust.roots.to_vec()
+    };
+    for (name, key) in trust.keys {
+        let Some(spki) = key.spki_der() else { continue };
+        for root in &roots {
+            match root.verify_keyed(bundle, artifact.into(), spki, false) {
+                Ok(()) => {
+                    signers.push(Signer::Key(name.clone()));
+                    break;
+                }
+                Err(f) => {
+                    failure.get_or_insert(f);
+                }
+            }
+        }
+    }
+    (signers, failure)
 }
 
 /// Signers a keyless bundle verifies as, one per root; the first failure if none.

@@ -1,0 +1,142 @@
+//! One attestation: a DSSE envelope carrying an in-toto statement, from a cosign `.att` layer or a
+//! Sigstore bundle attached as a referrer. It counts only when its signature verifies under trust
+//! material umpire knows and its statement names the image digest among its subjects. Its type is the
+//! signed statement's `predicateType`, never an annotation.
+
+use std::collections::BTreeMap;
+
+use sigstore_types::{Bundle, SignatureContent};
+
+use super::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use super::signature::{COSIGN_SIGN_PREDICATE, Signer, Trust, bundle_signers};
+use super::statement::Statement;
+use crate::digest::Digest;
+
+/// A `.att` layer: the envelope blob and the annotations beside it.
+#[derive(Debug, Clone)]
+pub struct AttestationLayer {
+    pub envelope: Vec<u8>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum AttestationOutcome {
+    /// Signed by `signers` and about this image.
+    Verified {
+        signers: Vec<Signer>,
+        statement: Statement,
+    },
+    /// Not usable. `claimed_type` is the predicate type the (unverified) payload claims, if it can be
+    /// read, so that a broken attestation of a required type is reported as invalid, not missing.
+    Invalid {
+        claimed_type: Option<String>,
+        reason: String,
+    },
+}
+
+fn claimed_type(payload: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    v.get("predicateType")?
+        .as_str()
+        .map(|s| s.chars().take(200).collect())
+}
+
+fn invalid(claimed_type: Option<String>, reason: impl Into<String>) -> AttestationOutcome {
+    AttestationOutcome::Invalid {
+        claimed_type,
+        reason: reason.into(),
+    }
+}
+
+/// Checks a cosign `.att` layer (keyed: the DSSE signatures under the configured keys).
+pub fn check_layer(
+    layer: &AttestationLayer,
+    trust: &Trust<'_>,
+    image_digest: &Digest,
+) -> AttestationOutcome {
+    let envelope = match Envelope::parse(&layer.envelope) {
+        Ok(e) => e,
+        Err(e) => return invalid(None, e.to_string()),
+    };
+    let Ok(payload) = envelope.payload_bytes() else {
+        return invalid(None, "the DSSE payload is not base64");
+    };
+    let claimed = claimed_type(&payload);
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return invalid(
+            claimed,
+            format!(
+                "payload type {:?} is not in-toto",
+                envelope.payload_type.chars().take(80).collect::<String>()
+            ),
+        );
+    }
+    let signers: Vec<Signer> = envelope
+        .signers(&payload, trust.keys)
+        .into_iter()
+        .map(Signer::Key)
+        .collect();
+    if signers.is_empty() {
+        let why = if layer
+            .annotations
+            .contains_key(super::cosign_legacy::CERTIFICATE_ANNOTATION)
+        {
+            "it carries a certificate, but legacy keyless attestations (Rekor intoto 0.0.1 entries) are not supported: attach keyless attestations as Sigstore bundles (cosign v3)"
+        } else {
+            "its DSSE signature verifies under none of the configured keys"
+        };
+        return invalid(claimed, why);
+    }
+    statement_outcome(signers, &payload, claimed, image_digest)
+}
+
+fn statement_outcome(
+    signers: Vec<Signer>,
+    payload: &[u8],
+    claimed: Option<String>,
+    image_digest: &Digest,
+) -> AttestationOutcome {
+    let statement = match Statement::parse(payload) {
+        Ok(s) => s,
+        Err(e) => return invalid(claimed, e.to_string()),
+    };
+    if !statement.is_about(image_digest) {
+        return invalid(
+            claimed,
+            format!(
+                "its statement is about {}, not about {image_digest}",
+                statement.subject_digests().join(", ")
+            ),
+        );
+    }
+    AttestationOutcome::Verified { signers, statement }
+}
+
+/// Checks a Sigstore bundle attached as a referrer. `None` for bundles that are not attestations
+/// (message signatures, or cosign's own image-signature statements).
+pub fn check_bundle(
+    bundle: &Bundle,
+    trust: &Trust<'_>,
+    image_digest: &Digest,
+) -> Option<AttestationOutcome> {
+    let SignatureContent::DsseEnvelope(envelope) = &bundle.content else {
+        return None;
+    };
+    let payload = envelope.payload.as_bytes();
+    let claimed = claimed_type(payload);
+    if claimed.as_deref() == Some(COSIGN_SIGN_PREDICATE) {
+        return None;
+    }
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Some(invalid(claimed, "payload type is not in-toto"));
+    }
+    let (signers, failure) = bundle_signers(bundle, trust, image_digest);
+    if signers.is_empty() {
+        let reason = failure.map_or_else(
+            || "it verifies under none of the configured keys or roots".to_owned(),
+            |f| f.reason,
+        );
+        return Some(invalid(claimed, reason));
+    }
+    Some(statement_outcome(signers, payload, claimed, image_digest))
+}
