@@ -69,28 +69,8 @@ impl Setup {
 
     /// Attaches `bundle_json` as an OCI 1.1 referrer through the `sha256-<hex>` fallback tag.
     async fn push_referrer_bundle(&self, bundle_json: &str) {
-        let bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
-        let layer = cosign::Blob::new(bundle_type, bundle_json.as_bytes().to_vec());
-        let empty = cosign::Blob::new("application/vnd.oci.empty.v1+json", b"{}".to_vec());
-        let subject = serde_json::json!({"mediaType": cosign::OCI_MANIFEST, "digest": self.digest, "size": Image::new("keyless").manifest.len()});
-        let artifact = Image::from_parts(
-            empty,
-            vec![layer],
-            &[("artifactType", bundle_type.into()), ("subject", subject)],
-        );
-        let artifact_digest = self
-            .registry
-            .push_image(REPO, &artifact.digest().replace(':', "-"), &artifact)
-            .await;
-        // The fallback index, as cosign writes it: without descriptor annotations.
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": cosign::OCI_INDEX,
-            "manifests": [{"mediaType": cosign::OCI_MANIFEST, "digest": artifact_digest, "size": artifact.manifest.len()}],
-        });
-        let tag = self.digest.replace(':', "-");
         self.registry
-            .push_manifest(REPO, &tag, index.to_string().as_bytes(), cosign::OCI_INDEX)
+            .push_referrer_bundles(REPO, &self.digest, &[bundle_json.to_owned()])
             .await;
     }
 }

@@ -152,6 +152,42 @@ impl Registry {
         let sig = signature_manifest(layers);
         self.push_image(repo, &sig_tag(digest), &sig).await;
     }
+
+    /// Attaches Sigstore bundles to `digest` as OCI 1.1 referrers, through the `sha256-<hex>`
+    /// fallback index (written as cosign writes it: without descriptor annotations).
+    pub async fn push_referrer_bundles(&self, repo: &str, digest: &str, bundles: &[String]) {
+        let bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
+        let mut entries = Vec::new();
+        for bundle in bundles {
+            let layer = Blob::new(bundle_type, bundle.as_bytes().to_vec());
+            let empty = Blob::new("application/vnd.oci.empty.v1+json", b"{}".to_vec());
+            let subject = serde_json::json!({"mediaType": super::cosign::OCI_MANIFEST, "digest": digest, "size": 1});
+            let artifact = Image::from_parts(
+                empty,
+                vec![layer],
+                &[("artifactType", bundle_type.into()), ("subject", subject)],
+            );
+            let artifact_digest = self
+                .push_image(repo, &artifact.digest().replace(':', "-"), &artifact)
+                .await;
+            entries.push(serde_json::json!({"mediaType": super::cosign::OCI_MANIFEST, "digest": artifact_digest, "size": artifact.manifest.len()}));
+        }
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": super::cosign::OCI_INDEX, "manifests": entries});
+        self.push_manifest(
+            repo,
+            &digest.replace(':', "-"),
+            index.to_string().as_bytes(),
+            super::cosign::OCI_INDEX,
+        )
+        .await;
+    }
+
+    /// Pushes a cosign attestation manifest with `layers` under `sha256-<hex>.att` for `digest`.
+    pub async fn push_attestations(&self, repo: &str, digest: &str, layers: Vec<Blob>) {
+        let att = signature_manifest(layers);
+        self.push_image(repo, &format!("{}.att", digest.replace(':', "-")), &att)
+            .await;
+    }
 }
 
 async fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
