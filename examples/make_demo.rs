@@ -1,6 +1,7 @@
 //! Regenerates the bundled demo: an OCI image layout under `examples/demo` holding a signed image
-//! (`signed`), an unsigned one (`unsigned`) and the cosign signature of the first, plus the demo
-//! public key in `examples/default-config.yaml` and `trust-roots/demo.pub`. A fresh key each run; its private half is dropped.
+//! (`signed`) with its cosign signature and two attestations (SLSA v1 provenance and an SPDX SBOM),
+//! and an unsigned one (`unsigned`); plus the demo public key in `examples/default-config.yaml` and
+//! `trust-roots/demo.pub`. A fresh key each run; its private half is dropped.
 //!
 //!     cargo run --example make_demo
 
@@ -9,9 +10,15 @@ mod cosign;
 
 use std::path::Path;
 
-use cosign::{Blob, Image, SigningKey, payload, sig_tag, signature_layer, signature_manifest};
+use cosign::{
+    Blob, Image, SigningKey, attestation_layer, payload, sig_tag, signature_layer,
+    signature_manifest, statement,
+};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The builder the demo provenance names (a demo: no real builder made it).
+const DEMO_BUILDER: &str =
+    "https://github.com/umpire-demo/builder/.github/workflows/build.yml@refs/heads/main";
 
 fn write_blob(root: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let digest = cosign::sha256(bytes);
@@ -50,7 +57,24 @@ fn main() -> std::io::Result<()> {
         &key,
         payload("examples/demo", &signed.digest()),
     )]);
-    for image in [&signed, &unsigned, &signature] {
+    let provenance = cosign::provenance(DEMO_BUILDER, "umpire-demo/app", "refs/heads/main", &[]);
+    let sbom = cosign::spdx(&[
+        (
+            "busybox",
+            "1.36.1",
+            "GPL-2.0-only",
+            "pkg:generic/busybox@1.36.1",
+        ),
+        ("musl", "1.2.4", "MIT", "pkg:generic/musl@1.2.4"),
+    ]);
+    let attestations = signature_manifest(vec![
+        attestation_layer(
+            Some(&key),
+            &statement(&signed.digest(), cosign::SLSA_V1, provenance),
+        ),
+        attestation_layer(Some(&key), &statement(&signed.digest(), cosign::SPDX, sbom)),
+    ]);
+    for image in [&signed, &unsigned, &signature, &attestations] {
         write_image(&root, image)?;
     }
     let index = serde_json::json!({
@@ -60,6 +84,7 @@ fn main() -> std::io::Result<()> {
             entry(&signed, "signed"),
             entry(&unsigned, "unsigned"),
             entry(&signature, &sig_tag(&signed.digest())),
+            entry(&attestations, &format!("{}.att", signed.digest().replace(':', "-"))),
         ],
     });
     std::fs::write(root.join("index.json"), serde_json::to_vec_pretty(&index)?)?;

@@ -143,3 +143,26 @@ async fn against_a_real_registry_exit_codes_follow_the_verdicts() {
     assert_eq!(v["retryable"], true);
     assert_eq!(v["findings"][0]["code"], "REGISTRY_UNAVAILABLE");
 }
+
+#[test]
+fn the_readme_worked_example_allows_the_attested_demo_image() {
+    let out = umpire(&[
+        "verify",
+        "--config",
+        "examples/supply-chain.yaml",
+        "oci:examples/demo:signed",
+        "oci:examples/demo:unsigned",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("ALLOWED oci:examples/demo:signed"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("SATISFIED").count(),
+        3,
+        "signature, provenance and SBOM: {stdout}"
+    );
+    assert!(stdout.contains("ATTESTATION_MISSING"), "{stdout}");
+}
