@@ -3,7 +3,13 @@ use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let fds = protox::compile(["umpire/v1/verifier.proto"], ["proto"])?;
+    let fds = protox::compile(
+        [
+            "umpire/v1/verifier.proto",
+            "envoy/service/auth/v3/external_auth.proto",
+        ],
+        ["proto"],
+    )?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
     std::fs::write(
         out.join("umpire_descriptor.bin"),

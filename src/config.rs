@@ -20,6 +20,7 @@ use crate::policy::{
     AttestationRequirement, Authority, KeylessAuthority, Policy, SignatureRequirement,
 };
 use crate::rego::RegoPolicy;
+use crate::tls::TlsSettings;
 use crate::verify::identity::{Claim, Matcher};
 use crate::verify::keys::PublicKey;
 use crate::verify::sigstore::SigstoreRoot;
@@ -79,6 +80,31 @@ impl Default for Limits {
     }
 }
 
+/// The HTTPS listener for Kubernetes admission and Gatekeeper (`webhook:`).
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub listen: SocketAddr,
+    pub tls: TlsSettings,
+    /// Namespaces whose objects are admitted without verification.
+    pub exempt_namespaces: Vec<String>,
+    /// Images (globs over `host/repository`) admitted without verification.
+    pub exempt_images: Vec<Glob>,
+    /// Allow, but report denials as warnings (and metrics).
+    pub audit: bool,
+    /// Verify against this policy only (default: every matching policy).
+    pub policy: Option<String>,
+}
+
+/// Envoy external authorization for registry gates (`ext_authz_listen`, `ext_authz:`).
+#[derive(Debug, Clone)]
+pub struct ExtAuthzSettings {
+    pub listen: SocketAddr,
+    /// The registry umpire fetches evidence from (`host[:port]`); default: the request's host.
+    pub upstream: Option<String>,
+    /// Requests that are not manifest pulls pass (true) or are denied (false).
+    pub pass_through: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DefaultAction {
@@ -92,6 +118,10 @@ pub enum DefaultAction {
 pub struct Config {
     pub listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
+    /// TLS for the gRPC API (`tls:`); plaintext otherwise (only on loopback unless `insecure_plaintext`).
+    pub grpc_tls: Option<TlsSettings>,
+    pub webhook: Option<WebhookSettings>,
+    pub ext_authz: Option<ExtAuthzSettings>,
     pub registries: HashMap<String, RegistrySettings>,
     pub keys: BTreeMap<String, Arc<PublicKey>>,
     /// Sigstore trusted roots by name (`trust.sigstore`).
@@ -129,11 +159,61 @@ struct RawConfig {
     // Contract sections served by later parts of umpire; accepted in shape so that a config written
     // for them is not an error, and refused at validation while this build cannot honour them.
     #[serde(default)]
-    webhook: Option<serde_yaml_ng::Value>,
+    webhook: Option<RawWebhook>,
     #[serde(default)]
     ext_authz_listen: Option<String>,
     #[serde(default)]
+    ext_authz: Option<RawExtAuthz>,
+    #[serde(default)]
+    tls: Option<RawTls>,
+    #[serde(default)]
+    insecure_plaintext: bool,
+    #[serde(default)]
     cache: Option<RawCache>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    listen: String,
+    tls_cert: String,
+    tls_key: String,
+    #[serde(default)]
+    client_ca: Option<String>,
+    #[serde(default)]
+    allowed_clients: Vec<String>,
+    #[serde(default)]
+    exempt_namespaces: Vec<String>,
+    #[serde(default)]
+    exempt_images: Vec<String>,
+    #[serde(default)]
+    audit: bool,
+    #[serde(default)]
+    policy: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExtAuthz {
+    #[serde(default)]
+    upstream: Option<String>,
+    #[serde(default = "yes")]
+    pass_through: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: String,
+    key: String,
+    #[serde(default)]
+    client_ca: Option<String>,
+    #[serde(default)]
+    allowed_clients: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -360,17 +440,6 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             .as_deref()
             .map(|a| self.addr("metrics_listen", a))
             .transpose()?;
-        for (key, present) in [
-            ("webhook", raw.webhook.is_some()),
-            ("ext_authz_listen", raw.ext_authz_listen.is_some()),
-        ] {
-            if present {
-                return Err(bad(
-                    key,
-                    "not supported by this build of umpire yet; remove it".into(),
-                ));
-            }
-        }
         // What every verdict depends on, for the cache keys.
         let mut trust_bytes: Vec<(String, Vec<u8>)> = Vec::new();
         let mut sigstore = BTreeMap::new();
@@ -548,6 +617,75 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         };
 
         let cache = self.cache(raw.cache)?;
+        let grpc_tls = raw
+            .tls
+            .map(|t| self.tls("tls", t.cert, t.key, t.client_ca, t.allowed_clients))
+            .transpose()?;
+        if grpc_tls.is_none() && !listen.ip().is_loopback() && !raw.insecure_plaintext {
+            return Err(bad(
+                "listen",
+                format!(
+                    "{listen} is not a loopback address: configure `tls:` (or set insecure_plaintext: true to serve plaintext anyway)"
+                ),
+            ));
+        }
+        if raw.insecure_plaintext {
+            tracing::warn!("insecure_plaintext: the gRPC API is served without TLS on {listen}");
+        }
+        let webhook = match raw.webhook {
+            None => None,
+            Some(w) => {
+                if let Some(name) = &w.policy
+                    && !policies.iter().any(|p| &p.name == name)
+                {
+                    return Err(bad("webhook.policy", format!("no policy named {name:?}")));
+                }
+                Some(WebhookSettings {
+                    listen: self.addr("webhook.listen", &w.listen)?,
+                    tls: self.tls(
+                        "webhook",
+                        w.tls_cert,
+                        w.tls_key,
+                        w.client_ca,
+                        w.allowed_clients,
+                    )?,
+                    exempt_namespaces: w.exempt_namespaces,
+                    exempt_images: w
+                        .exempt_images
+                        .iter()
+                        .enumerate()
+                        .map(|(n, g)| {
+                            Glob::new(g).map_err(|e| {
+                                bad(&format!("webhook.exempt_images[{n}]"), e.to_string())
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                    audit: w.audit,
+                    policy: w.policy,
+                })
+            }
+        };
+        let ext_authz = match (raw.ext_authz_listen, raw.ext_authz) {
+            (None, None) => None,
+            (None, Some(_)) => return Err(bad("ext_authz", "needs ext_authz_listen".into())),
+            (Some(addr), options) => {
+                let (upstream, pass_through) =
+                    options.map_or((None, true), |o| (o.upstream, o.pass_through));
+                if let Some(u) = &upstream
+                    && (u.is_empty() || u.contains('/'))
+                {
+                    return Err(bad(
+                        "ext_authz.upstream",
+                        format!("expected host[:port], found {u:?}"),
+                    ));
+                }
+                Some(ExtAuthzSettings {
+                    listen: self.addr("ext_authz_listen", &addr)?,
+                    upstream,
+                    pass_through,
+                })
+            }
+        };
         let trust_fingerprint = {
             use sha2::Digest as _;
             let mut h = sha2::Sha256::new();
@@ -564,6 +702,9 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         Ok(Config {
             listen,
             metrics_listen,
+            grpc_tls,
+            webhook,
+            ext_authz,
             registries,
             keys,
             sigstore,
@@ -829,6 +970,32 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             subject,
             claims,
         }))
+    }
+
+    /// TLS files resolved against the config folder and loaded once, so mistakes fail at load.
+    fn tls(
+        &self,
+        key: &str,
+        cert: String,
+        private_key: String,
+        client_ca: Option<String>,
+        allowed_clients: Vec<String>,
+    ) -> Result<TlsSettings, ConfigError> {
+        let settings = TlsSettings {
+            cert: self.base.join(cert),
+            key: self.base.join(private_key),
+            client_ca: client_ca.map(|c| self.base.join(c)),
+            allowed_clients,
+        };
+        if !settings.allowed_clients.is_empty() && settings.client_ca.is_none() {
+            return Err((self.invalid)(
+                &format!("{key}.allowed_clients"),
+                "needs client_ca: client identities are only known from verified client certificates".into(),
+            ));
+        }
+        crate::tls::server_config(&settings, &[])
+            .map_err(|e| (self.invalid)(key, format!("{e:#}")))?;
+        Ok(settings)
     }
 
     fn cache(&self, raw: Option<RawCache>) -> Result<CacheSettings, ConfigError> {

@@ -1,5 +1,6 @@
 //! umpire: a supply-chain verdict service. See ARCHITECTURE.md for the map.
 
+pub mod admission;
 pub mod api;
 pub mod cache;
 pub mod checks;
@@ -9,6 +10,7 @@ pub mod conformance;
 pub mod digest;
 pub mod engine;
 pub mod evidence;
+pub mod ext_authz;
 pub mod glob;
 pub mod metrics;
 pub mod output;
@@ -17,8 +19,34 @@ pub mod reference;
 pub mod rego;
 pub mod server;
 pub mod service;
+pub mod tls;
 pub mod verdict;
 pub mod verify;
+pub mod webhook;
+
+/// Generated types of the Envoy ext_authz subset (`proto/envoy`, `proto/google`), rooted so that
+/// the generated cross-package paths resolve.
+pub mod envoy_proto {
+    pub mod envoy {
+        pub mod service {
+            pub mod auth {
+                pub mod v3 {
+                    tonic::include_proto!("envoy.service.auth.v3");
+                }
+            }
+        }
+        pub mod r#type {
+            pub mod v3 {
+                tonic::include_proto!("envoy.r#type.v3");
+            }
+        }
+    }
+    pub mod google {
+        pub mod rpc {
+            tonic::include_proto!("google.rpc");
+        }
+    }
+}
 
 /// Generated gRPC types for `umpire.v1`.
 pub mod proto {

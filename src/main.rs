@@ -140,10 +140,48 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             },
         ));
     }
+    let (grpc_tls, webhook, ext_authz) = {
+        let engine = live.engine();
+        let c = engine.config();
+        (c.grpc_tls.clone(), c.webhook.clone(), c.ext_authz.clone())
+    };
+    if let Some(w) = webhook {
+        let listener = tokio::net::TcpListener::bind(w.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (webhook.listen)", w.listen))?;
+        let mut stop = stop_rx.clone();
+        let live = Arc::clone(&live);
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.changed().await;
+            };
+            if let Err(e) = umpire::webhook::serve(live, w, listener, stopped).await {
+                tracing::error!("webhook listener stopped: {e:#}");
+            }
+        });
+    }
+    if let Some(x) = ext_authz {
+        let listener = tokio::net::TcpListener::bind(x.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (ext_authz_listen)", x.listen))?;
+        let mut stop = stop_rx.clone();
+        let live = Arc::clone(&live);
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.changed().await;
+            };
+            if let Err(e) = server::serve_ext_authz_on(live, listener, stopped).await {
+                tracing::error!("ext_authz listener stopped: {e:#}");
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let result = server::serve_on(live, listener, server::shutdown_signal()).await;
+    let result = match grpc_tls {
+        Some(tls) => server::serve_tls_on(live, listener, tls, server::shutdown_signal()).await,
+        None => server::serve_on(live, listener, server::shutdown_signal()).await,
+    };
     let _ = stop_tx.send(true);
     result
 }

@@ -9,13 +9,95 @@ use tokio::net::TcpListener;
 use crate::api::VerifierService;
 use crate::proto;
 use crate::service::Live;
+use crate::tls::TlsSettings;
 
-/// Serves on an already-bound listener until `shutdown` completes.
+/// Serves on an already-bound listener (plaintext) until `shutdown` completes.
 pub async fn serve_on(
     live: Arc<Live>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "umpire gRPC listening (plaintext)");
+    // Without TCP_NODELAY, small responses meet delayed ACKs: 40 ms stalls at the tail.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    router(live)
+        .await?
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .context("gRPC server")?;
+    tracing::info!("umpire stopped");
+    Ok(())
+}
+
+/// Serves over TLS (mTLS when a client CA is set) on `listener` until `shutdown` completes.
+pub async fn serve_tls_on(
+    live: Arc<Live>,
+    listener: TcpListener,
+    tls: TlsSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, mtls = tls.client_ca.is_some(), "umpire gRPC listening (TLS)");
+    let incoming = tls_incoming(listener, &tls)?;
+    router(live)
+        .await?
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .context("gRPC server")?;
+    tracing::info!("umpire stopped");
+    Ok(())
+}
+
+/// Accepted TLS connections whose handshake (and client identity, when an allow-list is set)
+/// succeeded; failed handshakes are logged and dropped without stopping the listener.
+pub fn tls_incoming(
+    listener: TcpListener,
+    tls: &TlsSettings,
+) -> anyhow::Result<
+    impl tokio_stream::Stream<
+        Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+    >,
+> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(tls, &[b"h2"])?);
+    let allowed = Arc::new(tls.allowed_clients.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(128);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, allowed, sender) = (acceptor.clone(), Arc::clone(&allowed), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(stream)) => {
+                        if crate::tls::client_allowed(
+                            &allowed,
+                            stream.get_ref().1.peer_certificates(),
+                        ) {
+                            let _ = sender.send(Ok(stream)).await;
+                        } else {
+                            tracing::warn!(%peer, "client certificate names no allowed identity");
+                        }
+                    }
+                    Ok(Err(e)) => tracing::info!(%peer, "TLS handshake refused: {e}"),
+                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                }
+            });
+            if tx.is_closed() {
+                break;
+            }
+        }
+    });
+    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+async fn router(live: Arc<Live>) -> anyhow::Result<tonic::transport::server::Router> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<proto::verifier_server::VerifierServer<VerifierService>>()
@@ -25,22 +107,34 @@ pub async fn serve_on(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection")?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "umpire gRPC listening");
-    tonic::transport::Server::builder()
+    Ok(tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(proto::verifier_server::VerifierServer::new(
             VerifierService::new(live),
+        )))
+}
+
+/// Serves the Envoy ext_authz registry gate (plaintext gRPC, with reflection) until `shutdown`.
+pub async fn serve_ext_authz_on(
+    live: Arc<Live>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "Envoy ext_authz gate listening");
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building gRPC reflection")?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(reflection)
+        .add_service(crate::envoy_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer::new(
+            crate::ext_authz::Gate::new(live),
         ))
-        // Without TCP_NODELAY, small responses meet delayed ACKs: 40 ms stalls at the tail.
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-        .context("gRPC server")?;
-    tracing::info!("umpire stopped");
+        .context("ext_authz server")?;
     Ok(())
 }
 

@@ -1,0 +1,175 @@
+//! TLS for umpire's listeners (gRPC API, webhooks): certificate and key read from files and read
+//! again when they change (cert-manager rotates them in place), optional client certificates
+//! checked against a CA (mTLS), and an optional allow-list of client identities.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// TLS settings of one listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, clients must present a certificate issued by this CA.
+    pub client_ca: Option<PathBuf>,
+    /// When non-empty, a client certificate must name one of these (URI, DNS or email SAN, or CN).
+    pub allowed_clients: Vec<String>,
+}
+
+/// How often a handshake may look at the files' modification times.
+const RELOAD_CHECK: Duration = Duration::from_secs(1);
+
+/// Serves the certificate from disk, reloading it when either file changes.
+#[derive(Debug)]
+struct Reloading {
+    cert: PathBuf,
+    key: PathBuf,
+    state: Mutex<(Arc<CertifiedKey>, Option<SystemTime>, Instant)>,
+}
+
+fn modified(paths: [&PathBuf; 2]) -> Option<SystemTime> {
+    paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .max()
+}
+
+fn load_certified_key(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<Arc<CertifiedKey>> {
+    let certs = read_certs(cert)?;
+    let key_pem =
+        std::fs::read(key).with_context(|| format!("reading TLS key {}", key.display()))?;
+    let block =
+        pem::parse(&key_pem).with_context(|| format!("TLS key {} is not PEM", key.display()))?;
+    let key_der = match block.tag() {
+        "PRIVATE KEY" => PrivateKeyDer::Pkcs8(block.contents().to_vec().into()),
+        "EC PRIVATE KEY" => PrivateKeyDer::Sec1(block.contents().to_vec().into()),
+        "RSA PRIVATE KEY" => PrivateKeyDer::Pkcs1(block.contents().to_vec().into()),
+        other => anyhow::bail!(
+            "TLS key {} is a {other:?} PEM block, not a private key",
+            key.display()
+        ),
+    };
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der)
+        .with_context(|| format!("TLS key {}", key.display()))?;
+    Ok(Arc::new(CertifiedKey::new(certs, signing)))
+}
+
+fn read_certs(path: &PathBuf) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let text =
+        std::fs::read(path).with_context(|| format!("reading certificates {}", path.display()))?;
+    let certs: Vec<CertificateDer<'static>> = pem::parse_many(&text)
+        .with_context(|| format!("{} is not PEM", path.display()))?
+        .into_iter()
+        .filter(|b| b.tag() == "CERTIFICATE")
+        .map(|b| CertificateDer::from(b.contents().to_vec()))
+        .collect();
+    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
+    Ok(certs)
+}
+
+impl ResolvesServerCert for Reloading {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.2.elapsed() >= RELOAD_CHECK {
+            state.2 = Instant::now();
+            let now = modified([&self.cert, &self.key]);
+            if now != state.1 {
+                match load_certified_key(&self.cert, &self.key) {
+                    Ok(k) => {
+                        tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+                        state.0 = k;
+                        state.1 = now;
+                    }
+                    // Half-written files during a rotation: keep serving the old pair.
+                    Err(e) => tracing::warn!(
+                        "TLS certificate not reloaded, keeping the current one: {e:#}"
+                    ),
+                }
+            }
+        }
+        Some(Arc::clone(&state.0))
+    }
+}
+
+/// A rustls server configuration for `settings`, offering `alpn` protocols.
+pub fn server_config(
+    settings: &TlsSettings,
+    alpn: &[&[u8]],
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let key = load_certified_key(&settings.cert, &settings.key)?;
+    let resolver = Arc::new(Reloading {
+        cert: settings.cert.clone(),
+        key: settings.key.clone(),
+        state: Mutex::new((
+            key,
+            modified([&settings.cert, &settings.key]),
+            Instant::now(),
+        )),
+    });
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match &settings.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read_certs(ca)? {
+                roots
+                    .add(c)
+                    .with_context(|| format!("client CA {}", ca.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .context("client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// The identities a client certificate names: URI, DNS and email SANs, and the subject CN.
+pub fn identities(cert: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = X509Certificate::from_der(cert) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::URI(u) => out.push((*u).to_owned()),
+                GeneralName::DNSName(d) => out.push((*d).to_owned()),
+                GeneralName::RFC822Name(e) => out.push((*e).to_owned()),
+                _ => {}
+            }
+        }
+    }
+    for cn in cert.subject().iter_common_name() {
+        if let Ok(s) = cn.as_str() {
+            out.push(s.to_owned());
+        }
+    }
+    out
+}
+
+/// True when the allow-list is empty or the client's leaf certificate names an allowed identity.
+pub fn client_allowed(allowed: &[String], peer_certs: Option<&[CertificateDer<'_>]>) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    peer_certs
+        .and_then(|c| c.first())
+        .is_some_and(|leaf| identities(leaf).iter().any(|id| allowed.contains(id)))
+}

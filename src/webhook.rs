@@ -1,0 +1,328 @@
+//! The HTTPS listener for Kubernetes admission (`/admission/validate`, `/admission/mutate`) and the
+//! Gatekeeper external data provider (`/gatekeeper/provider`). Every image of an object is verified
+//! in one batch (each digest once); an object is admitted only when all of them were verified and
+//! allowed, or in audit mode (allowed, with warnings). Any error admits nothing.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+
+use crate::admission::{self, ImageAt, Pin, Review};
+use crate::config::WebhookSettings;
+use crate::metrics::VerdictLabels;
+use crate::reference::ImageRef;
+use crate::service::Live;
+use crate::verdict::Verdict;
+
+/// Request bodies larger than this are refused.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+/// A denial message lists this many images at most.
+const MAX_LISTED: usize = 10;
+
+pub fn router(live: Arc<Live>) -> Router {
+    Router::new()
+        .route("/admission/validate", post(validate))
+        .route("/admission/mutate", post(mutate))
+        .route("/gatekeeper/provider", post(provider))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(live)
+}
+
+fn json_response(status: StatusCode, v: Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+/// The outcome of checking one object's images.
+struct Judgement {
+    allowed: bool,
+    message: Option<String>,
+    warnings: Vec<String>,
+    pins: Vec<Pin>,
+}
+
+fn settings(live: &Live) -> Option<WebhookSettings> {
+    live.engine().config().webhook.clone()
+}
+
+async fn judge(live: &Live, review: &Review) -> Judgement {
+    let refuse = |message: String| Judgement {
+        allowed: false,
+        message: Some(message),
+        warnings: Vec::new(),
+        pins: Vec::new(),
+    };
+    let Some(settings) = settings(live) else {
+        return refuse("umpire's webhook is not configured".into());
+    };
+    if review.operation == "DELETE" || review.operation == "CONNECT" {
+        return Judgement {
+            allowed: true,
+            message: None,
+            warnings: Vec::new(),
+            pins: Vec::new(),
+        };
+    }
+    if settings.exempt_namespaces.contains(&review.namespace) {
+        return Judgement {
+            allowed: true,
+            message: Some(format!(
+                "namespace {} is exempt from image verification",
+                review.namespace
+            )),
+            warnings: Vec::new(),
+            pins: Vec::new(),
+        };
+    }
+    let images = match admission::images(&review.kind, &review.object) {
+        Ok(i) => i,
+        Err(e) => {
+            return refuse(format!(
+                "umpire could not read the {}'s images: {e}",
+                review.kind
+            ));
+        }
+    };
+    let mut to_verify: Vec<&ImageAt> = Vec::new();
+    for at in &images {
+        match ImageRef::parse(&at.image) {
+            Ok(r)
+                if settings
+                    .exempt_images
+                    .iter()
+                    .any(|g| g.matches(&r.policy_subject())) => {}
+            Ok(_) => to_verify.push(at),
+            Err(e) => {
+                return refuse(format!(
+                    "image {:?} is not a valid reference: {e}",
+                    at.image
+                ));
+            }
+        }
+    }
+    let requests: Vec<(String, Option<String>)> = to_verify
+        .iter()
+        .map(|at| (at.image.clone(), settings.policy.clone()))
+        .collect();
+    let verdicts = match live.engine().verify_batch(&requests).await {
+        Ok(v) => v,
+        Err(e) => return refuse(format!("umpire could not verify the images: {e}")),
+    };
+    if verdicts.len() != to_verify.len() {
+        return refuse("umpire's answer did not cover every image".into());
+    }
+    let denied: Vec<&Verdict> = verdicts.iter().filter(|v| !v.allowed).collect();
+    let pins = to_verify
+        .iter()
+        .zip(&verdicts)
+        .filter(|(at, v)| {
+            v.allowed
+                && !v.digest.is_empty()
+                && ImageRef::parse(&at.image).is_ok_and(|r| r.digest().is_none())
+        })
+        .map(|(at, v)| Pin {
+            pointer: at.pointer.clone(),
+            image: format!("{}@{}", at.image, v.digest),
+        })
+        .collect();
+    if denied.is_empty() {
+        return Judgement {
+            allowed: true,
+            message: None,
+            warnings: Vec::new(),
+            pins,
+        };
+    }
+    let lines: Vec<String> = denied.iter().map(|v| describe(v)).collect();
+    let mut message = format!(
+        "umpire denied {} of {} images: {}",
+        denied.len(),
+        verdicts.len(),
+        lines
+            .iter()
+            .take(MAX_LISTED)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    if lines.len() > MAX_LISTED {
+        message.push_str(&format!("; and {} more", lines.len() - MAX_LISTED));
+    }
+    if settings.audit {
+        live.metrics()
+            .verdicts
+            .get_or_create(&VerdictLabels {
+                verdict: "audit_allowed",
+                code: "AUDIT",
+            })
+            .inc();
+        return Judgement {
+            allowed: true,
+            message: None,
+            warnings: lines
+                .into_iter()
+                .map(|l| format!("umpire audit: {l}"))
+                .collect(),
+            pins,
+        };
+    }
+    Judgement {
+        allowed: false,
+        message: Some(message),
+        warnings: Vec::new(),
+        pins: Vec::new(),
+    }
+}
+
+fn describe(v: &Verdict) -> String {
+    let findings: Vec<String> = v
+        .findings
+        .iter()
+        .filter(|f| f.code != crate::verdict::Code::Satisfied)
+        .take(3)
+        .map(|f| format!("{} {}", f.code, f.message))
+        .collect();
+    format!("{}: {}", v.image, findings.join(" | "))
+}
+
+async fn review_answer(live: Arc<Live>, body: Bytes, mutating: bool) -> Response {
+    let review = match admission::parse_review(&body) {
+        Ok(r) => r,
+        // Without a request uid there is no AdmissionReview to answer: refuse the HTTP request.
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
+    };
+    let j = judge(&live, &review).await;
+    tracing::info!(kind = %review.kind, namespace = %review.namespace, allowed = j.allowed, mutating, "admission");
+    let pins = if mutating && j.allowed {
+        j.pins
+    } else {
+        Vec::new()
+    };
+    json_response(
+        StatusCode::OK,
+        admission::response(
+            &review.uid,
+            j.allowed,
+            j.message.as_deref(),
+            &j.warnings,
+            &pins,
+        ),
+    )
+}
+
+async fn validate(State(live): State<Arc<Live>>, body: Bytes) -> Response {
+    review_answer(live, body, false).await
+}
+
+async fn mutate(State(live): State<Arc<Live>>, body: Bytes) -> Response {
+    review_answer(live, body, true).await
+}
+
+async fn provider(State(live): State<Arc<Live>>, body: Bytes) -> Response {
+    let keys = match admission::provider_keys(&body) {
+        Ok(k) => k,
+        Err(e) => {
+            return json_response(
+                StatusCode::OK,
+                admission::provider_response(Vec::new(), Some(e)),
+            );
+        }
+    };
+    let policy = settings(&live).and_then(|s| s.policy);
+    let mut items = Vec::with_capacity(keys.len());
+    let mut valid = Vec::new();
+    for key in &keys {
+        if let Err(e) = ImageRef::parse(key) {
+            items.push((
+                key.clone(),
+                Value::Null,
+                format!("invalid image reference: {e}"),
+            ));
+        } else {
+            valid.push((key.clone(), policy.clone()));
+        }
+    }
+    let verdicts = match live.engine().verify_batch(&valid).await {
+        Ok(v) => v,
+        Err(e) => {
+            return json_response(
+                StatusCode::OK,
+                admission::provider_response(Vec::new(), Some(e.to_string())),
+            );
+        }
+    };
+    for v in verdicts {
+        let error = if v.allowed {
+            String::new()
+        } else {
+            format!("denied: {}", describe(&v))
+        };
+        let value = serde_json::to_value(&v).unwrap_or(Value::Null);
+        items.push((v.image.clone(), value, error));
+    }
+    json_response(StatusCode::OK, admission::provider_response(items, None))
+}
+
+/// Serves the webhook router over TLS on `listener` until `shutdown` completes.
+pub async fn serve(
+    live: Arc<Live>,
+    settings: WebhookSettings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let tls = crate::tls::server_config(&settings.tls, &[b"h2", b"http/1.1"])?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let allowed = Arc::new(settings.tls.allowed_clients.clone());
+    let app = router(live);
+    tracing::info!(addr = %listener.local_addr()?, "webhook (HTTPS) listening");
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("webhook accept: {e}");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let allowed = Arc::clone(&allowed);
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, "webhook TLS handshake refused: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            if !crate::tls::client_allowed(&allowed, tls.get_ref().1.peer_certificates()) {
+                tracing::warn!(%peer, "webhook client certificate names no allowed identity");
+                return;
+            }
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, "webhook connection: {e}");
+            }
+        });
+    }
+    Ok(())
+}
