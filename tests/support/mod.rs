@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod cosign;
 pub mod hostile;
 pub mod redis;

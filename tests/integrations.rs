@@ -1,0 +1,518 @@
+//! The integrations over real sockets: the admission webhook and Gatekeeper provider over HTTPS
+//! (and mTLS), the Envoy ext_authz registry gate over gRPC, and the gRPC API over TLS.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use support::certs::Pki;
+use support::cosign::{Image, SigningKey, payload, signature_layer};
+use support::registry::Registry;
+use umpire::envoy_proto::envoy::service::auth::v3 as authz;
+use umpire::evidence::auth::Credentials;
+use umpire::service::Live;
+
+const REPO: &str = "team/app";
+
+struct Setup {
+    registry: Registry,
+    key: SigningKey,
+    signed: String,
+    unsigned: String,
+    pki: Pki,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let registry = Registry::start().await;
+        let key = SigningKey::p256();
+        let signed = registry
+            .push_image(REPO, "signed", &Image::new("int signed"))
+            .await;
+        registry
+            .push_signatures(
+                REPO,
+                &signed,
+                vec![signature_layer(&key, payload("x", &signed))],
+            )
+            .await;
+        let unsigned = registry
+            .push_image(REPO, "unsigned", &Image::new("int unsigned"))
+            .await;
+        Self {
+            registry,
+            key,
+            signed,
+            unsigned,
+            pki: Pki::new("umpire test CA"),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn img(&self, tag: &str) -> String {
+        format!("{}/{REPO}:{tag}", self.registry.host())
+    }
+
+    /// A Live with the webhook configured (`extra` YAML lines under `webhook:`) and mTLS when
+    /// `client_ca`; the server certificate and CA are written beside the config.
+    fn live(&self, webhook_extra: &str, client_ca: bool, top_extra: &str) -> Arc<Live> {
+        let (cert, key) = self.pki.server().write(self.dir.path(), "server");
+        let ca = self.dir.path().join("ca.crt");
+        std::fs::write(&ca, &self.pki.ca_pem).unwrap();
+        let mut webhook = format!(
+            "webhook:\n  listen: 127.0.0.1:0\n  tls_cert: {}\n  tls_key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        if client_ca {
+            webhook.push_str(&format!("  client_ca: {}\n", ca.display()));
+        }
+        webhook.push_str(webhook_extra);
+        let host = self.registry.host();
+        let yaml = support::config_yaml(
+            &host,
+            &[("release", &self.key.public_pem())],
+            &support::key_policy("prod", &host, 1, &["release"]),
+            &format!("{webhook}{top_extra}"),
+        );
+        let path = self.dir.path().join("umpire.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let config = umpire::config::Config::load(&path).unwrap();
+        Arc::new(Live::new(config, Some(path), Credentials::default()).unwrap())
+    }
+
+    fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+}
+
+/// Starts the webhook listener; returns its base URL.
+async fn start_webhook(live: &Arc<Live>) -> String {
+    let settings = live.engine().config().webhook.clone().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(umpire::webhook::serve(
+        Arc::clone(live),
+        settings,
+        listener,
+        std::future::pending(),
+    ));
+    format!("https://127.0.0.1:{}", addr.port())
+}
+
+fn https_client(s: &Setup, identity: Option<&support::certs::Issued>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(s.pki.ca_pem.as_bytes()).unwrap()]);
+    if let Some(i) = identity {
+        b = b.identity(reqwest::Identity::from_pem(i.identity_pem().as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+fn review(kind: &str, namespace: &str, object: Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "7f0b-uid", "kind": {"group": "", "version": "v1", "kind": kind}, "namespace": namespace, "operation": "CREATE", "object": object}
+    })
+}
+
+fn pod(images: &[&str]) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": images.iter().enumerate().map(|(i, im)| json!({"name": format!("c{i}"), "image": im})).collect::<Vec<_>>()}})
+}
+
+fn deployment(images: &[&str]) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {
+        "initContainers": [{"name": "init", "image": images[0]}],
+        "containers": images[1..].iter().enumerate().map(|(i, im)| json!({"name": format!("c{i}"), "image": im})).collect::<Vec<_>>()}}}})
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Value {
+    let r = client.post(url).json(body).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn admission_over_https_allows_signed_and_denies_unsigned_pods_and_deployments() {
+    let s = Setup::new().await;
+    let live = s.live("", false, "");
+    let url = start_webhook(&live).await;
+    let client = https_client(&s, None);
+
+    let r = post(
+        &client,
+        &format!("{url}/admission/validate"),
+        &review("Pod", "apps", pod(&[&s.img("signed")])),
+    )
+    .await;
+    assert_eq!(r["response"]["uid"], "7f0b-uid");
+    assert_eq!(r["response"]["allowed"], true, "{r}");
+
+    let r = post(
+        &client,
+        &format!("{url}/admission/validate"),
+        &review("Pod", "apps", pod(&[&s.img("unsigned")])),
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], false);
+    let message = r["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&s.img("unsigned")) && message.contains("NO_SIGNATURES"),
+        "{message}"
+    );
+
+    // A Deployment: one unsigned image among signed ones is enough to deny, and only it is named.
+    let d = deployment(&[&s.img("signed"), &s.img("signed"), &s.img("unsigned")]);
+    let r = post(
+        &client,
+        &format!("{url}/admission/validate"),
+        &review("Deployment", "apps", d),
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], false);
+    let message = r["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("1 of 3 images"), "{message}");
+    let d = deployment(&[&s.img("signed"), &s.img("signed")]);
+    let r = post(
+        &client,
+        &format!("{url}/admission/validate"),
+        &review("Deployment", "apps", d),
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], true, "{r}");
+
+    // Malformed reviews are refused, never allowed.
+    let bad = client
+        .post(format!("{url}/admission/validate"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn mutating_pins_tags_to_the_verified_digests() {
+    let s = Setup::new().await;
+    let live = s.live("", false, "");
+    let url = start_webhook(&live).await;
+    let by_digest = format!("{}/{REPO}@{}", s.registry.host(), s.signed);
+    let r = post(
+        &https_client(&s, None),
+        &format!("{url}/admission/mutate"),
+        &review("Pod", "apps", pod(&[&s.img("signed"), &by_digest])),
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], true);
+    assert_eq!(r["response"]["patchType"], "JSONPatch");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(r["response"]["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: Value = serde_json::from_slice(&patch).unwrap();
+    // Only the tag reference is rewritten; the digest reference is already pinned.
+    assert_eq!(
+        patch,
+        json!([{"op": "replace", "path": "/spec/containers/0/image", "value": format!("{}@{}", s.img("signed"), s.signed)}])
+    );
+}
+
+#[tokio::test]
+async fn exempt_namespaces_and_audit_mode() {
+    let s = Setup::new().await;
+    let live = s.live("  exempt_namespaces: [kube-system]\n", false, "");
+    let url = start_webhook(&live).await;
+    let client = https_client(&s, None);
+    let r = post(
+        &client,
+        &format!("{url}/admission/validate"),
+        &review("Pod", "kube-system", pod(&[&s.img("unsigned")])),
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], true);
+
+    let s2 = Setup::new().await;
+    let live = s2.live("  audit: true\n", false, "");
+    let url = start_webhook(&live).await;
+    let r = post(
+        &https_client(&s2, None),
+        &format!("{url}/admission/validate"),
+        &review("Pod", "apps", pod(&[&s2.img("unsigned")])),
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], true);
+    let warnings = r["response"]["warnings"].as_array().unwrap();
+    assert!(
+        warnings[0].as_str().unwrap().contains("NO_SIGNATURES"),
+        "{warnings:?}"
+    );
+    assert!(live.metrics().encode().contains("audit_allowed"));
+}
+
+#[tokio::test]
+async fn gatekeeper_provider_answers_per_key() {
+    let s = Setup::new().await;
+    let live = s.live("", false, "");
+    let url = start_webhook(&live).await;
+    let request = json!({"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest", "request": {"keys": [s.img("signed"), s.img("unsigned"), "NOT A REF"]}});
+    let r = post(
+        &https_client(&s, None),
+        &format!("{url}/gatekeeper/provider"),
+        &request,
+    )
+    .await;
+    assert_eq!(r["kind"], "ProviderResponse");
+    let items = r["response"]["items"].as_array().unwrap();
+    let find = |k: &str| items.iter().find(|i| i["key"] == k).unwrap().clone();
+    assert_eq!(find(&s.img("signed"))["value"]["allowed"], true);
+    assert_eq!(find(&s.img("signed"))["error"], "");
+    assert_eq!(find(&s.img("signed"))["value"]["digest"], s.signed.as_str());
+    assert_eq!(find(&s.img("unsigned"))["value"]["allowed"], false);
+    assert!(
+        find(&s.img("unsigned"))["error"]
+            .as_str()
+            .unwrap()
+            .contains("NO_SIGNATURES")
+    );
+    assert!(
+        find("NOT A REF")["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid")
+    );
+}
+
+#[tokio::test]
+async fn mtls_refuses_clients_without_a_trusted_certificate() {
+    let s = Setup::new().await;
+    let live = s.live("  allowed_clients: [kube-apiserver]\n", true, "");
+    let url = start_webhook(&live).await;
+    let body = review("Pod", "apps", pod(&[&s.img("signed")]));
+
+    // No client certificate.
+    assert!(
+        https_client(&s, None)
+            .post(format!("{url}/admission/validate"))
+            .json(&body)
+            .send()
+            .await
+            .is_err()
+    );
+    // A certificate from another CA.
+    let stranger = Pki::new("stranger").client("kube-apiserver");
+    assert!(
+        https_client(&s, Some(&stranger))
+            .post(format!("{url}/admission/validate"))
+            .json(&body)
+            .send()
+            .await
+            .is_err()
+    );
+    // Trusted CA, but an identity not on the allow-list.
+    let other = s.pki.client("someone-else");
+    assert!(
+        https_client(&s, Some(&other))
+            .post(format!("{url}/admission/validate"))
+            .json(&body)
+            .send()
+            .await
+            .is_err()
+    );
+    // Trusted and allowed.
+    let apiserver = s.pki.client("kube-apiserver");
+    let r = post(
+        &https_client(&s, Some(&apiserver)),
+        &format!("{url}/admission/validate"),
+        &body,
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], true);
+}
+
+async fn check(
+    client: &mut authz::authorization_client::AuthorizationClient<tonic::transport::Channel>,
+    method: &str,
+    host: &str,
+    path: &str,
+) -> authz::CheckResponse {
+    let http = authz::attribute_context::HttpRequest {
+        method: method.into(),
+        host: host.into(),
+        path: path.into(),
+        ..Default::default()
+    };
+    let request = authz::CheckRequest {
+        attributes: Some(authz::AttributeContext {
+            request: Some(authz::attribute_context::Request { http: Some(http) }),
+            ..Default::default()
+        }),
+    };
+    client.check(request).await.unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn ext_authz_gates_manifest_pulls() {
+    let s = Setup::new().await;
+    let host = s.registry.host();
+    for pass_through in [true, false] {
+        let live = s.live("", false, &format!("ext_authz_listen: 127.0.0.1:0\next_authz:\n  upstream: {host}\n  pass_through: {pass_through}\n"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(umpire::server::serve_ext_authz_on(
+            Arc::clone(&live),
+            listener,
+            std::future::pending(),
+        ));
+        let mut client = loop {
+            if let Ok(c) =
+                authz::authorization_client::AuthorizationClient::connect(format!("http://{addr}"))
+                    .await
+            {
+                break c;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        // Envoy fronts the registry as "registry.example"; umpire fetches from the upstream.
+        let r = check(
+            &mut client,
+            "GET",
+            "registry.example",
+            &format!("/v2/{REPO}/manifests/unsigned"),
+        )
+        .await;
+        assert_eq!(r.status.as_ref().unwrap().code, 7, "PERMISSION_DENIED");
+        let Some(authz::check_response::HttpResponse::DeniedResponse(denied)) = r.http_response
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(denied.status.unwrap().code, 403);
+        assert!(denied.body.contains("NO_SIGNATURES"), "{}", denied.body);
+
+        let r = check(
+            &mut client,
+            "GET",
+            "registry.example",
+            &format!("/v2/{REPO}/manifests/{}", s.signed),
+        )
+        .await;
+        assert_eq!(r.status.unwrap().code, 0, "a signed image pulls");
+        let r = check(
+            &mut client,
+            "HEAD",
+            "registry.example",
+            &format!("/v2/{REPO}/manifests/signed"),
+        )
+        .await;
+        assert_eq!(r.status.unwrap().code, 0);
+
+        let r = check(
+            &mut client,
+            "GET",
+            "registry.example",
+            &format!("/v2/{REPO}/blobs/{}", s.unsigned),
+        )
+        .await;
+        assert_eq!(
+            r.status.unwrap().code == 0,
+            pass_through,
+            "non-manifest paths follow pass_through"
+        );
+    }
+}
+
+#[tokio::test]
+async fn grpc_api_over_mtls() {
+    let s = Setup::new().await;
+    let (cert, key) = s.pki.server().write(s.dir.path(), "grpc");
+    std::fs::write(s.ca_path(), &s.pki.ca_pem).unwrap();
+    let tls = format!(
+        "tls:\n  cert: {}\n  key: {}\n  client_ca: {}\n",
+        cert.display(),
+        key.display(),
+        s.ca_path().display()
+    );
+    let live = s.live("", false, &tls);
+    let settings = live.engine().config().grpc_tls.clone().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(umpire::server::serve_tls_on(
+        Arc::clone(&live),
+        listener,
+        settings,
+        std::future::pending(),
+    ));
+
+    let ca = tonic::transport::Certificate::from_pem(&s.pki.ca_pem);
+    let client_cert = s.pki.client("ci-runner");
+    let with_identity = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(ca.clone())
+        .domain_name("localhost")
+        .identity(tonic::transport::Identity::from_pem(
+            &client_cert.cert_pem,
+            &client_cert.key_pem,
+        ));
+    let channel =
+        tonic::transport::Channel::from_shared(format!("https://127.0.0.1:{}", addr.port()))
+            .unwrap()
+            .tls_config(with_identity)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut client = umpire::proto::verifier_client::VerifierClient::new(channel);
+    let r = client
+        .verify(umpire::proto::VerifyRequest {
+            image: s.img("signed"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.allowed);
+
+    // Without a client certificate the connection is refused.
+    let without = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(ca)
+        .domain_name("localhost");
+    let refused =
+        match tonic::transport::Channel::from_shared(format!("https://127.0.0.1:{}", addr.port()))
+            .unwrap()
+            .tls_config(without)
+            .unwrap()
+            .connect()
+            .await
+        {
+            Err(_) => true,
+            Ok(channel) => umpire::proto::verifier_client::VerifierClient::new(channel)
+                .verify(umpire::proto::VerifyRequest {
+                    image: s.img("signed"),
+                    ..Default::default()
+                })
+                .await
+                .is_err(),
+        };
+    assert!(refused);
+}
+
+#[test]
+fn plaintext_on_a_non_loopback_address_needs_to_be_asked_for() {
+    let e = umpire::config::Config::from_yaml(
+        "listen: 0.0.0.0:50051\n",
+        std::path::Path::new("."),
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("listen") && e.contains("tls"), "{e}");
+    assert!(
+        umpire::config::Config::from_yaml(
+            "listen: 0.0.0.0:50051\ninsecure_plaintext: true\n",
+            std::path::Path::new("."),
+            "t"
+        )
+        .is_ok()
+    );
+}

@@ -1,0 +1,90 @@
+//! A throwaway PKI for TLS tests: a CA, a server certificate for 127.0.0.1, and client certificates.
+
+#![allow(dead_code)]
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+pub struct Pki {
+    ca_key: KeyPair,
+    ca_params: CertificateParams,
+    pub ca_pem: String,
+}
+
+/// A certificate and its key, PEM.
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Issued {
+    /// Certificate then key, as reqwest's `Identity::from_pem` wants them.
+    pub fn identity_pem(&self) -> String {
+        format!("{}{}", self.cert_pem, self.key_pem)
+    }
+
+    /// Writes cert.pem and key.pem into `dir`; returns their paths.
+    pub fn write(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, &self.cert_pem).unwrap();
+        std::fs::write(&k, &self.key_pem).unwrap();
+        (c, k)
+    }
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Self {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::default();
+        ca_params.distinguished_name.push(DnType::CommonName, name);
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+        Self {
+            ca_key,
+            ca_params,
+            ca_pem,
+        }
+    }
+
+    fn issue(&self, sans: Vec<SanType>, cn: &str, eku: ExtendedKeyUsagePurpose) -> Issued {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = sans;
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![eku];
+        let issuer = Issuer::new(self.ca_params.clone(), &self.ca_key);
+        Issued {
+            cert_pem: params.signed_by(&key, &issuer).unwrap().pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    pub fn server(&self) -> Issued {
+        self.issue(
+            vec![
+                SanType::IpAddress("127.0.0.1".parse().unwrap()),
+                SanType::DnsName("localhost".try_into().unwrap()),
+            ],
+            "umpire",
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    pub fn client(&self, identity: &str) -> Issued {
+        self.issue(
+            vec![SanType::DnsName(identity.try_into().unwrap())],
+            identity,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+}
