@@ -38,9 +38,12 @@ enum Command {
         /// Apply only this policy (its images globs must still match).
         #[arg(long)]
         policy: Option<String>,
-        /// One JSON object per line, with the gRPC response's fields.
+        /// One JSON object per line, with the gRPC response's fields (same as --format json).
         #[arg(long)]
         json: bool,
+        /// Output: text (a block per image), json (JSON lines) or table (one line per image).
+        #[arg(long, value_parser = ["text", "json", "table"], default_value = "text")]
+        format: String,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -94,10 +97,12 @@ fn main() -> ExitCode {
             config,
             policy,
             json,
+            format,
             images,
         } => {
             init_logging("warn");
-            runtime.block_on(verify(config, policy, json, images))
+            let format = if json { "json".to_owned() } else { format };
+            runtime.block_on(verify(config, policy, &format, images))
         }
         Command::Conformance {
             command: ConformanceCommand::VerifyBundle(args),
@@ -189,7 +194,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 async fn verify(
     config: Option<PathBuf>,
     policy: Option<String>,
-    json: bool,
+    format: &str,
     images: Vec<String>,
 ) -> ExitCode {
     let setup = || -> anyhow::Result<Arc<Engine>> {
@@ -216,15 +221,15 @@ async fn verify(
     }
     match engine.verify_batch(&requests).await {
         Ok(verdicts) => {
+            if format == "table" {
+                println!("{}", output::table(&verdicts));
+            }
             for v in &verdicts {
-                println!(
-                    "{}",
-                    if json {
-                        output::json_line(v)
-                    } else {
-                        output::human(v)
-                    }
-                );
+                match format {
+                    "json" => println!("{}", output::json_line(v)),
+                    "table" => {}
+                    _ => println!("{}", output::human(v)),
+                }
                 if !v.allowed {
                     if v.retryable {
                         undecided = true;

@@ -32,3 +32,68 @@ pub fn human(v: &Verdict) -> String {
     }
     out
 }
+
+/// A table, one line per verdict: verdict, image, digest, policy and the leading reason.
+pub fn table(verdicts: &[Verdict]) -> String {
+    let rows: Vec<[String; 5]> = verdicts
+        .iter()
+        .map(|v| {
+            let reason = v
+                .findings
+                .iter()
+                .find(|f| f.code != crate::verdict::Code::Satisfied)
+                .or(v.findings.first())
+                .map(|f| {
+                    format!(
+                        "{} {}",
+                        f.code.as_str(),
+                        f.message.chars().take(100).collect::<String>()
+                    )
+                })
+                .unwrap_or_default();
+            let digest = if v.digest.len() > 19 {
+                format!("{}…", &v.digest[..19])
+            } else {
+                v.digest.clone()
+            };
+            [
+                if v.allowed {
+                    "ALLOWED"
+                } else if v.retryable {
+                    "RETRY"
+                } else {
+                    "DENIED"
+                }
+                .to_owned(),
+                v.image.clone(),
+                digest,
+                v.policy.clone(),
+                reason,
+            ]
+        })
+        .collect();
+    let header = ["VERDICT", "IMAGE", "DIGEST", "POLICY", "REASON"];
+    let widths: Vec<usize> = (0..4)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 5]| {
+        let mut out = String::new();
+        for i in 0..4 {
+            let _ = write!(out, "{:<w$}  ", cells[i], w = widths[i]);
+        }
+        out.push_str(cells[4]);
+        out.trim_end().to_owned()
+    };
+    let mut out = line(header);
+    for r in &rows {
+        out.push('\n');
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+    }
+    out
+}

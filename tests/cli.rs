@@ -166,3 +166,24 @@ fn the_readme_worked_example_allows_the_attested_demo_image() {
     );
     assert!(stdout.contains("ATTESTATION_MISSING"), "{stdout}");
 }
+
+#[test]
+fn table_output_has_one_line_per_image() {
+    let out = umpire(&[
+        "verify",
+        "--format",
+        "table",
+        "oci:examples/demo:signed",
+        "oci:examples/demo:unsigned",
+    ]);
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with("VERDICT")
+            && lines[1].starts_with("ALLOWED")
+            && lines[2].starts_with("DENIED"),
+        "{stdout}"
+    );
+    assert!(lines[2].contains("NO_SIGNATURES"));
+}
