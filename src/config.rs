@@ -21,6 +21,7 @@ use crate::policy::{
 };
 use crate::rego::RegoPolicy;
 use crate::tls::TlsSettings;
+use crate::tuf::TufSettings;
 use crate::verify::identity::{Claim, Matcher};
 use crate::verify::keys::PublicKey;
 use crate::verify::sigstore::SigstoreRoot;
@@ -126,6 +127,9 @@ pub struct Config {
     pub keys: BTreeMap<String, Arc<PublicKey>>,
     /// Sigstore trusted roots by name (`trust.sigstore`).
     pub sigstore: BTreeMap<String, Arc<SigstoreRoot>>,
+    /// The roots configured `tuf` (refreshed over TUF by `umpire serve`), and how.
+    pub tuf_roots: Vec<String>,
+    pub tuf: TufSettings,
     pub policies: Vec<Policy>,
     pub default: DefaultAction,
     pub limits: Limits,
@@ -252,6 +256,21 @@ struct RawTrust {
     keys: BTreeMap<String, String>,
     #[serde(default)]
     sigstore: BTreeMap<String, String>,
+    #[serde(default)]
+    tuf: Option<RawTuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTuf {
+    #[serde(default)]
+    cache_dir: Option<String>,
+    #[serde(default)]
+    refresh: Option<String>,
+    #[serde(default)]
+    mirror: Option<String>,
+    #[serde(default)]
+    mirror_root: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -442,10 +461,37 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             .transpose()?;
         // What every verdict depends on, for the cache keys.
         let mut trust_bytes: Vec<(String, Vec<u8>)> = Vec::new();
+        let tuf = match raw.trust.tuf {
+            None => TufSettings::default(),
+            Some(t) => TufSettings {
+                cache_dir: t
+                    .cache_dir
+                    .map_or_else(|| TufSettings::default().cache_dir, |d| self.base.join(d)),
+                refresh: self.duration(
+                    "trust.tuf.refresh",
+                    t.refresh.as_deref(),
+                    TufSettings::default().refresh,
+                )?,
+                mirror: match (t.mirror, t.mirror_root) {
+                    (None, None) => None,
+                    (Some(url), Some(root)) => Some((url, self.base.join(root))),
+                    _ => {
+                        return Err(bad(
+                            "trust.tuf.mirror",
+                            "mirror and mirror_root go together".into(),
+                        ));
+                    }
+                },
+            },
+        };
+        let mut tuf_roots = Vec::new();
         let mut sigstore = BTreeMap::new();
         for (name, value) in raw.trust.sigstore {
             let key = format!("trust.sigstore.{name}");
-            let json = if value == "embedded" {
+            let json = if value == "tuf" {
+                tuf_roots.push(name.clone());
+                crate::tuf::current_json(&tuf, &name)
+            } else if value == "embedded" {
                 sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT.to_owned()
             } else {
                 let path = self.base.join(&value);
@@ -708,6 +754,8 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             registries,
             keys,
             sigstore,
+            tuf_roots,
+            tuf,
             policies,
             default: raw.default,
             limits,

@@ -20,6 +20,7 @@ pub mod rego;
 pub mod server;
 pub mod service;
 pub mod tls;
+pub mod tuf;
 pub mod verdict;
 pub mod verify;
 pub mod webhook;

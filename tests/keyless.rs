@@ -368,3 +368,48 @@ async fn key_authorities_accept_referrer_bundles_signed_with_their_key() {
     assert!(!r.allowed);
     assert_eq!(codes(&r), ["SIGNATURE_INVALID"]);
 }
+
+#[tokio::test]
+async fn tuf_roots_start_embedded_keep_working_when_refresh_fails_and_use_the_refreshed_copy() {
+    let s = Setup::new().await;
+    let cache = tempfile::tempdir().unwrap();
+    let mirror_root = cache.path().join("root.json");
+    std::fs::write(&mirror_root, "{}").unwrap();
+    let host = s.registry.host();
+    let yaml = format!(
+        "registries:\n  - host: {host}\n    insecure: true\ntrust:\n  sigstore:\n    refreshed: tuf\n  tuf:\n    cache_dir: {}\n    mirror: http://127.0.0.1:1/tuf\n    mirror_root: {}\npolicies:\n  - name: prod\n    images: [\"{host}/**\"]\n    signatures:\n      authorities:\n        - keyless:\n            trust: refreshed\n{}",
+        cache.path().display(),
+        mirror_root.display(),
+        s.github_authority()
+    );
+    let config = umpire::config::Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap();
+    assert_eq!(config.tuf_roots, ["refreshed"]);
+
+    // The mirror is unreachable: the refresh fails and writes nothing.
+    assert!(
+        umpire::tuf::refresh_once(&config.tuf, "refreshed")
+            .await
+            .is_err()
+    );
+    assert!(!umpire::tuf::refreshed_path(&config.tuf, "refreshed").exists());
+
+    // Signed by the test instance, which the embedded public-good root does not trust.
+    s.push_legacy(
+        s.sigstore
+            .legacy_layer(&Identity::github("acme/app"), s.payload()),
+    )
+    .await;
+    let engine = support::engine(&yaml);
+    let v = engine.verify(&s.image(), None).await.unwrap();
+    assert!(!v.allowed && !v.retryable, "{v:?}");
+
+    // A refreshed copy on disk (as a successful TUF refresh leaves it) is what the root loads next.
+    std::fs::write(
+        umpire::tuf::refreshed_path(&config.tuf, "refreshed"),
+        s.sigstore.trusted_root_json(),
+    )
+    .unwrap();
+    let engine = support::engine(&yaml);
+    let v = engine.verify(&s.image(), None).await.unwrap();
+    assert!(v.allowed, "{v:?}");
+}
