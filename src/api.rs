@@ -77,6 +77,10 @@ impl proto::verifier_server::Verifier for VerifierService {
         &self,
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let _permit = self
+            .live
+            .admit()
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let deadline = deadline_of(&request);
         let request = request.into_inner();
         let options = Options {
@@ -98,6 +102,10 @@ impl proto::verifier_server::Verifier for VerifierService {
         &self,
         request: Request<proto::VerifyBatchRequest>,
     ) -> Result<Response<proto::VerifyBatchResponse>, Status> {
+        let _permit = self
+            .live
+            .admit()
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let deadline = deadline_of(&request);
         let requests = request.into_inner().requests;
         let options = Options {

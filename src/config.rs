@@ -66,6 +66,9 @@ pub struct Limits {
     pub deadline: Duration,
     /// Deadline for establishing one connection.
     pub connect_timeout: Duration,
+    /// Requests answered at once (gRPC, webhooks, gate); more are refused with RESOURCE_EXHAUSTED
+    /// rather than queued. Read at start.
+    pub max_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -77,6 +80,7 @@ impl Default for Limits {
             max_signatures: 100,
             deadline: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(5),
+            max_in_flight: 1024,
         }
     }
 }
@@ -397,6 +401,7 @@ struct RawLimits {
     max_signatures: Option<usize>,
     deadline: Option<String>,
     connect_timeout: Option<String>,
+    max_in_flight: Option<usize>,
 }
 
 // ---- loading ----------------------------------------------------------------------------------
@@ -660,6 +665,11 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 l.connect_timeout.as_deref(),
                 defaults.connect_timeout,
             )?,
+            max_in_flight: positive(
+                "limits.max_in_flight",
+                l.max_in_flight.map(|n| n as u64),
+                defaults.max_in_flight as u64,
+            )? as usize,
         };
 
         let cache = self.cache(raw.cache)?;

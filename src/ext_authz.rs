@@ -76,6 +76,15 @@ impl authz::authorization_server::Authorization for Gate {
         &self,
         request: Request<authz::CheckRequest>,
     ) -> Result<Response<authz::CheckResponse>, Status> {
+        let _permit = match self.live.admit() {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(Response::new(deny(
+                    StatusCode::ServiceUnavailable,
+                    e.to_string(),
+                )));
+            }
+        };
         let engine = self.live.engine();
         let Some(settings) = engine.config().ext_authz.clone() else {
             return Ok(Response::new(deny(

@@ -19,7 +19,14 @@ pub struct Live {
     current: RwLock<Arc<Engine>>,
     config_path: Option<PathBuf>,
     metrics: Arc<Metrics>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max_in_flight: usize,
 }
+
+/// Why a request was not taken on.
+#[derive(Debug, thiserror::Error)]
+#[error("umpire is answering its limit of {0} requests at once; retry with back-off")]
+pub struct Overloaded(pub usize);
 
 /// Docker credentials from `$DOCKER_CONFIG` or `~/.docker/config.json` (none if absent).
 pub fn credentials() -> anyhow::Result<Credentials> {
@@ -49,17 +56,30 @@ impl Live {
             Arc::clone(&metrics),
         ));
         let shared = Arc::new(Shared::new(cache, Arc::clone(&metrics)));
+        let max_in_flight = config.limits.max_in_flight;
         let engine = Arc::new(Engine::new(config, credentials, shared)?);
         Ok(Self {
             current: RwLock::new(engine),
             config_path,
             metrics,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+            max_in_flight,
         })
     }
 
     /// The engine to answer one call with.
     pub fn engine(&self) -> Arc<Engine> {
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// A place among the requests in flight, or `Overloaded` at once (load shedding, no queue).
+    pub fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Overloaded> {
+        Arc::clone(&self.in_flight)
+            .try_acquire_owned()
+            .map_err(|_| {
+                self.metrics.shed.inc();
+                Overloaded(self.max_in_flight)
+            })
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

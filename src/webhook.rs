@@ -198,7 +198,16 @@ async fn review_answer(live: Arc<Live>, body: Bytes, mutating: bool) -> Response
         // Without a request uid there is no AdmissionReview to answer: refuse the HTTP request.
         Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
     };
-    let j = judge(&live, &review).await;
+    let j = match live.admit() {
+        Ok(_permit) => judge(&live, &review).await,
+        // Overloaded: admit nothing (the API server retries or fails the request closed).
+        Err(e) => Judgement {
+            allowed: false,
+            message: Some(e.to_string()),
+            warnings: Vec::new(),
+            pins: Vec::new(),
+        },
+    };
     tracing::info!(kind = %review.kind, namespace = %review.namespace, allowed = j.allowed, mutating, "admission");
     let pins = if mutating && j.allowed {
         j.pins
@@ -226,6 +235,15 @@ async fn mutate(State(live): State<Arc<Live>>, body: Bytes) -> Response {
 }
 
 async fn provider(State(live): State<Arc<Live>>, body: Bytes) -> Response {
+    let _permit = match live.admit() {
+        Ok(p) => p,
+        Err(e) => {
+            return json_response(
+                StatusCode::OK,
+                admission::provider_response(Vec::new(), Some(e.to_string())),
+            );
+        }
+    };
     let keys = match admission::provider_keys(&body) {
         Ok(k) => k,
         Err(e) => {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -22,6 +22,19 @@ use crate::digest::Digest;
 use crate::metrics::Metrics;
 use crate::reference::{DOCKER_HUB, RegistryRef};
 
+/// Retries of a transient failure, and the first back-off (then ×4).
+const RETRIES: usize = 2;
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+/// Consecutive transient failures that open a registry's circuit, and for how long.
+const BREAKER_THRESHOLD: u32 = 5;
+const BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
 /// Token responses larger than this are refused.
 const MAX_TOKEN_RESPONSE_BYTES: u64 = 64 * 1024;
 const MAX_REDIRECTS: usize = 5;
@@ -33,6 +46,7 @@ pub struct RegistryClient {
     credentials: Credentials,
     /// `Authorization` header values by (registry, repository).
     tokens: Mutex<HashMap<(String, String), String>>,
+    breakers: Mutex<HashMap<String, Breaker>>,
     metrics: Arc<Metrics>,
 }
 
@@ -66,6 +80,7 @@ impl RegistryClient {
             settings,
             credentials,
             tokens: Mutex::new(HashMap::new()),
+            breakers: Mutex::new(HashMap::new()),
             metrics,
         })
     }
@@ -128,7 +143,69 @@ impl RegistryClient {
     }
 
     /// GET `/v2/<repository>/<path>`, authenticating once on a 401 challenge.
+    /// GET with retries on transient failures (reads are idempotent), behind the registry's
+    /// circuit breaker.
     async fn get(
+        &self,
+        registry: &str,
+        repository: &str,
+        path: &str,
+        accept: Option<&str>,
+        what: &str,
+    ) -> Result<reqwest::Response, FetchError> {
+        for attempt in 0..=RETRIES {
+            self.breaker_admits(registry, what)?;
+            let result = self
+                .get_once(registry, repository, path, accept, what)
+                .await;
+            self.breaker_records(registry, &result);
+            match result {
+                Err(FetchError::Unavailable { .. }) if attempt < RETRIES => {
+                    tokio::time::sleep(RETRY_BACKOFF * 4u32.pow(attempt as u32)).await;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn breaker_admits(&self, registry: &str, what: &str) -> Result<(), FetchError> {
+        let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        match breakers.get(registry).and_then(|b| b.open_until) {
+            Some(until) if Instant::now() < until => Err(FetchError::Unavailable {
+                what: what.to_owned(),
+                detail: format!(
+                    "{registry} failed {BREAKER_THRESHOLD} times in a row; not asking it again for {:?}",
+                    until.saturating_duration_since(Instant::now())
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn breaker_records(&self, registry: &str, result: &Result<reqwest::Response, FetchError>) {
+        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let b = breakers.entry(registry.to_owned()).or_default();
+        match result {
+            Err(FetchError::Unavailable { .. }) => {
+                b.failures += 1;
+                if b.failures >= BREAKER_THRESHOLD {
+                    b.open_until = Some(Instant::now() + BREAKER_COOLDOWN);
+                    b.failures = 0;
+                    tracing::warn!(
+                        registry,
+                        "circuit open for {BREAKER_COOLDOWN:?} after repeated failures"
+                    );
+                }
+            }
+            _ => {
+                b.failures = 0;
+                b.open_until = None;
+            }
+        }
+    }
+
+    async fn get_once(
         &self,
         registry: &str,
         repository: &str,

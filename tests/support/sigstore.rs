@@ -52,6 +52,8 @@ pub struct Identity {
     pub repository: Option<String>,
     pub git_ref: Option<String>,
     pub trigger: Option<String>,
+    /// A different value for the legacy issuer extension (…57264.1.1), to make the two disagree.
+    pub legacy_issuer: Option<String>,
 }
 
 impl Identity {
@@ -65,6 +67,7 @@ impl Identity {
             repository: Some(repo.to_owned()),
             git_ref: Some("refs/heads/main".to_owned()),
             trigger: Some("push".to_owned()),
+            legacy_issuer: None,
         }
     }
 }
@@ -208,7 +211,15 @@ impl TestSigstore {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
         params.use_authority_key_identifier_extension = true;
         let mut exts = vec![
-            CustomExtension::from_oid_content(OID_ISSUER_V1, identity.issuer.as_bytes().to_vec()),
+            CustomExtension::from_oid_content(
+                OID_ISSUER_V1,
+                identity
+                    .legacy_issuer
+                    .as_deref()
+                    .unwrap_or(&identity.issuer)
+                    .as_bytes()
+                    .to_vec(),
+            ),
             CustomExtension::from_oid_content(OID_ISSUER_V2, der_utf8(&identity.issuer)),
         ];
         for (oid, value) in [
