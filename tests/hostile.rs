@@ -439,3 +439,354 @@ async fn a_digest_request_costs_two_sequential_round_trips() {
             .collect::<Vec<_>>()
     );
 }
+
+fn manifest_reply(m: &Image) -> Reply {
+    Reply::new(200, m.manifest.clone()).header("Content-Type", &m.media_type)
+}
+
+#[tokio::test]
+async fn a_tag_flipping_between_digests_never_allows_the_unsigned_one() {
+    let c = Content::new();
+    let signed = c.image.clone();
+    let unsigned = Image::new("flip unsigned");
+    let unsigned_digest = unsigned.digest();
+    let key_pem = c.key.public_pem();
+    let mut routes = c.routes;
+    routes.insert(
+        format!("/v2/{REPO}/manifests/{}", unsigned.digest()),
+        manifest_reply(&unsigned),
+    );
+    let flips = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let f = Arc::clone(&flips);
+    let tag_path = format!("/v2/{REPO}/manifests/v1");
+    let server = Scripted::start(move |r: &Request| {
+        if r.path == tag_path {
+            let n = f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return manifest_reply(if n % 2 == 0 { &signed } else { &unsigned });
+        }
+        routes
+            .get(&r.path)
+            .cloned()
+            .unwrap_or_else(|| Reply::new(404, "{}"))
+    })
+    .await;
+    let yaml = config_yaml(
+        &server.host(),
+        &[("release", &key_pem)],
+        &key_policy("prod", &server.host(), 1, &["release"]),
+        "cache:\n  tag_ttl: 0\n",
+    );
+    let engine = Engine::standalone(
+        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
+        Credentials::default(),
+    )
+    .unwrap();
+    for _ in 0..6 {
+        let v = engine
+            .verify_with(&format!("{}/{REPO}:v1", server.host()), None, bypass())
+            .await
+            .unwrap();
+        if v.allowed {
+            assert_eq!(
+                v.digest,
+                c.image.digest(),
+                "an allow holds for the signed digest only"
+            );
+        } else {
+            assert_eq!(v.digest, unsigned_digest);
+        }
+    }
+}
+
+fn bypass() -> umpire::engine::Options {
+    umpire::engine::Options {
+        bypass_cache: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_lying_content_length_is_caught() {
+    // Shorter than the body: the bytes read do not hash to the digest.
+    let mut c = Content::new();
+    let digest = c.digest();
+    let short = c.image.manifest.len() - 10;
+    c.routes.insert(
+        format!("/v2/{REPO}/manifests/{digest}"),
+        Reply::new(200, c.image.manifest.clone()).header("Content-Length", &short.to_string()),
+    );
+    let (server, key, _) = c.serve().await;
+    let engine = engine_for(&server.host(), &key, "", Credentials::default());
+    let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+    assert!(!v.allowed);
+
+    // Announcing more than the limit: refused before reading.
+    let mut c = Content::new();
+    let digest = c.digest();
+    c.routes.insert(
+        format!("/v2/{REPO}/manifests/{digest}"),
+        Reply::new(200, c.image.manifest.clone()).header("Content-Length", "999999999"),
+    );
+    let (server, key, _) = c.serve().await;
+    let engine = engine_for(&server.host(), &key, "", Credentials::default());
+    let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+    assert!(!v.allowed);
+    assert_eq!(v.codes(), [Code::LimitExceeded]);
+}
+
+fn huge_manifest(count: usize, index: bool) -> Vec<u8> {
+    let d = Image::new("x").digest();
+    let entry = format!(
+        r#"{{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"{d}","size":10}}"#
+    );
+    let list = vec![entry; count].join(",");
+    if index {
+        format!(r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{list}]}}"#).into_bytes()
+    } else {
+        format!(r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{d}","size":2}},"layers":[{list}]}}"#).into_bytes()
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_signature_layers_or_referrers_are_refused() {
+    for (index, path_of) in [
+        (false, sig_tag as fn(&str) -> String),
+        (true, |d: &str| d.replace(':', "-")),
+    ] {
+        let mut c = Content::new();
+        let digest = c.digest();
+        let body = huge_manifest(100_000, index);
+        c.routes.insert(
+            format!("/v2/{REPO}/manifests/{}", path_of(&digest)),
+            Reply::new(200, body).header(
+                "Content-Type",
+                if index {
+                    cosign::OCI_INDEX
+                } else {
+                    cosign::OCI_MANIFEST
+                },
+            ),
+        );
+        let (server, key, _) = c.serve().await;
+        // Even with the manifest size limit raised out of the way, the count limit holds.
+        let engine = engine_for(
+            &server.host(),
+            &key,
+            "limits:\n  max_manifest_bytes: 67108864\n",
+            Credentials::default(),
+        );
+        let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+        assert!(!v.allowed, "index={index}");
+        assert_eq!(v.codes(), [Code::LimitExceeded], "index={index}: {v:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_looping_pagination_link_is_not_followed() {
+    let mut c = Content::new();
+    let digest = c.digest();
+    let empty = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    c.routes.insert(
+        format!("/v2/{REPO}/referrers/{digest}"),
+        Reply::new(200, empty)
+            .header("Content-Type", cosign::OCI_INDEX)
+            .header(
+                "Link",
+                &format!("</v2/{REPO}/referrers/{digest}>; rel=\"next\""),
+            ),
+    );
+    let (server, key, _) = c.serve().await;
+    let engine = engine_for(&server.host(), &key, "", Credentials::default());
+    let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+    assert!(v.allowed, "{v:?}");
+    let referrer_calls = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/referrers/"))
+        .count();
+    assert_eq!(referrer_calls, 1);
+}
+
+#[tokio::test]
+async fn gzip_encoded_bodies_are_not_inflated() {
+    let mut c = Content::new();
+    let digest = c.digest();
+    // A small gzip bomb: 10 MB of zeros compressed, claimed as the manifest.
+    let bomb = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![0u8; 10 * 1024 * 1024]).unwrap();
+        e.finish().unwrap()
+    };
+    c.routes.insert(
+        format!("/v2/{REPO}/manifests/{digest}"),
+        Reply::new(200, bomb)
+            .header("Content-Encoding", "gzip")
+            .header("Content-Type", cosign::OCI_MANIFEST),
+    );
+    let (server, key, _) = c.serve().await;
+    let engine = engine_for(&server.host(), &key, "", Credentials::default());
+    let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+    assert!(!v.allowed);
+    assert_eq!(
+        v.codes(),
+        [Code::DigestMismatch],
+        "the compressed bytes were hashed as they came"
+    );
+}
+
+#[tokio::test]
+async fn json_nested_a_hundred_thousand_deep_is_refused() {
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes();
+    let digest = cosign::sha256(&deep);
+    let path = format!("/v2/{REPO}/manifests/{digest}");
+    let server = Scripted::start(move |r: &Request| {
+        if r.path == path {
+            Reply::new(200, deep.clone())
+        } else {
+            Reply::new(404, "{}")
+        }
+    })
+    .await;
+    let key = SigningKey::p256();
+    let engine = engine_for(&server.host(), &key, "", Credentials::default());
+    let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+    assert!(!v.allowed);
+    assert_eq!(v.codes(), [Code::RegistryError]);
+}
+
+#[tokio::test]
+async fn token_realms_on_plain_http_or_link_local_addresses_get_nothing() {
+    for realm in [
+        "http://127.0.0.2:1/token",
+        "https://169.254.169.254/token",
+        "https://[fe80::1]/token",
+    ] {
+        let c = Content::new();
+        let digest = c.digest();
+        let key_pem = c.key.public_pem();
+        let server = Scripted::start(behind_bearer(c.routes, realm.to_owned())).await;
+        let yaml = config_yaml(
+            &server.host(),
+            &[("release", &key_pem)],
+            &key_policy("prod", &server.host(), 1, &["release"]),
+            "",
+        );
+        let engine = Engine::standalone(
+            Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
+            user_secret(&server.host()),
+        )
+        .unwrap();
+        let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+        assert!(!v.allowed, "{realm}");
+        assert_eq!(v.codes(), [Code::RegistryError], "{realm}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_digests_in_descriptors_are_refused() {
+    for bad in [
+        "sha256:../../x",
+        &format!("sha256:{}", "A".repeat(64)),
+        "sha256:abc",
+        "md5:d41d8cd98f00b204e9800998ecf8427e",
+    ] {
+        let mut c = Content::new();
+        let digest = c.digest();
+        let sig = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{digest}","size":2}},"layers":[{{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"{bad}","size":10}}]}}"#
+        );
+        c.routes.insert(
+            format!("/v2/{REPO}/manifests/{}", sig_tag(&digest)),
+            Reply::new(200, sig).header("Content-Type", cosign::OCI_MANIFEST),
+        );
+        let (server, key, _) = c.serve().await;
+        let engine = engine_for(&server.host(), &key, "", Credentials::default());
+        let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+        assert!(!v.allowed, "{bad}");
+        assert_eq!(v.codes(), [Code::RegistryError], "{bad}");
+        assert!(
+            !server.requests().iter().any(|r| r.path.contains("..")),
+            "{bad} reached the registry as a path"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_5xx_storm_opens_the_circuit_and_stops_the_traffic() {
+    let server = Scripted::start(|_: &Request| Reply::new(503, "down")).await;
+    let key = SigningKey::p256();
+    let engine = engine_for(&server.host(), &key, "", Credentials::default());
+    let image = format!("{}/{REPO}@{}", server.host(), Image::new("storm").digest());
+    for _ in 0..3 {
+        let v = engine.verify_with(&image, None, bypass()).await.unwrap();
+        assert!(!v.allowed && v.retryable);
+    }
+    let after_storm = server.requests().len();
+    let v = engine.verify_with(&image, None, bypass()).await.unwrap();
+    assert!(!v.allowed && v.retryable);
+    assert!(
+        v.findings[0].message.contains("not asking it again"),
+        "{}",
+        v.findings[0].message
+    );
+    assert_eq!(
+        server.requests().len(),
+        after_storm,
+        "an open circuit sends nothing"
+    );
+}
+
+#[tokio::test]
+async fn overload_is_refused_with_resource_exhausted_not_queued() {
+    let slow =
+        Scripted::start(|_: &Request| Reply::new(503, "slow").delayed(Duration::from_millis(1500)))
+            .await;
+    let key = SigningKey::p256();
+    let yaml = config_yaml(
+        &slow.host(),
+        &[("k", &key.public_pem())],
+        &key_policy("p", &slow.host(), 1, &["k"]),
+        "limits:\n  max_in_flight: 1\n  deadline: 1s\n",
+    );
+    let umpire = support::Umpire::start(&yaml).await;
+    let (mut a, mut b) = (umpire.client().await, umpire.client().await);
+    let ask = |tag: &str| umpire::proto::VerifyRequest {
+        image: format!("{}/{REPO}:{tag}", slow.host()),
+        ..Default::default()
+    };
+    let first = tokio::spawn({
+        let r = ask("one");
+        async move { a.verify(r).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = b.verify(ask("two")).await;
+    assert_eq!(second.unwrap_err().code(), tonic::Code::ResourceExhausted);
+    let first = first.await.unwrap().unwrap().into_inner();
+    assert!(!first.allowed && first.retryable);
+}
+
+#[test]
+fn no_request_field_can_widen_trust() {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(umpire::proto::FILE_DESCRIPTOR_SET).unwrap();
+    let file = set
+        .file
+        .iter()
+        .find(|f| f.package() == "umpire.v1")
+        .unwrap();
+    let fields = |name: &str| -> Vec<String> {
+        file.message_type
+            .iter()
+            .find(|m| m.name() == name)
+            .unwrap()
+            .field
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect()
+    };
+    // A request names an image, picks one of the configured policies, and may skip the cache;
+    // nothing in it can add keys, roots, registries or insecure settings.
+    assert_eq!(fields("VerifyRequest"), ["image", "policy", "bypass_cache"]);
+    assert_eq!(fields("VerifyBatchRequest"), ["requests"]);
+}
