@@ -462,7 +462,11 @@ async fn a_tag_flipping_between_digests_never_allows_the_unsigned_one() {
     let server = Scripted::start(move |r: &Request| {
         if r.path == tag_path {
             let n = f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            return manifest_reply(if n.is_multiple_of(2) { &signed } else { &unsigned });
+            return manifest_reply(if n.is_multiple_of(2) {
+                &signed
+            } else {
+                &unsigned
+            });
         }
         routes
             .get(&r.path)
