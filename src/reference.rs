@@ -292,7 +292,17 @@ fn parse_layout(input: &str, rest: &str) -> Result<LayoutRef, ReferenceError> {
     if path.is_empty() {
         return Err(invalid("path", path));
     }
-    let path = path.strip_prefix("./").unwrap_or(path);
+    if path.chars().any(char::is_control) {
+        return Err(invalid("path", path));
+    }
+    // `./a`, `././a` and `a` are one layout (found by fuzzing: printing must round-trip).
+    let mut path = path;
+    while let Some(rest) = path.strip_prefix("./") {
+        path = rest;
+    }
+    if path.is_empty() {
+        return Err(invalid("path", path));
+    }
     Ok(LayoutRef {
         path: PathBuf::from(path),
         tag: if digest.is_none() && tag.is_none() {
@@ -372,6 +382,11 @@ mod tests {
         assert_eq!(r.digest().map(Digest::as_str), Some(D));
         assert_eq!(r.policy_subject(), "oci:/tmp/x");
         assert!(ImageRef::parse("oci:").is_err());
+        assert_eq!(
+            ImageRef::parse("oci:././x").unwrap(),
+            ImageRef::parse("oci:x").unwrap()
+        );
+        assert!(ImageRef::parse("oci:a\u{0}b").is_err());
     }
 
     #[test]
