@@ -76,5 +76,59 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn attestation(c: &mut Criterion) {
+    use umpire::verify::attestation::{
+        AttestationLayer, AttestationOutcome, check_layer as check_attestation,
+    };
+    let digest = cosign::Image::new("bench").digest();
+    let image_digest = Digest::parse(&digest).unwrap();
+    let key = cosign::SigningKey::p256();
+    let public = PublicKey::from_pem(key.public_pem().as_bytes()).unwrap();
+    let keys = vec![("release".to_owned(), &public)];
+    let offline = SigstoreRoot::offline();
+    let trust = Trust {
+        keys: &keys,
+        roots: &[],
+        offline: &offline,
+    };
+    let provenance = cosign::provenance(cosign::GITHUB_BUILDER, "acme/app", "refs/heads/main", &[]);
+    let statement = cosign::statement(&digest, cosign::SLSA_V1, provenance);
+    let blob = cosign::attestation_layer(Some(&key), &statement);
+    let layer = AttestationLayer {
+        envelope: blob.bytes.clone(),
+        annotations: Default::default(),
+    };
+    let rego = umpire::rego::RegoPolicy::compile(
+        "provenance.rego",
+        "package umpire\n\ndeny contains msg if {\n    input.predicate.buildDefinition.externalParameters.workflow.ref != \"refs/heads/main\"\n    msg := \"not from main\"\n}\n",
+    )
+    .unwrap();
+    let AttestationOutcome::Verified {
+        statement: verified,
+        ..
+    } = check_attestation(&layer, &trust, &image_digest)
+    else {
+        panic!("the bench attestation verifies");
+    };
+    let input = serde_json::json!({"image": {"reference": "r/a", "digest": digest}, "statement": verified, "predicate": verified.predicate});
+    c.bench_function("attestation: one DSSE envelope (PAE signature, statement, subject) + Rego", |b| {
+        b.iter(|| {
+            let AttestationOutcome::Verified { statement, .. } = check_attestation(&layer, &trust, &image_digest) else {
+                unreachable!()
+            };
+            let input = serde_json::json!({"image": {"reference": "r/a", "digest": digest}, "statement": statement, "predicate": statement.predicate});
+            rego.deny(&input).unwrap()
+        })
+    });
+    c.bench_function("attestation: its Rego evaluation alone", |b| {
+        b.iter(|| rego.deny(&input).unwrap())
+    });
+    let pae = cosign::pae(cosign::IN_TOTO, &statement);
+    let sig = key.sign(&pae);
+    c.bench_function("attestation: its ECDSA P-256 check alone", |b| {
+        b.iter(|| public.verify(&pae, &sig))
+    });
+}
+
+criterion_group!(benches, bench, attestation);
 criterion_main!(benches);
