@@ -297,3 +297,25 @@ async fn keyed_policy_and_a_signature_carrying_a_certificate_for_another_key() {
     );
     let _ = config_file;
 }
+
+/// A leaf issued by an intermediate CA that had expired when it signed: the chain must be valid at
+/// the signing time, intermediates included.
+#[tokio::test]
+async fn certificate_chaining_through_an_expired_intermediate_is_certificate_invalid() {
+    let s = Setup::new().await;
+    let sigstore = TestSigstore::with_expired_intermediate();
+    let dir = tempfile::tempdir().unwrap();
+    s.registry
+        .push_signatures(
+            REPO,
+            &s.digest,
+            vec![sigstore.legacy_layer(&Identity::github("acme/app"), payload("x", &s.digest))],
+        )
+        .await;
+    let v = keyless(&s, &sigstore, dir.path())
+        .verify(&s.image(), None)
+        .await
+        .unwrap();
+    assert!(!v.allowed);
+    assert_eq!(v.codes(), [Code::CertificateInvalid], "{v:?}");
+}

@@ -794,3 +794,35 @@ fn no_request_field_can_widen_trust() {
     assert_eq!(fields("VerifyRequest"), ["image", "policy", "bypass_cache"]);
     assert_eq!(fields("VerifyBatchRequest"), ["requests"]);
 }
+
+#[tokio::test]
+async fn a_manifest_that_is_also_an_index_is_refused() {
+    let c = Content::new();
+    let layer = &c.image.layers[0];
+    let ambiguous = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[{}],"manifests":[{}]}}"#,
+        c.image.config.descriptor(),
+        layer.descriptor(),
+        layer.descriptor()
+    )
+    .into_bytes();
+    let digest = cosign::sha256(&ambiguous);
+    let path = format!("/v2/{REPO}/manifests/{digest}");
+    let server = Scripted::start(move |r: &Request| {
+        if r.path == path {
+            Reply::new(200, ambiguous.clone()).header("Content-Type", cosign::OCI_MANIFEST)
+        } else {
+            Reply::new(404, "{}")
+        }
+    })
+    .await;
+    let engine = engine_for(&server.host(), &c.key, "", Credentials::default());
+    let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+    assert!(!v.allowed);
+    assert_eq!(v.codes(), [Code::RegistryError]);
+    assert!(
+        v.findings[0].message.contains("ambiguous"),
+        "{}",
+        v.findings[0].message
+    );
+}

@@ -16,6 +16,35 @@ use crate::verdict::Code;
 pub struct SigstoreRoot {
     pub name: String,
     verifier: Verifier,
+    /// The Fulcio CA certificates: (subject, issuer, not before, not after) in Unix seconds.
+    ca_certs: Vec<CaCert>,
+}
+
+#[derive(Debug, Clone)]
+struct CaCert {
+    subject: Vec<u8>,
+    issuer: Vec<u8>,
+    not_before: i64,
+    not_after: i64,
+    name: String,
+}
+
+fn ca_certs(root: &TrustedRoot) -> Vec<CaCert> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    root.certificate_authorities
+        .iter()
+        .flat_map(|ca| ca.cert_chain.certificates.iter())
+        .filter_map(|c| {
+            let (_, cert) = X509Certificate::from_der(c.raw_bytes.as_bytes()).ok()?;
+            Some(CaCert {
+                subject: cert.subject().as_raw().to_vec(),
+                issuer: cert.issuer().as_raw().to_vec(),
+                not_before: cert.validity().not_before.timestamp(),
+                not_after: cert.validity().not_after.timestamp(),
+                name: cert.subject().to_string(),
+            })
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for SigstoreRoot {
@@ -39,6 +68,7 @@ impl SigstoreRoot {
         Ok(Self {
             name: name.to_owned(),
             verifier,
+            ca_certs: ca_certs(&root),
         })
     }
 
@@ -75,10 +105,74 @@ impl SigstoreRoot {
             issuer: issuer.to_owned(),
             ..Default::default()
         };
-        if let Some(der) = leaf_certificate(bundle) {
-            read_workflow_claims(&der, &mut identity);
-        }
+        let Some(der) = leaf_certificate(bundle) else {
+            return Err(Failure {
+                code: Code::CertificateInvalid,
+                reason: "the bundle carries no signing certificate".into(),
+            });
+        };
+        let times: Vec<i64> = result
+            .verified_timestamps()
+            .iter()
+            .map(|t| t.as_second())
+            .collect();
+        self.check_issuers_valid_at(&der, &times)?;
+        read_workflow_claims(&der, &mut identity);
         Ok(identity)
+    }
+
+    /// Every CA certificate above the leaf, intermediates included, must be valid at every verified
+    /// signing time. (sigstore-verify takes each certificate of a trusted chain as an anchor, and
+    /// anchors carry no validity of their own: an expired intermediate would still vouch.)
+    fn check_issuers_valid_at(&self, leaf_der: &[u8], times: &[i64]) -> Result<(), Failure> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let invalid = |reason: String| Failure {
+            code: Code::CertificateInvalid,
+            reason,
+        };
+        let (_, leaf) = X509Certificate::from_der(leaf_der)
+            .map_err(|e| invalid(format!("unreadable certificate: {e}")))?;
+        if times.is_empty() {
+            return Err(invalid("no verified signing time".into()));
+        }
+        let mut issuer = leaf.issuer().as_raw().to_vec();
+        for _ in 0..8 {
+            // Several trusted CAs may share a name (rotations): one valid at every time suffices.
+            let candidates: Vec<&CaCert> = self
+                .ca_certs
+                .iter()
+                .filter(|c| c.subject == issuer)
+                .collect();
+            let Some(first) = candidates.first() else {
+                return Ok(());
+            };
+            let valid = |c: &&CaCert| {
+                times
+                    .iter()
+                    .all(|t| *t >= c.not_before && *t <= c.not_after)
+            };
+            let Some(ca) = candidates.iter().copied().find(valid) else {
+                let t = times[0];
+                return Err(invalid(format!(
+                    "issuing CA {:?} was not valid at the signing time {} (valid {} to {})",
+                    first.name,
+                    jiff::Timestamp::from_second(t)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    jiff::Timestamp::from_second(first.not_before)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    jiff::Timestamp::from_second(first.not_after)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                )));
+            };
+            if ca.issuer == ca.subject {
+                return Ok(());
+            }
+            issuer = ca.issuer.clone();
+        }
+        Ok(())
     }
 
     /// Verifies a public-key bundle for `artifact` under `key` (SPKI DER). Transparency-log inclusion

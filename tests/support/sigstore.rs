@@ -98,6 +98,8 @@ pub struct TestSigstore {
     ca_key: RcKeyPair,
     ca_params: CertificateParams,
     pub ca_der: Vec<u8>,
+    /// An intermediate CA that issues the leaves instead of the root, when set.
+    intermediate: Option<(RcKeyPair, CertificateParams, Vec<u8>)>,
     ct_key: EcdsaKeyPair,
     pub rekor_key: EcdsaKeyPair,
 }
@@ -144,9 +146,32 @@ impl TestSigstore {
             ca_key,
             ca_params,
             ca_der,
+            intermediate: None,
             ct_key: ecdsa(),
             rekor_key: ecdsa(),
         }
+    }
+
+    /// An instance whose leaves come from an intermediate CA that expired yesterday.
+    pub fn with_expired_intermediate() -> Self {
+        let mut s = Self::new();
+        let key = RcKeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "umpire tests");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "umpire test intermediate");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(30);
+        params.not_after = now - Duration::days(1);
+        let root = Issuer::new(s.ca_params.clone(), &s.ca_key);
+        let der = params.signed_by(&key, &root).unwrap().der().to_vec();
+        s.intermediate = Some((key, params, der));
+        s
     }
 
     pub fn rekor_log_id(&self) -> [u8; 32] {
@@ -169,7 +194,13 @@ impl TestSigstore {
             "certificateAuthorities": [{
                 "subject": {"organization": "umpire tests", "commonName": "umpire test fulcio"},
                 "uri": "https://fulcio.umpire.test",
-                "certChain": {"certificates": [{"rawBytes": b64(&self.ca_der)}]},
+                "certChain": {"certificates": self
+                    .intermediate
+                    .iter()
+                    .map(|(_, _, der)| der.clone())
+                    .chain([self.ca_der.clone()])
+                    .map(|der| serde_json::json!({"rawBytes": b64(&der)}))
+                    .collect::<Vec<_>>()},
                 "validFor": {"start": "2020-01-01T00:00:00Z"},
             }],
             "ctlogs": [log(&self.ct_key, "https://ctfe.umpire.test")],
@@ -235,13 +266,17 @@ impl TestSigstore {
             }
         }
         params.custom_extensions = exts;
-        let issuer = Issuer::new(self.ca_params.clone(), &self.ca_key);
+        let (issuer_params, issuer_key) = match &self.intermediate {
+            Some((key, params, _)) => (params.clone(), key),
+            None => (self.ca_params.clone(), &self.ca_key),
+        };
+        let issuer = Issuer::new(issuer_params, issuer_key);
 
         // The precertificate: everything but the SCT list, whose TBS the CT log signs.
         let precert = params.signed_by(&rc_key, &issuer).unwrap().der().to_vec();
         let (_, parsed) = x509_parser::parse_x509_certificate(&precert).unwrap();
         let tbs = parsed.tbs_certificate.as_ref().to_vec();
-        let sct = self.sct(&tbs, not_before);
+        let sct = self.sct(&tbs, not_before, issuer_key);
         params
             .custom_extensions
             .push(CustomExtension::from_oid_content(
@@ -253,9 +288,9 @@ impl TestSigstore {
     }
 
     /// A TLS-encoded SignedCertificateTimestampList with one SCT over `tbs` (RFC 6962 §3.2).
-    fn sct(&self, tbs: &[u8], at: OffsetDateTime) -> Vec<u8> {
+    fn sct(&self, tbs: &[u8], at: OffsetDateTime, issuer_key: &RcKeyPair) -> Vec<u8> {
         let timestamp = (at.unix_timestamp() as u64) * 1000;
-        let issuer_key_hash = sha256(&rcgen::PublicKeyData::subject_public_key_info(&self.ca_key));
+        let issuer_key_hash = sha256(&rcgen::PublicKeyData::subject_public_key_info(issuer_key));
         let mut signed = vec![0u8, 0u8];
         signed.extend(timestamp.to_be_bytes());
         signed.extend([0u8, 1u8]);
