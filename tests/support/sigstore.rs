@@ -391,46 +391,68 @@ impl TestSigstore {
     /// A v0.1 Sigstore bundle holding a DSSE envelope over `statement`, signed by a certificate for
     /// `identity` and logged as a `dsse` 0.0.1 entry with a SET.
     pub fn dsse_bundle(&self, identity: &Identity, statement: &[u8]) -> String {
-        let payload_type = "application/vnd.in-toto+json";
         let leaf = self.issue(identity);
-        let pae = [
-            format!(
-                "DSSEv1 {} {payload_type} {} ",
-                payload_type.len(),
-                statement.len()
-            )
-            .into_bytes(),
-            statement.to_vec(),
-        ]
-        .concat();
-        let signature = sign(&leaf.key, &pae);
-        let envelope = serde_json::json!({"payload": b64(statement), "payloadType": payload_type, "signatures": [{"sig": b64(&signature)}]});
+        let signature = sign(&leaf.key, &dsse_pae(statement));
+        let material = serde_json::json!({"x509CertificateChain": {"certificates": [{"rawBytes": b64(&leaf.der)}]}});
+        self.logged_dsse_bundle(statement, &signature, &leaf.pem(), material)
+    }
+
+    /// A v0.1 bundle with a DSSE envelope over `statement` signed by `key` (identified by a
+    /// public-key hint), logged as a `dsse` entry in this instance's log: cosign v3 `--key`.
+    pub fn keyed_dsse_bundle(&self, key: &super::cosign::SigningKey, statement: &[u8]) -> String {
+        let signature = key.sign(&dsse_pae(statement));
+        self.logged_dsse_bundle(
+            statement,
+            &signature,
+            &key.public_pem(),
+            serde_json::json!({"publicKey": {"hint": "release"}}),
+        )
+    }
+
+    /// Logs a DSSE signature (its verifier a PEM certificate or key) and wraps it in a bundle whose
+    /// verification material starts as `material`.
+    fn logged_dsse_bundle(
+        &self,
+        statement: &[u8],
+        signature: &[u8],
+        verifier_pem: &str,
+        mut material: serde_json::Value,
+    ) -> String {
+        let envelope = serde_json::json!({"payload": b64(statement), "payloadType": IN_TOTO, "signatures": [{"sig": b64(signature)}]});
         let body = format!(
             r#"{{"apiVersion":"0.0.1","kind":"dsse","spec":{{"envelopeHash":{{"algorithm":"sha256","value":"{}"}},"payloadHash":{{"algorithm":"sha256","value":"{}"}},"signatures":[{{"signature":"{}","verifier":"{}"}}]}}}}"#,
             hex::encode(sha256(envelope.to_string().as_bytes())),
             hex::encode(sha256(statement)),
-            b64(&signature),
-            b64(leaf.pem().as_bytes())
+            b64(signature),
+            b64(verifier_pem.as_bytes())
         )
         .into_bytes();
         let entry = self.log(body, "dsse");
+        material["tlogEntries"] = serde_json::json!([{
+            "logIndex": entry.log_index.to_string(),
+            "logId": {"keyId": b64(&entry.log_id)},
+            "kindVersion": {"kind": "dsse", "version": "0.0.1"},
+            "integratedTime": entry.integrated_time.to_string(),
+            "inclusionPromise": {"signedEntryTimestamp": b64(&entry.set)},
+            "canonicalizedBody": b64(&entry.body),
+        }]);
         serde_json::json!({
             "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
-            "verificationMaterial": {
-                "x509CertificateChain": {"certificates": [{"rawBytes": b64(&leaf.der)}]},
-                "tlogEntries": [{
-                    "logIndex": entry.log_index.to_string(),
-                    "logId": {"keyId": b64(&entry.log_id)},
-                    "kindVersion": {"kind": "dsse", "version": "0.0.1"},
-                    "integratedTime": entry.integrated_time.to_string(),
-                    "inclusionPromise": {"signedEntryTimestamp": b64(&entry.set)},
-                    "canonicalizedBody": b64(&entry.body),
-                }],
-            },
+            "verificationMaterial": material,
             "dsseEnvelope": envelope,
         })
         .to_string()
     }
+}
+
+const IN_TOTO: &str = "application/vnd.in-toto+json";
+
+fn dsse_pae(statement: &[u8]) -> Vec<u8> {
+    [
+        format!("DSSEv1 {} {IN_TOTO} {} ", IN_TOTO.len(), statement.len()).into_bytes(),
+        statement.to_vec(),
+    ]
+    .concat()
 }
 
 /// The cosign v3 image-signature statement for `digest`.
@@ -443,49 +465,4 @@ pub fn cosign_sign_statement(image: &str, digest: &str) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
-}
-
-impl TestSigstore {
-    /// A v0.1 bundle with a DSSE envelope over `statement` signed by `key` (identified by a
-    /// public-key hint), logged as a `dsse` entry in this instance's log: cosign v3 `--key`.
-    pub fn keyed_dsse_bundle(&self, key: &super::cosign::SigningKey, statement: &[u8]) -> String {
-        let payload_type = "application/vnd.in-toto+json";
-        let pae = [
-            format!(
-                "DSSEv1 {} {payload_type} {} ",
-                payload_type.len(),
-                statement.len()
-            )
-            .into_bytes(),
-            statement.to_vec(),
-        ]
-        .concat();
-        let signature = key.sign(&pae);
-        let envelope = serde_json::json!({"payload": b64(statement), "payloadType": payload_type, "signatures": [{"sig": b64(&signature)}]});
-        let body = format!(
-            r#"{{"apiVersion":"0.0.1","kind":"dsse","spec":{{"envelopeHash":{{"algorithm":"sha256","value":"{}"}},"payloadHash":{{"algorithm":"sha256","value":"{}"}},"signatures":[{{"signature":"{}","verifier":"{}"}}]}}}}"#,
-            hex::encode(sha256(envelope.to_string().as_bytes())),
-            hex::encode(sha256(statement)),
-            b64(&signature),
-            b64(key.public_pem().as_bytes())
-        )
-        .into_bytes();
-        let entry = self.log(body, "dsse");
-        serde_json::json!({
-            "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
-            "verificationMaterial": {
-                "publicKey": {"hint": "release"},
-                "tlogEntries": [{
-                    "logIndex": entry.log_index.to_string(),
-                    "logId": {"keyId": b64(&entry.log_id)},
-                    "kindVersion": {"kind": "dsse", "version": "0.0.1"},
-                    "integratedTime": entry.integrated_time.to_string(),
-                    "inclusionPromise": {"signedEntryTimestamp": b64(&entry.set)},
-                    "canonicalizedBody": b64(&entry.body),
-                }],
-            },
-            "dsseEnvelope": envelope,
-        })
-        .to_string()
-    }
 }
