@@ -516,3 +516,54 @@ fn plaintext_on_a_non_loopback_address_needs_to_be_asked_for() {
         .is_ok()
     );
 }
+
+#[tokio::test]
+async fn a_rotated_webhook_certificate_is_served_without_a_restart() {
+    let s = Setup::new().await;
+    let live = s.live("", false, "");
+    let url = start_webhook(&live).await;
+    let body = review("Pod", "apps", pod(&[&s.img("signed")]));
+    assert_eq!(
+        post(
+            &https_client(&s, None),
+            &format!("{url}/admission/validate"),
+            &body
+        )
+        .await["response"]["allowed"],
+        true
+    );
+
+    // cert-manager rotates the pair in place, under a new CA the clients now trust.
+    let rotated_ca = Pki::new("rotated CA");
+    let issued = rotated_ca.server();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    issued.write(s.dir.path(), "server");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let rotated = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(rotated_ca.ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let mut served = false;
+    for _ in 0..20 {
+        if let Ok(r) = rotated
+            .post(format!("{url}/admission/validate"))
+            .json(&body)
+            .send()
+            .await
+        {
+            served = r.status().is_success();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(served, "the rotated certificate is presented");
+    // The old CA no longer matches the certificate presented.
+    assert!(
+        https_client(&s, None)
+            .post(format!("{url}/admission/validate"))
+            .json(&body)
+            .send()
+            .await
+            .is_err()
+    );
+}
