@@ -16,7 +16,7 @@ use umpire::{metrics, output, server};
 #[command(
     name = "umpire",
     version,
-    about = "May this image be promoted, pulled, run? Verifies signatures against policy."
+    about = "May this image be promoted, pulled, run? Verifies signatures and attestations against policy."
 )]
 struct Cli {
     #[command(subcommand)]
