@@ -826,3 +826,58 @@ async fn a_manifest_that_is_also_an_index_is_refused() {
         v.findings[0].message
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn credentials_from_a_docker_credential_helper() {
+    use std::os::unix::fs::PermissionsExt;
+    // A credential helper on PATH, as Docker's config.json names it.
+    let bin = tempfile::tempdir().unwrap();
+    let helper = bin.path().join("docker-credential-umpiretest");
+    std::fs::write(&helper, "#!/bin/sh\nread server\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"user\",\"Secret\":\"secret\"}' \"$server\"\n").unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // SAFETY: this test binary runs one test per process under nextest; nothing else reads PATH now.
+    unsafe { std::env::set_var("PATH", path) };
+
+    let c = Content::new();
+    let digest = c.digest();
+    let key_pem = c.key.public_pem();
+    let routes = c.routes;
+    let port = Arc::new(std::sync::OnceLock::<u16>::new());
+    let p = Arc::clone(&port);
+    let server = Scripted::start(move |r: &Request| {
+        let realm = format!("http://127.0.0.1:{}/token", p.get().copied().unwrap_or(0));
+        behind_bearer(routes.clone(), realm)(r)
+    })
+    .await;
+    port.set(server.port).unwrap();
+    let docker_config = format!(
+        r#"{{"credHelpers": {{"{}": "umpiretest"}}}}"#,
+        server.host()
+    );
+    let credentials = Credentials::parse(docker_config.as_bytes()).unwrap();
+    let yaml = config_yaml(
+        &server.host(),
+        &[("release", &key_pem)],
+        &key_policy("prod", &server.host(), 1, &["release"]),
+        "",
+    );
+    let engine = Engine::standalone(
+        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
+        credentials,
+    )
+    .unwrap();
+    let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+    assert!(
+        v.allowed,
+        "the helper's credentials opened the token endpoint: {v:?}"
+    );
+
+    // Helper names become program names: no paths.
+    assert!(Credentials::parse(br#"{"credsStore": "../../bin/sh"}"#).is_err());
+}

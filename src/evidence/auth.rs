@@ -20,16 +20,36 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// Credentials by registry host (`host[:port]`).
+/// Credentials by registry host (`host[:port]`): inline `auths`, and credential helpers
+/// (`credHelpers` per host, `credsStore` for the rest) asked when a registry challenges.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     by_host: HashMap<String, Credential>,
+    helpers: HashMap<String, String>,
+    default_helper: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct DockerConfig {
     #[serde(default)]
     auths: HashMap<String, DockerAuth>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: HashMap<String, String>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+}
+
+/// How long a credential helper may take, and how much it may print.
+const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const MAX_HELPER_OUTPUT: usize = 64 * 1024;
+
+/// A helper name becomes part of a program name (`docker-credential-<name>`): no paths.
+fn valid_helper(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[derive(Deserialize)]
@@ -90,7 +110,26 @@ impl Credentials {
             };
             by_host.insert(host, cred);
         }
-        Ok(Self { by_host })
+        let mut helpers = HashMap::new();
+        for (host, helper) in config.cred_helpers {
+            if !valid_helper(&helper) {
+                return Err(format!(
+                    "credHelpers.{host}: {helper:?} is not a credential helper name"
+                ));
+            }
+            helpers.insert(normalise_host(&host), helper);
+        }
+        let default_helper = match config.creds_store {
+            Some(h) if !valid_helper(&h) => {
+                return Err(format!("credsStore: {h:?} is not a credential helper name"));
+            }
+            other => other.filter(|h| !h.is_empty()),
+        };
+        Ok(Self {
+            by_host,
+            helpers,
+            default_helper,
+        })
     }
 
     pub fn with(mut self, host: &str, cred: Credential) -> Self {
@@ -98,10 +137,90 @@ impl Credentials {
         self
     }
 
-    /// The credential for a registry host (`docker.io` finds Docker Hub's legacy entry too).
+    /// The inline credential for a registry host (`docker.io` finds Docker Hub's legacy entry too).
     pub fn for_registry(&self, registry: &str) -> Option<&Credential> {
         self.by_host.get(registry)
     }
+
+    /// The credential for a registry: inline, else from its credential helper
+    /// (`docker-credential-<helper> get`, bounded in time and output). A helper that fails, or has
+    /// nothing for this registry, means no credential.
+    pub async fn lookup(&self, registry: &str) -> Option<Credential> {
+        if let Some(c) = self.by_host.get(registry) {
+            return Some(c.clone());
+        }
+        let helper = self
+            .helpers
+            .get(registry)
+            .or(self.default_helper.as_ref())?;
+        let server = if registry == crate::reference::DOCKER_HUB {
+            DOCKER_HUB_LEGACY_KEY
+        } else {
+            registry
+        };
+        match run_helper(helper, server).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(
+                    registry,
+                    helper,
+                    "credential helper failed, continuing without credentials: {e}"
+                );
+                None
+            }
+        }
+    }
+}
+
+async fn run_helper(helper: &str, server: &str) -> Result<Option<Credential>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut child = tokio::process::Command::new(format!("docker-credential-{helper}"))
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let work = async {
+        stdin
+            .write_all(server.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(stdin);
+        let mut out = Vec::new();
+        (&mut stdout)
+            .take(MAX_HELPER_OUTPUT as u64 + 1)
+            .read_to_end(&mut out)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = child.wait().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((status, out))
+    };
+    let (status, out) = tokio::time::timeout(HELPER_TIMEOUT, work)
+        .await
+        .map_err(|_| "timed out".to_owned())??;
+    if out.len() > MAX_HELPER_OUTPUT {
+        return Err("printed too much".into());
+    }
+    if !status.success() {
+        // Helpers exit non-zero with "credentials not found" when they have nothing.
+        return Ok(None);
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(rename = "Username")]
+        username: String,
+        #[serde(rename = "Secret")]
+        secret: String,
+    }
+    let a: Answer = serde_json::from_slice(&out).map_err(|e| format!("unreadable answer: {e}"))?;
+    Ok(Some(Credential {
+        username: a.username,
+        password: a.secret,
+    }))
 }
 
 /// `https://host:port/v1/` → `host:port`; Docker Hub's aliases → `docker.io`.

@@ -255,7 +255,8 @@ impl RegistryClient {
         header: &str,
         what: &str,
     ) -> Result<(), FetchError> {
-        let credential = self.credentials.for_registry(registry);
+        let credential = self.credentials.lookup(registry).await;
+        let credential = credential.as_ref();
         let basic = |c: &super::auth::Credential| {
             let raw = format!("{}:{}", c.username, c.password);
             format!(
