@@ -400,6 +400,7 @@ impl Engine {
         source: Arc<dyn Source>,
         bypass: bool,
     ) -> Result<Arc<Resolved>, Box<Verdict>> {
+        let key = (source.name(), image.to_string());
         let engine = Arc::clone(self);
         let owned = image.clone();
         let work = async move {
@@ -411,7 +412,6 @@ impl Engine {
         if bypass {
             return work.await;
         }
-        let key = (self.source_for(image).name(), image.to_string());
         let (resolved, joined) = self.shared.resolutions.run(key, work).await;
         if joined {
             self.shared.metrics.coalesced_waits.inc();

@@ -242,6 +242,20 @@ fn behind_bearer(
     }
 }
 
+/// A registry behind a Bearer challenge whose token realm is on its own host (its port is only
+/// known once it listens).
+async fn bearer_on_own_host(routes: HashMap<String, Reply>) -> Scripted {
+    let port = Arc::new(std::sync::OnceLock::<u16>::new());
+    let p = Arc::clone(&port);
+    let server = Scripted::start(move |r: &Request| {
+        let realm = format!("http://127.0.0.1:{}/token", p.get().copied().unwrap_or(0));
+        behind_bearer(routes.clone(), realm)(r)
+    })
+    .await;
+    port.set(server.port).unwrap();
+    server
+}
+
 fn user_secret(host: &str) -> Credentials {
     Credentials::default().with(
         host,
@@ -257,16 +271,7 @@ async fn credentials_go_to_a_token_realm_on_the_registrys_own_host() {
     let c = Content::new();
     let digest = c.digest();
     let key_pem = c.key.public_pem();
-    let routes = c.routes;
-    // The realm is this same server; its port is only known once it listens.
-    let port = Arc::new(std::sync::OnceLock::<u16>::new());
-    let p = Arc::clone(&port);
-    let server = Scripted::start(move |r: &Request| {
-        let realm = format!("http://127.0.0.1:{}/token", p.get().copied().unwrap_or(0));
-        behind_bearer(routes.clone(), realm)(r)
-    })
-    .await;
-    port.set(server.port).unwrap();
+    let server = bearer_on_own_host(c.routes).await;
     let yaml = config_yaml(
         &server.host(),
         &[("release", &key_pem)],
@@ -347,15 +352,7 @@ async fn credentials_do_not_follow_a_redirect_to_another_host() {
     );
     let digest = c.digest();
     let key_pem = c.key.public_pem();
-    let routes = c.routes;
-    let port = Arc::new(std::sync::OnceLock::<u16>::new());
-    let p = Arc::clone(&port);
-    let server = Scripted::start(move |r: &Request| {
-        let realm = format!("http://127.0.0.1:{}/token", p.get().copied().unwrap_or(0));
-        behind_bearer(routes.clone(), realm)(r)
-    })
-    .await;
-    port.set(server.port).unwrap();
+    let server = bearer_on_own_host(c.routes).await;
     let yaml = config_yaml(
         &server.host(),
         &[("release", &key_pem)],
@@ -847,15 +844,7 @@ async fn credentials_from_a_docker_credential_helper() {
     let c = Content::new();
     let digest = c.digest();
     let key_pem = c.key.public_pem();
-    let routes = c.routes;
-    let port = Arc::new(std::sync::OnceLock::<u16>::new());
-    let p = Arc::clone(&port);
-    let server = Scripted::start(move |r: &Request| {
-        let realm = format!("http://127.0.0.1:{}/token", p.get().copied().unwrap_or(0));
-        behind_bearer(routes.clone(), realm)(r)
-    })
-    .await;
-    port.set(server.port).unwrap();
+    let server = bearer_on_own_host(c.routes).await;
     let docker_config = format!(
         r#"{{"credHelpers": {{"{}": "umpiretest"}}}}"#,
         server.host()
