@@ -104,8 +104,8 @@ pub struct WebhookSettings {
 #[derive(Debug, Clone)]
 pub struct ExtAuthzSettings {
     pub listen: SocketAddr,
-    /// The registry umpire fetches evidence from (`host[:port]`); default: the request's host.
-    pub upstream: Option<String>,
+    /// The registry the gate judges (`host[:port]`), required: a request's Host never chooses it.
+    pub upstream: String,
     /// Requests that are not manifest pulls pass (true) or are denied (false).
     pub pass_through: bool,
 }
@@ -326,6 +326,9 @@ struct RawBaseImages {
     repositories: Vec<String>,
     #[serde(default)]
     digests: Vec<String>,
+    /// A provenance that names no image dependency passes only with this.
+    #[serde(default)]
+    allow_none: bool,
 }
 
 #[derive(Deserialize)]
@@ -521,7 +524,9 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 insecure: r.insecure,
                 auth_hosts: r.auth_hosts,
             };
-            if registries.insert(r.host.clone(), settings).is_some() {
+            // The spelling references are canonicalised to, so that LOCALHOST:5000 finds these.
+            let host = crate::reference::canonical_host(&r.host);
+            if registries.insert(host, settings).is_some() {
                 return Err(bad(&key, format!("{:?} is listed twice", r.host)));
             }
         }
@@ -537,6 +542,18 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                     .map_err(|e| bad(&key, format!("cannot read {}: {e}", path.display())))?
             };
             let parsed = PublicKey::from_pem(&pem).map_err(|e| bad(&key, e.to_string()))?;
+            // One signer under two names would count twice toward a threshold.
+            if let Some((other, _)) = keys
+                .iter()
+                .find(|(_, k): &(&String, &Arc<PublicKey>)| k.material() == parsed.material())
+            {
+                return Err(bad(
+                    &key,
+                    format!(
+                        "is the same key as trust.keys.{other}; one key under two names would count twice toward a threshold"
+                    ),
+                ));
+            }
             trust_bytes.push((key.clone(), pem.clone()));
             keys.insert(name, Arc::new(parsed));
         }
@@ -564,6 +581,14 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                     Glob::new(g).map_err(|e| bad(&at(&format!("images[{j}]")), e.to_string()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            for (j, g) in images.iter().enumerate() {
+                if let Some(why) = g.never_matches() {
+                    tracing::warn!(
+                        key = %at(&format!("images[{j}]")),
+                        "this glob can never match an image: {why}"
+                    );
+                }
+            }
             if p.signatures.is_none() && p.attestations.as_ref().is_none_or(Vec::is_empty) {
                 return Err(bad(
                     &format!("policies[{i}]"),
@@ -727,14 +752,30 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             (Some(addr), options) => {
                 let (upstream, pass_through) =
                     options.map_or((None, true), |o| (o.upstream, o.pass_through));
-                if let Some(u) = &upstream
-                    && (u.is_empty() || u.contains('/'))
-                {
+                let Some(upstream) = upstream else {
                     return Err(bad(
                         "ext_authz.upstream",
-                        format!("expected host[:port], found {u:?}"),
+                        "is required with ext_authz_listen: the registry the gate judges (host[:port]); \
+                         umpire never takes it from a request's Host header"
+                            .into(),
                     ));
-                }
+                };
+                let upstream = match crate::reference::ImageRef::parse(&format!("{upstream}/x")) {
+                    Ok(crate::reference::ImageRef::Registry(r))
+                        if !upstream.is_empty()
+                            && !upstream.contains('/')
+                            && (r.registry != crate::reference::DOCKER_HUB
+                                || upstream.contains('.')) =>
+                    {
+                        r.registry
+                    }
+                    _ => {
+                        return Err(bad(
+                            "ext_authz.upstream",
+                            format!("expected host[:port], found {upstream:?}"),
+                        ));
+                    }
+                };
                 Some(ExtAuthzSettings {
                     listen: self.addr("ext_authz_listen", &addr)?,
                     upstream,
@@ -853,6 +894,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             let base_images = match p.base_images {
                 None => None,
                 Some(b) => Some(BaseImages {
+                    allow_none: b.allow_none,
                     repositories: b
                         .repositories
                         .iter()

@@ -93,6 +93,18 @@ struct Prepared {
     named: bool,
 }
 
+/// What an index's child records are keyed by besides the child's digest: the same things its
+/// verdict is keyed by.
+#[derive(Clone)]
+struct ChildScope {
+    source: String,
+    fingerprints: Vec<[u8; 32]>,
+}
+
+/// Children of one allowed index recorded for the registry gate; an index listing more has the
+/// rest verified on their own (denied unless signed themselves).
+const MAX_RECORDED_CHILDREN: usize = 1024;
+
 /// An image resolved to the manifest a verdict will hold for.
 pub struct Resolved {
     manifest: Manifest,
@@ -314,6 +326,10 @@ impl Engine {
 
         let engine = Arc::clone(self);
         let policies = p.policies.clone();
+        let child_scope = ChildScope {
+            source: source_name.clone(),
+            fingerprints: fingerprints.clone(),
+        };
         match p.image.digest().cloned() {
             // By digest, the evidence is fetched while the manifest is: two round trips, not three.
             Some(digest) => {
@@ -326,10 +342,16 @@ impl Engine {
                         engine.judge_within_deadline(&policies, source.as_ref(), &digest)
                     );
                     let verdict = match resolved {
-                        Ok(r) => Verdict {
-                            media_type: r.manifest.media_type,
-                            ..judged
-                        },
+                        Ok(r) => {
+                            let verdict = Verdict {
+                                media_type: r.manifest.media_type.clone(),
+                                ..judged
+                            };
+                            engine
+                                .record_children(&child_scope, &r.manifest, &verdict)
+                                .await;
+                            verdict
+                        }
                         Err(denial) => *denial,
                     };
                     // Stored before the in-flight entry is forgotten, so no caller falls between.
@@ -366,12 +388,112 @@ impl Engine {
                         media_type: resolved.manifest.media_type.clone(),
                         ..judged
                     };
+                    engine
+                        .record_children(&child_scope, &resolved.manifest, &verdict)
+                        .await;
                     engine.shared.cache.put(&cache_key, &verdict).await;
                     verdict
                 };
                 self.run_shared(key, work, bypass, &p.input).await
             }
         }
+    }
+
+    /// The cache key of the record "`child` is a platform manifest of an allowed index".
+    fn child_key(&self, scope: &ChildScope, child: &str) -> String {
+        let key = verdict_key(
+            &scope.source,
+            child,
+            &scope.fingerprints,
+            &self.config.trust_fingerprint,
+        );
+        format!("index-child/{key}")
+    }
+
+    /// When `verdict` allows an index, records each platform manifest it lists (for the registry
+    /// gate, which must let clients fetch them), for as long as the index verdict is cached.
+    async fn record_children(&self, scope: &ChildScope, manifest: &Manifest, verdict: &Verdict) {
+        let ManifestKind::Index { manifests } = &manifest.kind else {
+            return;
+        };
+        if !verdict.allowed {
+            return;
+        }
+        for child in manifests.iter().take(MAX_RECORDED_CHILDREN) {
+            let Ok(child_digest) = Digest::parse(&child.digest) else {
+                continue;
+            };
+            let record = Verdict::allow(
+                child_digest.as_str(),
+                vec![Finding::new(
+                    Code::Satisfied,
+                    format!(
+                        "{child_digest} is a platform manifest of the allowed index {}",
+                        manifest.digest
+                    ),
+                )],
+            );
+            // The record names its index: the gate checks that the index verdict still holds.
+            let record = Verdict {
+                digest: manifest.digest.to_string(),
+                policy: verdict.policy.clone(),
+                ..record
+            };
+            self.shared
+                .cache
+                .put(&self.child_key(scope, child_digest.as_str()), &record)
+                .await;
+        }
+    }
+
+    /// For the registry gate: the digest of an allowed index that lists `image` (a registry
+    /// reference by digest) as one of its platform manifests, while that index's verdict holds.
+    pub async fn allowed_parent_index(self: &Arc<Self>, image: &str) -> Option<String> {
+        let p = self.prepare(image, None).ok()?;
+        let digest = p.image.digest()?.to_string();
+        if p.policies.is_empty() {
+            return None;
+        }
+        let source = self.source_for(&p.image);
+        let scope = ChildScope {
+            source: source.name(),
+            fingerprints: self
+                .policies(&p.policies)
+                .iter()
+                .map(|p| p.fingerprint)
+                .collect(),
+        };
+        let record = self
+            .shared
+            .cache
+            .get(&self.child_key(&scope, &digest))
+            .await?;
+        if !record.allowed {
+            return None;
+        }
+        let parent_key = verdict_key(
+            &scope.source,
+            &record.digest,
+            &scope.fingerprints,
+            &self.config.trust_fingerprint,
+        );
+        let parent = self.shared.cache.get(&parent_key).await?;
+        (parent.allowed && parent.digest == record.digest).then_some(record.digest)
+    }
+
+    /// For the registry gate: the manifest `image` names now (fetched and checked like any
+    /// other), or the denial that explains why it could not be read.
+    pub async fn fetch_manifest(self: &Arc<Self>, image: &str) -> Result<Manifest, Box<Verdict>> {
+        let parsed = ImageRef::parse(image).map_err(|e| {
+            Box::new(Verdict::deny(
+                image,
+                vec![Finding::new(Code::RegistryError, e.to_string())],
+            ))
+        })?;
+        let source = self.source_for(&parsed);
+        self.resolve_within_deadline(&parsed, source)
+            .await
+            .map(|r| r.manifest)
     }
 
     /// Runs one verification, shared with concurrent callers asking the same question (unless the

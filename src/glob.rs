@@ -30,13 +30,20 @@ impl Glob {
                 "globs match host/repository only; drop the tag or digest",
             ));
         }
+        let canonical = canonical_glob(text);
         let mut re = String::from("^");
-        let mut chars = text.chars().peekable();
+        let mut chars = canonical.chars().peekable();
         while let Some(c) = chars.next() {
             match c {
                 '*' if chars.peek() == Some(&'*') => {
                     chars.next();
-                    re.push_str(".*");
+                    if chars.peek() == Some(&'/') {
+                        // `**/` also matches no segment at all: `ghcr.io/**/app` covers `ghcr.io/app`.
+                        chars.next();
+                        re.push_str("(?:.*/)?");
+                    } else {
+                        re.push_str(".*");
+                    }
                 }
                 '*' => re.push_str("[^/]*"),
                 '?' => re.push_str("[^/]"),
@@ -46,9 +53,30 @@ impl Glob {
         re.push('$');
         let regex = Regex::new(&re).map_err(|e| err(&e.to_string()))?;
         Ok(Self {
-            text: text.to_owned(),
+            text: canonical,
             regex,
         })
+    }
+
+    /// Why this glob can never match a canonical `host[:port]/repository`, if it cannot.
+    pub fn never_matches(&self) -> Option<String> {
+        let text = self.text.as_str();
+        if text.starts_with("oci:") {
+            return None;
+        }
+        if text.chars().any(|c| c.is_ascii_uppercase()) {
+            return Some(format!(
+                "{text:?} has upper-case letters after the host; repositories are lower-case"
+            ));
+        }
+        let first = text.split('/').next().unwrap_or(text);
+        let hostlike = first.contains(['.', ':', '*', '?', '[']) || first == "localhost";
+        if !text.contains('/') && !text.starts_with("**") || !hostlike && !text.starts_with("**") {
+            return Some(format!(
+                "{text:?} does not start with a registry host; globs match host[:port]/repository (docker.io/library/nginx)"
+            ));
+        }
+        None
     }
 
     pub fn matches(&self, subject: &str) -> bool {
@@ -58,6 +86,26 @@ impl Glob {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+}
+
+/// The glob with its host in canonical form (as references are): lowercased, `:443` dropped,
+/// Docker Hub's aliases folded, and `library/` before a one-segment Docker Hub name.
+fn canonical_glob(text: &str) -> String {
+    if text.starts_with("oci:") {
+        return text.to_owned();
+    }
+    let Some((first, rest)) = text.split_once('/') else {
+        return text.to_owned();
+    };
+    let hostlike = first.contains(['.', ':']) || first.eq_ignore_ascii_case("localhost");
+    if !hostlike || first.contains(['*', '?']) {
+        return text.to_owned();
+    }
+    let host = crate::reference::canonical_host(first);
+    if host == crate::reference::DOCKER_HUB && !rest.contains('/') && !rest.contains('*') {
+        return format!("{host}/library/{rest}");
+    }
+    format!("{host}/{rest}")
 }
 
 /// A `:` in the last path segment is a tag; the first segment may be `host:port`.
@@ -96,6 +144,35 @@ mod tests {
                 .unwrap()
                 .matches("oci:/abs/examples/demo")
         );
+    }
+
+    #[test]
+    fn globs_take_the_canonical_form_of_references() {
+        let g = Glob::new("LOCALHOST:5000/prod/**").unwrap();
+        assert!(g.matches("localhost:5000/prod/app"));
+        assert_eq!(g.as_str(), "localhost:5000/prod/**");
+        assert!(Glob::new("ghcr.io:443/acme/*").unwrap().matches("ghcr.io/acme/app"));
+        assert!(Glob::new("index.docker.io/nginx").unwrap().matches("docker.io/library/nginx"));
+        assert!(Glob::new("docker.io/nginx").unwrap().matches("docker.io/library/nginx"));
+    }
+
+    #[test]
+    fn double_star_slash_matches_zero_segments() {
+        let g = Glob::new("ghcr.io/**/app").unwrap();
+        assert!(g.matches("ghcr.io/app"));
+        assert!(g.matches("ghcr.io/a/b/app"));
+        assert!(!g.matches("ghcr.io/xapp"));
+        assert!(!g.matches("ghcr.io/app2"));
+    }
+
+    #[test]
+    fn globs_that_can_never_match_are_named() {
+        assert!(Glob::new("ghcr.io/Acme/app").unwrap().never_matches().is_some());
+        assert!(Glob::new("nginx").unwrap().never_matches().is_some());
+        assert!(Glob::new("acme/app").unwrap().never_matches().is_some());
+        assert!(Glob::new("ghcr.io/acme/**").unwrap().never_matches().is_none());
+        assert!(Glob::new("**").unwrap().never_matches().is_none());
+        assert!(Glob::new("*.example.com/**").unwrap().never_matches().is_none());
     }
 
     #[test]

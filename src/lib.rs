@@ -41,6 +41,13 @@ pub mod envoy_proto {
                 tonic::include_proto!("envoy.r#type.v3");
             }
         }
+        pub mod config {
+            pub mod core {
+                pub mod v3 {
+                    tonic::include_proto!("envoy.config.core.v3");
+                }
+            }
+        }
     }
     pub mod google {
         pub mod rpc {

@@ -170,16 +170,7 @@ pub fn evaluate_signatures(
             .filter(|a| signers.iter().any(|s| a.accepts(s)))
             .collect()
     };
-    let satisfied: Vec<&Authority> = req
-        .authorities
-        .iter()
-        .filter(|a| {
-            outcomes.iter().any(|o| match o {
-                SignatureOutcome::Valid { signers } => accepted_by(signers).contains(a),
-                _ => false,
-            })
-        })
-        .collect();
+    let satisfied = distinct_signer_matching(req, outcomes);
     let expected = req
         .authorities
         .iter()
@@ -277,6 +268,83 @@ pub fn evaluate_signatures(
         );
     }
     (false, problems)
+}
+
+/// Who a verified signature is, for counting: one key, or one certificate identity (issuer and
+/// subject). Two signatures by the same signer are one signer, whatever names accept them.
+fn signer_identity(signers: &[Signer]) -> Option<String> {
+    signers.first().map(|s| match s {
+        Signer::Key(name) => format!("key\0{name}"),
+        Signer::Keyless { identity, .. } => {
+            format!("cert\0{}\0{}", identity.issuer, identity.subject)
+        }
+    })
+}
+
+/// The authorities of `req` met by distinct signers, each signer counting toward at most one
+/// authority: a maximum matching between signers and the authorities that accept them, so
+/// that one key under two names, or one certificate matched by two keyless authorities, meets
+/// `threshold: 2` only with a second signer.
+fn distinct_signer_matching<'a>(
+    req: &'a SignatureRequirement,
+    outcomes: &[SignatureOutcome],
+) -> Vec<&'a Authority> {
+    let mut signers: Vec<(String, Vec<usize>)> = Vec::new();
+    for o in outcomes {
+        let SignatureOutcome::Valid { signers: s } = o else {
+            continue;
+        };
+        let Some(id) = signer_identity(s) else {
+            continue;
+        };
+        let accepting: Vec<usize> = req
+            .authorities
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| s.iter().any(|x| a.accepts(x)))
+            .map(|(i, _)| i)
+            .collect();
+        match signers.iter_mut().find(|(known, _)| *known == id) {
+            Some((_, edges)) => {
+                for a in accepting {
+                    if !edges.contains(&a) {
+                        edges.push(a);
+                    }
+                }
+            }
+            None => signers.push((id, accepting)),
+        }
+    }
+    // Kuhn's augmenting paths: small graphs (authorities per policy, signers per image).
+    fn augment(
+        signer: usize,
+        edges: &[(String, Vec<usize>)],
+        owner: &mut [Option<usize>],
+        seen: &mut [bool],
+    ) -> bool {
+        for &a in &edges[signer].1 {
+            if seen[a] {
+                continue;
+            }
+            seen[a] = true;
+            if owner[a].is_none_or(|other| augment(other, edges, owner, seen)) {
+                owner[a] = Some(signer);
+                return true;
+            }
+        }
+        false
+    }
+    let mut owner: Vec<Option<usize>> = vec![None; req.authorities.len()];
+    for signer in 0..signers.len() {
+        let mut seen = vec![false; req.authorities.len()];
+        augment(signer, &signers, &mut owner, &mut seen);
+    }
+    req.authorities
+        .iter()
+        .zip(&owner)
+        .filter(|(_, o)| o.is_some())
+        .map(|(a, _)| a)
+        .collect()
 }
 
 fn names(signers: &[Signer]) -> String {
@@ -404,9 +472,13 @@ pub fn evaluate_attestation(
     }
 
     let mut violations = Vec::new();
+    let mut unreadable = Vec::new();
     for (_, statement) in &accepted {
         if let Some(checks) = &req.checks {
-            violations.extend(checks.violations(statement, now));
+            match checks.violations(statement, now) {
+                Ok(v) => violations.extend(v),
+                Err(format) => unreadable.push(format),
+            }
         }
         if let Some(rego) = &req.rego {
             let input = serde_json::json!({
@@ -424,6 +496,16 @@ pub fn evaluate_attestation(
                 )),
             }
         }
+    }
+    if !unreadable.is_empty() {
+        unreadable.sort();
+        unreadable.dedup();
+        let findings = unreadable
+            .into_iter()
+            .take(MAX_PROBLEM_FINDINGS)
+            .map(|u| tag(Finding::new(Code::AttestationInvalid, format!("{t}: {u}"))))
+            .collect();
+        return (false, findings);
     }
     if !violations.is_empty() {
         violations.sort();
@@ -590,6 +672,62 @@ mod tests {
                 },
             }],
         }
+    }
+
+    #[test]
+    fn one_certificate_counts_toward_one_authority() {
+        let d = Digest::of(b"i");
+        let gh = "https://token.actions.githubusercontent.com";
+        let subject = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
+        // Two authorities whose regexes both match one certificate.
+        let req = SignatureRequirement {
+            threshold: 2,
+            authorities: vec![
+                Authority::Keyless(keyless("pg", gh, "https://github\\.com/acme/.+")),
+                Authority::Keyless(keyless("pg", gh, ".+release\\.yml.+")),
+            ],
+        };
+        let one = signed_by("pg", gh, subject, "acme/app");
+        let (ok, f) = evaluate_signatures("p", &req, &d, std::slice::from_ref(&one));
+        assert!(!ok, "{f:?}");
+        assert_eq!(codes(&f), [Code::ThresholdNotMet]);
+        // The same certificate identity signing twice is still one signer.
+        let (ok, _) = evaluate_signatures("p", &req, &d, &[one.clone(), one.clone()]);
+        assert!(!ok);
+        // A second signer meets it, whichever authority each is matched to.
+        let other = signed_by(
+            "pg",
+            gh,
+            "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1",
+            "acme/app",
+        );
+        let (ok, f) = evaluate_signatures("p", &req, &d, &[one, other]);
+        assert!(ok, "{f:?}");
+        assert_eq!(codes(&f), [Code::Satisfied, Code::Satisfied]);
+    }
+
+    #[test]
+    fn matching_finds_the_assignment_that_meets_the_threshold() {
+        // Signer x is accepted by a and b, signer y only by a: a greedy count that gives a to x
+        // first would see one authority; the matching gives b to x and a to y.
+        let d = Digest::of(b"i");
+        let req = SignatureRequirement {
+            threshold: 2,
+            authorities: vec![
+                Authority::Key { name: "a".into() },
+                Authority::Key { name: "b".into() },
+            ],
+        };
+        let x = SignatureOutcome::Valid {
+            signers: vec![Signer::Key("a".into()), Signer::Key("b".into())],
+        };
+        let (ok, _) = evaluate_signatures("p", &req, &d, &[x.clone(), valid("a")]);
+        assert!(!ok, "signer key:a twice is one signer");
+        let y = SignatureOutcome::Valid {
+            signers: vec![Signer::Key("c".into())],
+        };
+        let (ok, _) = evaluate_signatures("p", &req, &d, &[x, y]);
+        assert!(!ok, "c is accepted by no authority");
     }
 
     #[test]

@@ -143,6 +143,16 @@ fn valid_tag(t: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
+/// A repository name as the distribution spec allows it: components joined by `/`.
+pub fn valid_repository(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_REPOSITORY_LEN && name.split('/').all(valid_component)
+}
+
+/// A tag as the distribution spec allows it.
+pub fn valid_tag_name(tag: &str) -> bool {
+    valid_tag(tag)
+}
+
 /// A repository path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
 fn valid_component(c: &str) -> bool {
     let b = c.as_bytes();
@@ -214,6 +224,17 @@ fn valid_host(h: &str) -> bool {
     host_ok && port_ok
 }
 
+/// The one spelling of a registry host: lowercased, HTTPS's default port dropped, Docker Hub's
+/// aliases folded into `docker.io`. Policy selection, caches and credentials all see this form.
+pub fn canonical_host(host: &str) -> String {
+    let lower = host.to_ascii_lowercase();
+    let host = lower.strip_suffix(":443").unwrap_or(&lower);
+    match host {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_owned(),
+        h => h.to_owned(),
+    }
+}
+
 fn parse_registry(input: &str) -> Result<RegistryRef, ReferenceError> {
     let invalid = |part, value: &str| ReferenceError::Invalid {
         reference: input.to_owned(),
@@ -244,11 +265,7 @@ fn parse_registry(input: &str) -> Result<RegistryRef, ReferenceError> {
             if !valid_host(first) {
                 return Err(invalid("registry host", first));
             }
-            let host = match first {
-                "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_owned(),
-                h => h.to_owned(),
-            };
-            (host, rest.to_owned())
+            (canonical_host(first), rest.to_owned())
         }
         _ => (DOCKER_HUB.to_owned(), name.clone()),
     };
@@ -387,6 +404,26 @@ mod tests {
             ImageRef::parse("oci:x").unwrap()
         );
         assert!(ImageRef::parse("oci:a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn hosts_have_one_spelling() {
+        for spelling in [
+            "LOCALHOST:5000/prod/app",
+            "localhost:5000/prod/app",
+            "LocalHost:5000/prod/app:v1",
+        ] {
+            assert_eq!(reg(spelling).registry, "localhost:5000", "{spelling}");
+        }
+        assert_eq!(reg("GHCR.io:443/acme/app").registry, "ghcr.io");
+        assert_eq!(
+            ImageRef::parse("ghcr.io:443/acme/app").unwrap().policy_subject(),
+            "ghcr.io/acme/app"
+        );
+        let hub = reg("registry-1.docker.io:443/nginx");
+        assert_eq!((hub.registry.as_str(), hub.repository.as_str()), ("docker.io", "library/nginx"));
+        assert_eq!(reg("Index.Docker.IO/nginx").repository, "library/nginx");
+        assert_eq!(reg("ghcr.io:8443/a").registry, "ghcr.io:8443");
     }
 
     #[test]

@@ -93,6 +93,12 @@ async fn judge(live: &Live, review: &Review) -> Judgement {
     let mut to_verify: Vec<&ImageAt> = Vec::new();
     for at in &images {
         match ImageRef::parse(&at.image) {
+            Ok(ImageRef::Layout(_)) => {
+                return refuse(format!(
+                    "image {:?} names a local OCI layout (oci:); admission takes registry references only",
+                    at.image
+                ));
+            }
             Ok(r)
                 if settings
                     .exempt_images
@@ -235,17 +241,9 @@ async fn mutate(State(live): State<Arc<Live>>, body: Bytes) -> Response {
 }
 
 async fn provider(State(live): State<Arc<Live>>, body: Bytes) -> Response {
-    let _permit = match live.admit() {
-        Ok(p) => p,
-        Err(e) => {
-            return json_response(
-                StatusCode::OK,
-                admission::provider_response(Vec::new(), Some(e.to_string())),
-            );
-        }
-    };
     let keys = match admission::provider_keys(&body) {
         Ok(k) => k,
+        // No keys to answer for: the whole request fails (Gatekeeper treats it as an error).
         Err(e) => {
             return json_response(
                 StatusCode::OK,
@@ -253,37 +251,62 @@ async fn provider(State(live): State<Arc<Live>>, body: Bytes) -> Response {
             );
         }
     };
+    // One item per key, always: a key that cannot be judged carries its error, so a template
+    // that looks only at per-item errors still denies.
+    let every_key_fails = |keys: &[String], error: String| {
+        let items = keys
+            .iter()
+            .map(|k| (k.clone(), Value::Null, error.clone()))
+            .collect();
+        json_response(
+            StatusCode::OK,
+            admission::provider_response(items, Some(error)),
+        )
+    };
+    let _permit = match live.admit() {
+        Ok(p) => p,
+        Err(e) => return every_key_fails(&keys, format!("not judged: {e}")),
+    };
     let policy = settings(&live).and_then(|s| s.policy);
-    let mut items = Vec::with_capacity(keys.len());
+    let mut errors: Vec<Option<String>> = Vec::with_capacity(keys.len());
     let mut valid = Vec::new();
     for key in &keys {
-        if let Err(e) = ImageRef::parse(key) {
-            items.push((
-                key.clone(),
-                Value::Null,
-                format!("invalid image reference: {e}"),
-            ));
-        } else {
-            valid.push((key.clone(), policy.clone()));
+        match ImageRef::parse(key) {
+            Ok(ImageRef::Registry(_)) => {
+                errors.push(None);
+                valid.push((key.clone(), policy.clone()));
+            }
+            Ok(ImageRef::Layout(_)) => errors.push(Some(
+                "not judged: local OCI layouts (oci:) are not accepted; give a registry reference"
+                    .into(),
+            )),
+            Err(e) => errors.push(Some(format!("invalid image reference: {e}"))),
         }
     }
     let verdicts = match live.engine().verify_batch(&valid).await {
-        Ok(v) => v,
-        Err(e) => {
-            return json_response(
-                StatusCode::OK,
-                admission::provider_response(Vec::new(), Some(e.to_string())),
-            );
-        }
+        Ok(v) if v.len() == valid.len() => v,
+        Ok(_) => return every_key_fails(&keys, "not judged: umpire's answer was short".into()),
+        Err(e) => return every_key_fails(&keys, format!("not judged: {e}")),
     };
-    for v in verdicts {
-        let error = if v.allowed {
-            String::new()
-        } else {
-            format!("denied: {}", describe(&v))
+    let mut verdicts = verdicts.into_iter();
+    let mut items = Vec::with_capacity(keys.len());
+    for (key, error) in keys.iter().zip(errors) {
+        let item = match error {
+            Some(e) => (key.clone(), Value::Null, e),
+            None => match verdicts.next() {
+                Some(v) => {
+                    let error = if v.allowed {
+                        String::new()
+                    } else {
+                        format!("denied: {}", describe(&v))
+                    };
+                    let value = serde_json::to_value(&v).unwrap_or(Value::Null);
+                    (key.clone(), value, error)
+                }
+                None => (key.clone(), Value::Null, "not judged".to_owned()),
+            },
         };
-        let value = serde_json::to_value(&v).unwrap_or(Value::Null);
-        items.push((v.image.clone(), value, error));
+        items.push(item);
     }
     json_response(StatusCode::OK, admission::provider_response(items, None))
 }

@@ -103,7 +103,10 @@ async fn provenance_from_another_builder_is_a_policy_violation_naming_it() {
         "https://evil.example/builder",
         "acme/app",
         "refs/heads/main",
-        &[],
+        &[(
+            "pkg:docker/chainguard/static@latest?repository_url=cgr.dev",
+            "sha256:00",
+        )],
     );
     s.attest(vec![s.signed(SLSA_V1, evil)]).await;
     let v = s.engine(PROVENANCE).verify(&s.image(), None).await.unwrap();
@@ -187,7 +190,10 @@ async fn only_signed_attestations_are_seen_by_policy() {
         "https://evil.example/builder",
         "acme/app",
         "refs/heads/main",
-        &[],
+        &[(
+            "pkg:docker/chainguard/static@latest?repository_url=cgr.dev",
+            "sha256:00",
+        )],
     );
     // Signed but failing, next to an unsigned one that would pass: denied.
     s.attest(vec![
@@ -424,4 +430,53 @@ async fn keyless_attestations_through_keyless_authorities() {
         .unwrap();
     assert!(!v.allowed);
     assert_eq!(codes(&v), [Code::IdentityMismatch]);
+}
+
+#[tokio::test]
+async fn a_vulnerability_report_umpire_cannot_read_denies_and_sarif_is_read() {
+    let s = Setup::new().await;
+    let engine = s.engine(VULNS);
+    let fresh = jiff::Timestamp::now().to_string();
+    // A scanner result in a shape umpire does not read: before, no finding was read, so the
+    // critical CVE in it passed max_severity and deny_cves.
+    let unreadable = serde_json::json!({
+        "scanner": {"uri": "pkg:github/acme/scanner", "result": {"vulns": [{"cve": "CVE-2024-3094", "severity": "CRITICAL"}]}},
+        "metadata": {"scanFinishedOn": fresh},
+    });
+    s.attest(vec![s.signed(VULN, unreadable)]).await;
+    let v = engine.verify(&s.image(), None).await.unwrap();
+    assert!(!v.allowed, "{v:?}");
+    assert_eq!(codes(&v), [Code::AttestationInvalid]);
+    assert!(v.findings[0].message.contains("SARIF 2.1.0"), "{}", v.findings[0].message);
+
+    let sarif = serde_json::json!({
+        "scanner": {"uri": "pkg:github/aquasecurity/trivy", "result": {
+            "version": "2.1.0",
+            "runs": [{"tool": {"driver": {"name": "Trivy", "rules": [
+                {"id": "CVE-2023-9", "properties": {"security-severity": "9.8"}}]}},
+                "results": [{"ruleId": "CVE-2023-9", "level": "error"}]}]}},
+        "metadata": {"scanFinishedOn": fresh},
+    });
+    s.attest(vec![s.signed(VULN, sarif)]).await;
+    let v = engine.verify_with(&s.image(), None, bypass()).await.unwrap();
+    assert!(!v.allowed);
+    assert_eq!(codes(&v), [Code::PolicyViolation]);
+    assert!(v.findings[0].message.contains("CVE-2023-9 (critical)"), "{}", v.findings[0].message);
+}
+
+#[tokio::test]
+async fn base_images_check_denies_a_provenance_naming_no_image() {
+    let s = Setup::new().await;
+    let p = cosign::provenance(GITHUB_BUILDER, "acme/app", "refs/heads/main", &[]);
+    s.attest(vec![s.signed(SLSA_V1, p)]).await;
+    let v = s.engine(PROVENANCE).verify(&s.image(), None).await.unwrap();
+    assert!(!v.allowed, "{v:?}");
+    assert_eq!(codes(&v), [Code::PolicyViolation]);
+    assert!(v.findings[0].message.contains("no image dependency"), "{}", v.findings[0].message);
+    let lenient = PROVENANCE.replace(
+        "            repositories: [\"cgr.dev/chainguard/**\"]\n",
+        "            repositories: [\"cgr.dev/chainguard/**\"]\n            allow_none: true\n",
+    );
+    let v = s.engine(&lenient).verify(&s.image(), None).await.unwrap();
+    assert!(v.allowed, "{v:?}");
 }

@@ -127,6 +127,44 @@ fn manifests_reference_each_other_consistently() {
         }
     }
 
+    // Both webhooks see every pod-bearing kind on CREATE and UPDATE, ephemeral containers
+    // included: the mutating one pins what the validating one verified.
+    for kind in [
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ] {
+        let hooks = get(&r, kind, "umpire")["webhooks"].as_sequence().unwrap();
+        let covered = |resource: &str, operation: &str| {
+            hooks.iter().any(|h| {
+                h["rules"].as_sequence().unwrap().iter().any(|rule| {
+                    let has = |field: &str, v: &str| {
+                        rule[field]
+                            .as_sequence()
+                            .unwrap()
+                            .iter()
+                            .any(|x| x.as_str() == Some(v))
+                    };
+                    has("resources", resource) && has("operations", operation)
+                })
+            })
+        };
+        for resource in [
+            "pods",
+            "pods/ephemeralcontainers",
+            "replicationcontrollers",
+            "deployments",
+            "statefulsets",
+            "daemonsets",
+            "replicasets",
+            "jobs",
+            "cronjobs",
+        ] {
+            for operation in ["CREATE", "UPDATE"] {
+                assert!(covered(resource, operation), "{kind}: {resource} {operation}");
+            }
+        }
+    }
+
     // Mounted Secrets and ConfigMaps exist (the cache key Secret is created by the operator).
     let volumes = deployment["spec"]["template"]["spec"]["volumes"]
         .as_sequence()

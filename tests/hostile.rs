@@ -870,3 +870,139 @@ async fn credentials_from_a_docker_credential_helper() {
     // Helper names become program names: no paths.
     assert!(Credentials::parse(br#"{"credsStore": "../../bin/sh"}"#).is_err());
 }
+
+/// Routes behind a Basic challenge: everything needs `user:secret`.
+fn behind_basic(routes: HashMap<String, Reply>) -> impl Fn(&Request) -> Reply + Send + Sync {
+    move |r: &Request| {
+        if r.header("authorization") != Some("Basic dXNlcjpzZWNyZXQ=") {
+            return Reply::new(401, "{}").header("WWW-Authenticate", r#"Basic realm="test""#);
+        }
+        routes
+            .get(&r.path)
+            .cloned()
+            .unwrap_or_else(|| Reply::new(404, "{}"))
+    }
+}
+
+/// Host E of the attack: `/hop<P>` redirects to `/final<P>` on E itself, which serves what the
+/// registry would have served at `P` (and a token at `/token`).
+async fn redirects_to_itself(routes: HashMap<String, Reply>) -> Scripted {
+    Scripted::start(move |r: &Request| {
+        if let Some(rest) = r.path.strip_prefix("/hop") {
+            return Reply::new(302, "").header("Location", &format!("/final{rest}"));
+        }
+        let rest = r.path.strip_prefix("/final").unwrap_or("");
+        if rest.starts_with("/token") {
+            return Reply::new(200, r#"{"token":"good-token"}"#);
+        }
+        routes
+            .get(rest)
+            .cloned()
+            .unwrap_or_else(|| Reply::new(404, "{}"))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn credentials_never_travel_a_redirect_chain_registry_to_e_to_e() {
+    // registry -> E -> E: a follower that compares each hop with the previous one only (reqwest)
+    // and restores the original headers (tower-http) hands E the registry's credentials.
+    for (scheme, redirected) in [
+        ("basic", "manifest"),
+        ("basic", "blob"),
+        ("bearer", "manifest"),
+        ("bearer", "blob"),
+        ("bearer", "token"),
+    ] {
+        let c = Content::new();
+        let digest = c.digest();
+        let key_pem = c.key.public_pem();
+        let path = match redirected {
+            "manifest" => format!("/v2/{REPO}/manifests/{digest}"),
+            "blob" => c.signature_blob_path(),
+            _ => "/token".to_owned(),
+        };
+        let e = redirects_to_itself(c.routes.clone()).await;
+        let mut routes = c.routes;
+        let to_e = Reply::new(302, "").header("Location", &format!("http://{}/hop{path}", e.host()));
+        routes.insert(path.clone(), to_e.clone());
+        let server = match scheme {
+            "basic" => Scripted::start(behind_basic(routes)).await,
+            _ => {
+                let port = Arc::new(std::sync::OnceLock::<u16>::new());
+                let p = Arc::clone(&port);
+                let token_redirect = redirected == "token";
+                let server = Scripted::start(move |r: &Request| {
+                    if token_redirect && r.path.starts_with("/token") {
+                        let rest = &r.path["/token".len()..];
+                        return Reply::new(302, "").header(
+                            "Location",
+                            &format!("{}{rest}", to_e.headers[0].1),
+                        );
+                    }
+                    let realm = format!("http://127.0.0.1:{}/token", p.get().copied().unwrap_or(0));
+                    behind_bearer(routes.clone(), realm)(r)
+                })
+                .await;
+                port.set(server.port).unwrap();
+                server
+            }
+        };
+        let yaml = config_yaml(
+            &server.host(),
+            &[("release", &key_pem)],
+            &key_policy("prod", &server.host(), 1, &["release"]),
+            "",
+        );
+        let engine = Engine::standalone(
+            Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
+            user_secret(&server.host()),
+        )
+        .unwrap();
+        let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+        assert!(v.allowed, "{scheme} {redirected}: {v:?}");
+        let at_e = e.requests();
+        assert!(
+            at_e.iter().any(|r| r.path.starts_with("/final")),
+            "{scheme} {redirected}: the chain was not followed to its end: {at_e:?}"
+        );
+        for r in &at_e {
+            assert_eq!(
+                r.header("authorization"),
+                None,
+                "{scheme} {redirected}: E received the registry's credentials at {}",
+                r.path
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_plain_http_registry_not_listed_insecure_is_a_lasting_denial_that_says_so() {
+    let (server, key, digest) = Content::new().serve().await;
+    // The same configuration without the registries entry: HTTPS is expected.
+    let yaml = config_yaml(
+        &server.host(),
+        &[("release", &key.public_pem())],
+        &key_policy("prod", &server.host(), 1, &["release"]),
+        "",
+    )
+    .replace(
+        &format!("registries:\n  - host: {}\n    insecure: true\n", server.host()),
+        "",
+    );
+    let engine = Engine::standalone(
+        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
+        Credentials::default(),
+    )
+    .unwrap();
+    let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+    assert!(!v.allowed);
+    assert!(!v.retryable, "retrying cannot help: {v:?}");
+    assert_eq!(v.codes()[0], Code::RegistryError, "{v:?}");
+    let message = &v.findings[0].message;
+    assert!(
+        message.contains("plain HTTP") && message.contains("insecure: true"),
+        "{message}"
+    );
+}

@@ -353,74 +353,215 @@ async fn check(
     client.check(request).await.unwrap().into_inner()
 }
 
+type GateClient = authz::authorization_client::AuthorizationClient<tonic::transport::Channel>;
+
+async fn start_gate(live: &Arc<Live>) -> GateClient {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(umpire::server::serve_ext_authz_on(
+        Arc::clone(live),
+        listener,
+        std::future::pending(),
+    ));
+    loop {
+        if let Ok(c) =
+            authz::authorization_client::AuthorizationClient::connect(format!("http://{addr}"))
+                .await
+        {
+            break c;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// (HTTP status the client gets, Location header); 200 for a request passed upstream.
+fn outcome(r: &authz::CheckResponse) -> (u32, Option<String>) {
+    match &r.http_response {
+        Some(authz::check_response::HttpResponse::OkResponse(_)) => {
+            assert_eq!(r.status.as_ref().unwrap().code, 0);
+            (200, None)
+        }
+        Some(authz::check_response::HttpResponse::DeniedResponse(d)) => {
+            assert_ne!(r.status.as_ref().unwrap().code, 0);
+            let location = d
+                .headers
+                .iter()
+                .filter_map(|h| h.header.as_ref())
+                .find(|h| h.key.eq_ignore_ascii_case("location"))
+                .map(|h| h.value.clone());
+            (d.status.as_ref().unwrap().code as u32, location)
+        }
+        None => panic!("no http_response: {r:?}"),
+    }
+}
+
+fn gate_config(host: &str, pass_through: bool) -> String {
+    format!("ext_authz_listen: 127.0.0.1:0\next_authz:\n  upstream: {host}\n  pass_through: {pass_through}\n")
+}
+
 #[tokio::test]
 async fn ext_authz_gates_manifest_pulls() {
     let s = Setup::new().await;
     let host = s.registry.host();
     for pass_through in [true, false] {
-        let live = s.live("", false, &format!("ext_authz_listen: 127.0.0.1:0\next_authz:\n  upstream: {host}\n  pass_through: {pass_through}\n"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(umpire::server::serve_ext_authz_on(
-            Arc::clone(&live),
-            listener,
-            std::future::pending(),
-        ));
-        let mut client = loop {
-            if let Ok(c) =
-                authz::authorization_client::AuthorizationClient::connect(format!("http://{addr}"))
-                    .await
-            {
-                break c;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        };
-        // Envoy fronts the registry as "registry.example"; umpire fetches from the upstream.
-        let r = check(
-            &mut client,
-            "GET",
-            "registry.example",
-            &format!("/v2/{REPO}/manifests/unsigned"),
-        )
-        .await;
-        assert_eq!(r.status.as_ref().unwrap().code, 7, "PERMISSION_DENIED");
-        let Some(authz::check_response::HttpResponse::DeniedResponse(denied)) = r.http_response
-        else {
+        let live = s.live("", false, &gate_config(&host, pass_through));
+        let mut client = start_gate(&live).await;
+        // Envoy fronts the registry as "registry.example"; umpire judges the upstream.
+        let r = check(&mut client, "GET", "registry.example", &format!("/v2/{REPO}/manifests/unsigned")).await;
+        let Some(authz::check_response::HttpResponse::DeniedResponse(denied)) = &r.http_response else {
             panic!("{r:?}")
         };
-        assert_eq!(denied.status.unwrap().code, 403);
+        assert_eq!(outcome(&r).0, 403);
         assert!(denied.body.contains("NO_SIGNATURES"), "{}", denied.body);
 
-        let r = check(
-            &mut client,
-            "GET",
-            "registry.example",
-            &format!("/v2/{REPO}/manifests/{}", s.signed),
-        )
-        .await;
-        assert_eq!(r.status.unwrap().code, 0, "a signed image pulls");
-        let r = check(
-            &mut client,
-            "HEAD",
-            "registry.example",
-            &format!("/v2/{REPO}/manifests/signed"),
-        )
-        .await;
-        assert_eq!(r.status.unwrap().code, 0);
+        let r = check(&mut client, "GET", "registry.example", &format!("/v2/{REPO}/manifests/{}", s.signed)).await;
+        assert_eq!(outcome(&r), (200, None), "a signed digest pulls");
+        let r = check(&mut client, "GET", "registry.example", &format!("/v2/{REPO}/manifests/{}", s.unsigned)).await;
+        assert_eq!(outcome(&r).0, 403, "an unsigned digest does not");
 
-        let r = check(
-            &mut client,
-            "GET",
-            "registry.example",
-            &format!("/v2/{REPO}/blobs/{}", s.unsigned),
-        )
-        .await;
+        // Blobs pass whatever pass_through says: content-addressed, reached only through manifests.
+        let r = check(&mut client, "GET", "registry.example", &format!("/v2/{REPO}/blobs/{}", s.unsigned)).await;
+        assert_eq!(outcome(&r).0, 200);
+        let r = check(&mut client, "GET", "registry.example", &format!("/v2/{REPO}/tags/list")).await;
+        assert_eq!(outcome(&r).0 == 200, pass_through, "other reads follow pass_through");
+    }
+}
+
+#[tokio::test]
+async fn gate_never_passes_a_tag_upstream_and_redirects_to_the_verified_digest() {
+    let s = Setup::new().await;
+    let host = s.registry.host();
+    let live = s.live("", false, &gate_config(&host, true));
+    let mut client = start_gate(&live).await;
+    let path = format!("/v2/{REPO}/manifests/signed");
+    for method in ["GET", "HEAD"] {
+        let r = check(&mut client, method, "registry.example", &path).await;
         assert_eq!(
-            r.status.unwrap().code == 0,
-            pass_through,
-            "non-manifest paths follow pass_through"
+            outcome(&r),
+            (307, Some(format!("/v2/{REPO}/manifests/{}", s.signed))),
+            "{method}"
         );
     }
+    // The attacker re-points the tag at an unsigned image while umpire's tag cache still holds
+    // the old resolution: the client is still sent to the digest that was verified, never to
+    // whatever the tag names now.
+    let evil = s.registry.push_image(REPO, "signed", &Image::new("re-pointed")).await;
+    let r = check(&mut client, "GET", "registry.example", &path).await;
+    let (status, location) = outcome(&r);
+    assert_ne!(status, 200, "a tag request was passed upstream");
+    if status == 307 {
+        let location = location.unwrap();
+        assert!(!location.ends_with(&evil), "sent to the unsigned image");
+        let r = check(&mut client, "GET", "registry.example", &location).await;
+        assert_eq!(outcome(&r).0, 200, "the redirect target must pass");
+    }
+    let r = check(&mut client, "GET", "registry.example", &format!("/v2/{REPO}/manifests/{evil}")).await;
+    assert_eq!(outcome(&r).0, 403);
+}
+
+#[tokio::test]
+async fn gate_refuses_paths_a_registry_decodes_into_another() {
+    let s = Setup::new().await;
+    let live = s.live("", false, &gate_config(&s.registry.host(), true));
+    let mut client = start_gate(&live).await;
+    for path in [
+        format!("/v2/{REPO}/%6Danifests/unsigned"),
+        format!("/v2/{REPO}/manifests%2Funsigned"),
+        format!("/v%32/{REPO}/manifests/unsigned"),
+        format!("/v2/{REPO}/blobs/../manifests/unsigned"),
+        format!("/v2//{REPO}/manifests/unsigned"),
+        "/v2/TEAM/app/manifests/unsigned".to_owned(),
+    ] {
+        for method in ["GET", "HEAD", "PUT"] {
+            let r = check(&mut client, method, "registry.example", &path).await;
+            assert_eq!(outcome(&r).0, 400, "{method} {path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn gate_judges_the_configured_upstream_whatever_the_host_header_says() {
+    let s = Setup::new().await;
+    // A second registry where the attacker's "signed" tag is signed by the same key.
+    let other = support::registry::Registry::start().await;
+    let forged = other.push_image(REPO, "unsigned", &Image::new("other registry")).await;
+    other
+        .push_signatures(REPO, &forged, vec![signature_layer(&s.key, payload("x", &forged))])
+        .await;
+    let yaml = support::config_yaml(
+        &s.registry.host(),
+        &[("release", &s.key.public_pem())],
+        &format!(
+            "{}{}",
+            support::key_policy("prod", &s.registry.host(), 1, &["release"]),
+            support::key_policy("other", &other.host(), 1, &["release"])
+        ),
+        &gate_config(&s.registry.host(), true),
+    )
+    .replace(
+        "registries:\n",
+        &format!("registries:\n  - host: {}\n    insecure: true\n", other.host()),
+    );
+    let config = umpire::config::Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap();
+    let live = Arc::new(Live::new(config, None, Credentials::default()).unwrap());
+    let mut client = start_gate(&live).await;
+    let r = check(&mut client, "GET", &other.host(), &format!("/v2/{REPO}/manifests/unsigned")).await;
+    assert_eq!(outcome(&r).0, 403, "the Host header chose the registry");
+
+    let no_upstream = yaml.replace(&format!("  upstream: {}\n", s.registry.host()), "");
+    let err = umpire::config::Config::from_yaml(&no_upstream, std::path::Path::new("."), "t")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ext_authz.upstream"), "{err}");
+}
+
+#[tokio::test]
+async fn gate_passes_platform_manifests_of_an_allowed_index_and_evidence() {
+    use support::cosign;
+    let s = Setup::new().await;
+    let host = s.registry.host();
+    let (amd64, arm64) = (Image::new("gate amd64"), Image::new("gate arm64"));
+    let amd64_digest = s.registry.push_image(REPO, "amd64", &amd64).await;
+    let arm64_digest = s.registry.push_image(REPO, "arm64", &arm64).await;
+    let stray = s.registry.push_image(REPO, "stray", &Image::new("not listed")).await;
+    let index = cosign::index(&[&amd64, &arm64]);
+    s.registry.push_manifest(REPO, "multi", &index, cosign::OCI_INDEX).await;
+    let index_digest = cosign::sha256(&index);
+    s.registry
+        .push_signatures(REPO, &index_digest, vec![signature_layer(&s.key, payload("x", &index_digest))])
+        .await;
+    let live = s.live("", false, &gate_config(&host, false));
+    let mut client = start_gate(&live).await;
+
+    // Before the index verdict exists, a platform manifest is judged on its own: unsigned.
+    let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/{amd64_digest}")).await;
+    assert_eq!(outcome(&r).0, 403);
+
+    let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/multi")).await;
+    assert_eq!(outcome(&r), (307, Some(format!("/v2/{REPO}/manifests/{index_digest}"))));
+    let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/{index_digest}")).await;
+    assert_eq!(outcome(&r).0, 200);
+    for child in [&amd64_digest, &arm64_digest] {
+        let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/{child}")).await;
+        assert_eq!(outcome(&r).0, 200, "platform manifest {child} of the allowed index");
+    }
+    let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/{stray}")).await;
+    assert_eq!(outcome(&r).0, 403, "a manifest that is no child of an allowed index");
+
+    // cosign reads the signature through the gate: the evidence tag is pinned to its digest,
+    // which passes as evidence.
+    let sig_tag = cosign::sig_tag(&index_digest);
+    let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/{sig_tag}")).await;
+    let (status, location) = outcome(&r);
+    assert_eq!(status, 307);
+    let r = check(&mut client, "GET", "r", &location.unwrap()).await;
+    assert_eq!(outcome(&r).0, 200);
+
+    // An image pushed under an evidence-looking tag is not evidence.
+    let fake_tag = format!("sha256-{}.sig", &stray[7..]);
+    s.registry.push_image(REPO, &fake_tag, &Image::new("not listed")).await;
+    let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/{fake_tag}")).await;
+    assert_eq!(outcome(&r).0, 403);
 }
 
 #[tokio::test]
@@ -566,4 +707,61 @@ async fn a_rotated_webhook_certificate_is_served_without_a_restart() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn gatekeeper_answers_one_item_per_key_even_when_shedding_load() {
+    let s = Setup::new().await;
+    let live = s.live("", false, "limits:\n  max_in_flight: 1\n");
+    let url = start_webhook(&live).await;
+    let keys = [s.img("signed"), s.img("unsigned")];
+    let request = json!({"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest", "request": {"keys": keys}});
+    let held = live.admit().unwrap();
+    let r = post(&https_client(&s, None), &format!("{url}/gatekeeper/provider"), &request).await;
+    drop(held);
+    let items = r["response"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), keys.len(), "{r}");
+    for (item, key) in items.iter().zip(&keys) {
+        assert_eq!(item["key"], key.as_str());
+        assert!(!item["error"].as_str().unwrap().is_empty(), "{item}");
+        assert_ne!(item["value"]["allowed"], true);
+    }
+}
+
+#[tokio::test]
+async fn admission_and_gatekeeper_refuse_local_layouts() {
+    let s = Setup::new().await;
+    let live = s.live("", false, "");
+    let url = start_webhook(&live).await;
+    let client = https_client(&s, None);
+    let layout = "oci:examples/demo:signed";
+    let r = post(&client, &format!("{url}/admission/validate"), &review("Pod", "apps", pod(&[layout]))).await;
+    assert_eq!(r["response"]["allowed"], false);
+    assert!(r["response"]["status"]["message"].as_str().unwrap().contains("oci:"), "{r}");
+    let request = json!({"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest", "request": {"keys": [layout, s.img("signed")]}});
+    let r = post(&client, &format!("{url}/gatekeeper/provider"), &request).await;
+    let items = r["response"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items[0]["error"].as_str().unwrap().contains("oci:"), "{r}");
+    assert_eq!(items[1]["value"]["allowed"], true);
+}
+
+#[tokio::test]
+async fn mutate_pins_an_ephemeral_container_added_by_update() {
+    let s = Setup::new().await;
+    let live = s.live("", false, "");
+    let url = start_webhook(&live).await;
+    let mut object = pod(&[&format!("{}/{REPO}@{}", s.registry.host(), s.signed)]);
+    object["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": s.img("signed")}]);
+    let mut body = review("Pod", "apps", object);
+    body["request"]["operation"] = json!("UPDATE");
+    body["request"]["subResource"] = json!("ephemeralcontainers");
+    let r = post(&https_client(&s, None), &format!("{url}/admission/mutate"), &body).await;
+    assert_eq!(r["response"]["allowed"], true, "{r}");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(r["response"]["patch"].as_str().expect("a patch"))
+        .unwrap();
+    let patch: Value = serde_json::from_slice(&patch).unwrap();
+    assert_eq!(patch[0]["path"], "/spec/ephemeralContainers/0/image");
+    assert_eq!(patch[0]["value"], format!("{}@{}", s.img("signed"), s.signed));
 }

@@ -569,3 +569,30 @@ async fn default_allow_allows_unmatched_images_pinned_to_their_digest() {
     let r = verify(&umpire, &format!("{}/{REPO}:missing", s.host())).await;
     assert!(!r.allowed);
 }
+
+#[tokio::test]
+async fn an_unusual_host_spelling_does_not_skip_the_policy() {
+    // Under `default: allow`, a spelling that policy selection did not recognise would be allowed.
+    let registry = Registry::start().await;
+    let key = SigningKey::p256();
+    registry.push_image(REPO, "unsigned", &Image::new("spelled")).await;
+    let port = registry.host().rsplit(':').next().unwrap().to_owned();
+    let host = format!("localhost:{port}");
+    let yaml = config_yaml(
+        &host,
+        &[("release", &key.public_pem())],
+        &key_policy("prod", &host, 1, &["release"]),
+        "default: allow\n",
+    );
+    let umpire = Umpire::start(&yaml).await;
+    for spelling in [
+        format!("localhost:{port}/{REPO}:unsigned"),
+        format!("LOCALHOST:{port}/{REPO}:unsigned"),
+        format!("LocalHost:{port}/{REPO}:unsigned"),
+    ] {
+        let r = verify(&umpire, &spelling).await;
+        assert!(!r.allowed, "{spelling}: {r:?}");
+        assert_eq!(r.policy, "prod", "{spelling}");
+        assert_eq!(codes(&r), ["NO_SIGNATURES"], "{spelling}");
+    }
+}

@@ -3,6 +3,7 @@
 
 mod support;
 
+use base64::Engine as _;
 use std::time::Duration as StdDuration;
 
 use support::cosign::{self, Image, payload, signature_manifest};
@@ -412,4 +413,27 @@ async fn tuf_roots_start_embedded_keep_working_when_refresh_fails_and_use_the_re
     let engine = support::engine(&yaml);
     let v = engine.verify(&s.image(), None).await.unwrap();
     assert!(v.allowed, "{v:?}");
+}
+
+#[tokio::test]
+async fn a_bundle_whose_chain_carries_the_root_is_certificate_invalid() {
+    // bundle-with-root-cert of the conformance corpus, without an inclusion proof: only a SET.
+    let s = Setup::new().await;
+    let statement = cosign_sign_statement(&format!("{}/{REPO}", s.registry.host()), &s.digest);
+    let bundle = s
+        .sigstore
+        .dsse_bundle(&Identity::github("acme/app"), &statement);
+    let mut bundle: serde_json::Value = serde_json::from_str(&bundle).unwrap();
+    let certificates = bundle
+        .pointer_mut("/verificationMaterial/x509CertificateChain/certificates")
+        .and_then(serde_json::Value::as_array_mut)
+        .expect("a chain");
+    certificates.push(serde_json::json!({
+        "rawBytes": base64::engine::general_purpose::STANDARD.encode(&s.sigstore.ca_der)
+    }));
+    s.push_referrer_bundle(&bundle.to_string()).await;
+    let r = verify(&s.umpire().await, &s.image()).await;
+    assert!(!r.allowed, "{r:?}");
+    assert_eq!(codes(&r), ["CERTIFICATE_INVALID"], "{r:?}");
+    assert!(r.findings[0].message.contains("root"), "{r:?}");
 }

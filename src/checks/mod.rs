@@ -74,11 +74,16 @@ pub enum Checks {
 }
 
 impl Checks {
-    /// Violations of these checks by `statement` (already verified and of the required type).
-    pub fn violations(&self, statement: &Statement, now: jiff::Timestamp) -> Vec<String> {
+    /// Violations of these checks by `statement` (already verified and of the required type), or
+    /// `Err` naming the format when the checks found nothing they can read.
+    pub fn violations(
+        &self,
+        statement: &Statement,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<String>, String> {
         match self {
-            Checks::Provenance(c) => c.violations(statement),
-            Checks::Sbom(c) => c.violations(statement),
+            Checks::Provenance(c) => Ok(c.violations(statement)),
+            Checks::Sbom(c) => Ok(c.violations(statement)),
             Checks::Vulnerabilities(c) => c.violations(statement, now),
         }
     }

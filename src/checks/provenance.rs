@@ -25,11 +25,15 @@ pub struct ProvenanceCheck {
 pub struct BaseImages {
     pub repositories: Vec<Glob>,
     pub digests: Vec<String>,
+    /// A provenance that names no image dependency passes (otherwise it fails: a check that
+    /// read nothing has checked nothing).
+    pub allow_none: bool,
 }
 
 impl PartialEq for BaseImages {
     fn eq(&self, other: &Self) -> bool {
         self.digests == other.digests
+            && self.allow_none == other.allow_none
             && self
                 .repositories
                 .iter()
@@ -220,6 +224,17 @@ impl ProvenanceCheck {
             }
         }
         if let Some(base) = &self.base_images {
+            let images = p
+                .dependencies
+                .iter()
+                .filter(|(uri, _)| image_of(uri).is_some())
+                .count();
+            if images == 0 && !base.allow_none {
+                out.push(
+                    "the provenance names no image dependency, so base_images checked nothing; set base_images.allow_none: true if images built from scratch are acceptable"
+                        .to_owned(),
+                );
+            }
             for (uri, digest) in &p.dependencies {
                 let Some(image) = image_of(uri) else { continue };
                 let Some(image) = image else {
@@ -280,6 +295,7 @@ mod tests {
             base_images: Some(BaseImages {
                 repositories: vec![Glob::new("cgr.dev/chainguard/**").unwrap()],
                 digests: vec![],
+                allow_none: false,
             }),
             ..Default::default()
         }
@@ -342,5 +358,24 @@ mod tests {
             .digests
             .push("sha256:bb".into());
         assert!(by_digest.violations(&s).is_empty());
+    }
+
+    #[test]
+    fn base_images_with_no_image_dependency_deny_unless_allowed() {
+        let deps = serde_json::json!([
+            {"uri": "git+https://github.com/acme/app@refs/heads/main", "digest": {"gitCommit": "abc"}},
+        ]);
+        let s = v1(
+            "https://github.com/actions/runner/github-hosted",
+            "https://github.com/acme/app",
+            "refs/heads/main",
+            deps,
+        );
+        let v = check().violations(&s);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("no image dependency"), "{v:?}");
+        let mut lenient = check();
+        lenient.base_images.as_mut().unwrap().allow_none = true;
+        assert!(lenient.violations(&s).is_empty());
     }
 }

@@ -49,12 +49,39 @@ pub struct VulnCheck {
     pub deny_cves: Vec<String>,
 }
 
-/// (id, severity) of each finding in a Trivy or Grype result.
-pub fn findings(statement: &Statement) -> Vec<(String, Severity)> {
+/// The scanner-result formats umpire reads, for messages.
+pub const READABLE: &str = "Trivy JSON, Grype JSON or SARIF 2.1.0";
+
+/// (id, severity) of each finding in a Trivy, Grype or SARIF 2.1.0 result, or `Err` naming what
+/// was found when the result is in none of these formats (a report umpire cannot read has been
+/// checked for nothing).
+pub fn findings(statement: &Statement) -> Result<Vec<(String, Severity)>, String> {
     let result = statement
         .predicate
         .pointer("/scanner/result")
         .unwrap_or(&Value::Null);
+    let trivy = result.get("Results").is_some_and(|r| r.is_array() || r.is_null())
+        || result.get("SchemaVersion").is_some_and(Value::is_number);
+    let grype = result.get("matches").is_some_and(Value::is_array);
+    let sarif = result.get("runs").is_some_and(Value::is_array)
+        && (result.get("version").and_then(Value::as_str) == Some("2.1.0")
+            || result
+                .get("$schema")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.contains("sarif")));
+    if !(trivy || grype || sarif) {
+        let shape = match result {
+            Value::Null => "no scanner.result".to_owned(),
+            Value::Object(o) => format!(
+                "a scanner.result with keys {}",
+                o.keys().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ),
+            other => format!("a scanner.result that is a {}", kind(other)),
+        };
+        return Err(format!(
+            "the vulnerability report has {shape}, in none of the formats umpire reads ({READABLE})"
+        ));
+    }
     let mut out = Vec::new();
     // Trivy: Results[].Vulnerabilities[]
     for r in result
@@ -99,11 +126,111 @@ pub fn findings(statement: &Statement) -> Vec<(String, Severity)> {
             .unwrap_or(Severity::Unknown);
         out.push((id.chars().take(100).collect(), sev));
     }
+    if sarif {
+        out.extend(sarif_findings(result));
+    }
+    Ok(out)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
+}
+
+/// SARIF 2.1.0 (as Trivy and Grype write it): `runs[].results[]`, each naming its rule; the
+/// severity from the rule's `security-severity` (CVSS), else a severity tag (Trivy), else the
+/// result's level.
+fn sarif_findings(sarif: &Value) -> Vec<(String, Severity)> {
+    let mut out = Vec::new();
+    for run in sarif
+        .get("runs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .take(100)
+    {
+        let rules: Vec<&Value> = run
+            .pointer("/tool/driver/rules")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().collect())
+            .unwrap_or_default();
+        for result in run
+            .get("results")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .take(100_000)
+        {
+            let by_index = result
+                .get("ruleIndex")
+                .and_then(Value::as_u64)
+                .and_then(|i| rules.get(i as usize).copied());
+            let id = result
+                .get("ruleId")
+                .and_then(Value::as_str)
+                .or_else(|| by_index.and_then(|r| r.get("id")).and_then(Value::as_str))
+                .unwrap_or_default();
+            let rule = by_index.or_else(|| {
+                rules
+                    .iter()
+                    .copied()
+                    .find(|r| r.get("id").and_then(Value::as_str) == Some(id))
+            });
+            let cvss = rule
+                .and_then(|r| r.pointer("/properties/security-severity"))
+                .and_then(|v| match v {
+                    Value::String(s) => s.trim().parse::<f64>().ok(),
+                    other => other.as_f64(),
+                });
+            let tagged = rule
+                .and_then(|r| r.pointer("/properties/tags"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter_map(Severity::parse)
+                .max();
+            let level = match result.get("level").and_then(Value::as_str) {
+                Some("error") => Some(Severity::High),
+                Some("warning") => Some(Severity::Medium),
+                Some("note") => Some(Severity::Low),
+                _ => None,
+            };
+            let severity = cvss
+                .map(|score| match score {
+                    s if s >= 9.0 => Severity::Critical,
+                    s if s >= 7.0 => Severity::High,
+                    s if s >= 4.0 => Severity::Medium,
+                    s if s > 0.0 => Severity::Low,
+                    _ => Severity::Unknown,
+                })
+                .or(tagged)
+                .or(level)
+                .unwrap_or(Severity::Unknown);
+            out.push((id.chars().take(100).collect(), severity));
+        }
+    }
     out
 }
 
+/// A finding's id names `cve`: equal, or (Grype's SARIF rule ids) `cve` followed by `-package`.
+fn names_cve(id: &str, cve: &str) -> bool {
+    id == cve || id.strip_prefix(cve).is_some_and(|rest| rest.starts_with('-'))
+}
+
 impl VulnCheck {
-    pub fn violations(&self, statement: &Statement, now: jiff::Timestamp) -> Vec<String> {
+    /// Violations, or `Err` when severities or CVEs are checked and the report is unreadable.
+    pub fn violations(
+        &self,
+        statement: &Statement,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<String>, String> {
         let mut out = Vec::new();
         if let Some(max_age) = self.max_age {
             let finished = statement
@@ -125,7 +252,12 @@ impl VulnCheck {
                 }
             }
         }
-        let found = findings(statement);
+        let reads_results = self.max_severity.is_some() || !self.deny_cves.is_empty();
+        let found = match findings(statement) {
+            Ok(f) => f,
+            Err(e) if reads_results => return Err(e),
+            Err(_) => Vec::new(),
+        };
         if let Some(max) = self.max_severity {
             let mut over: Vec<&(String, Severity)> =
                 found.iter().filter(|(_, s)| *s > max).collect();
@@ -149,12 +281,12 @@ impl VulnCheck {
         let denied: Vec<&String> = self
             .deny_cves
             .iter()
-            .filter(|c| found.iter().any(|(id, _)| id == *c))
+            .filter(|c| found.iter().any(|(id, _)| names_cve(id, c)))
             .collect();
         if !denied.is_empty() {
             out.push(format!("denied CVEs are present: {}", list(&denied)));
         }
-        out
+        Ok(out)
     }
 }
 
@@ -183,20 +315,85 @@ mod tests {
             "2026-11-28T12:00:00Z",
             serde_json::json!([{"VulnerabilityID": "CVE-1", "Severity": "HIGH"}]),
         );
-        assert!(check.violations(&ok, now).is_empty());
+        assert!(check.violations(&ok, now).unwrap().is_empty());
         let critical = report(
             "2026-11-28T12:00:00Z",
             serde_json::json!([{"VulnerabilityID": "CVE-2", "Severity": "CRITICAL"}]),
         );
-        let v = check.violations(&critical, now);
+        let v = check.violations(&critical, now).unwrap();
         assert_eq!(v.len(), 1);
         assert!(v[0].contains("CVE-2 (critical)"));
         let old = report("2026-10-01T00:00:00Z", serde_json::json!([]));
-        assert!(check.violations(&old, now)[0].contains("2026-10-01"));
+        assert!(check.violations(&old, now).unwrap()[0].contains("2026-10-01"));
         let xz = report(
             "2026-11-28T12:00:00Z",
             serde_json::json!([{"VulnerabilityID": "CVE-2024-3094", "Severity": "LOW"}]),
         );
-        assert!(check.violations(&xz, now)[0].contains("CVE-2024-3094"));
+        assert!(check.violations(&xz, now).unwrap()[0].contains("CVE-2024-3094"));
+    }
+
+    fn with_result(result: Value) -> Statement {
+        serde_json::from_value(serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1", "subject": [], "predicateType": super::super::COSIGN_VULN,
+            "predicate": {"scanner": {"uri": "x", "result": result},
+                          "metadata": {"scanFinishedOn": "2026-11-28T12:00:00Z"}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_report_in_a_format_umpire_does_not_read_is_not_a_pass() {
+        let now: jiff::Timestamp = "2026-11-29T12:00:00Z".parse().unwrap();
+        let check = VulnCheck {
+            max_severity: Some(Severity::Low),
+            max_age: None,
+            deny_cves: vec![],
+        };
+        for unreadable in [
+            serde_json::json!({"vulns": [{"id": "CVE-9", "sev": "CRITICAL"}]}),
+            serde_json::json!(null),
+            serde_json::json!("CRITICAL everywhere"),
+            serde_json::json!({"runs": [], "version": "1.0"}),
+        ] {
+            let e = check.violations(&with_result(unreadable.clone()), now).unwrap_err();
+            assert!(e.contains("SARIF 2.1.0"), "{unreadable}: {e}");
+        }
+        // A clean report in a format umpire reads passes.
+        let clean = with_result(serde_json::json!({"SchemaVersion": 2, "ArtifactName": "x"}));
+        assert_eq!(check.violations(&clean, now), Ok(vec![]));
+        let clean = with_result(serde_json::json!({"matches": []}));
+        assert_eq!(check.violations(&clean, now), Ok(vec![]));
+    }
+
+    #[test]
+    fn sarif_from_trivy_and_grype() {
+        let now: jiff::Timestamp = "2026-11-29T12:00:00Z".parse().unwrap();
+        let check = VulnCheck {
+            max_severity: Some(Severity::Medium),
+            max_age: None,
+            deny_cves: vec!["CVE-2024-3094".into()],
+        };
+        // Trivy: severity as a tag on the rule.
+        let trivy = with_result(serde_json::json!({
+            "version": "2.1.0", "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "runs": [{"tool": {"driver": {"name": "Trivy", "rules": [
+                {"id": "CVE-2023-1", "properties": {"tags": ["vulnerability", "security", "CRITICAL"]}}
+            ]}}, "results": [{"ruleId": "CVE-2023-1", "ruleIndex": 0, "level": "error"}]}]
+        }));
+        let v = check.violations(&trivy, now).unwrap();
+        assert!(v[0].contains("CVE-2023-1 (critical)"), "{v:?}");
+        // Grype: CVSS in security-severity, rule ids with the package appended.
+        let grype = with_result(serde_json::json!({
+            "version": "2.1.0",
+            "runs": [{"tool": {"driver": {"name": "Grype", "rules": [
+                {"id": "CVE-2024-3094-xz-utils", "properties": {"security-severity": "3.1"}},
+                {"id": "CVE-2023-2-openssl", "properties": {"security-severity": "7.5"}}
+            ]}}, "results": [{"ruleId": "CVE-2024-3094-xz-utils"}, {"ruleId": "CVE-2023-2-openssl"}]}]
+        }));
+        let v = check.violations(&grype, now).unwrap();
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert!(v[0].contains("CVE-2023-2-openssl (high)"), "{v:?}");
+        assert!(v[1].contains("CVE-2024-3094"), "{v:?}");
+        assert!(!names_cve("CVE-2024-30941-x", "CVE-2024-3094"));
     }
 }

@@ -151,3 +151,36 @@ fn durations() {
     assert_eq!(parse_duration("m"), None);
     assert_eq!(parse_duration("1d"), None);
 }
+
+#[test]
+fn one_key_under_two_names_is_refused_naming_both() {
+    let indented: String = KEY.lines().map(|l| format!("      {l}\n")).collect();
+    let yaml = format!("trust:\n  keys:\n    alpha: |\n{indented}    beta: |\n{indented}{POLICY}")
+        .replace("key: release", "key: alpha");
+    let e = err(&yaml);
+    assert!(e.contains("trust.keys.alpha") && e.contains("trust.keys.beta"), "{e}");
+}
+
+#[test]
+fn the_gate_needs_its_upstream() {
+    let e = err(&with_key(&format!("{POLICY}ext_authz_listen: 127.0.0.1:9191\n")));
+    assert!(e.contains("ext_authz.upstream"), "{e}");
+    let e = err(&with_key(&format!(
+        "{POLICY}ext_authz_listen: 127.0.0.1:9191\next_authz:\n  upstream: reg.io/x\n"
+    )));
+    assert!(e.contains("ext_authz.upstream"), "{e}");
+    let c = load(&with_key(&format!(
+        "{POLICY}ext_authz_listen: 127.0.0.1:9191\next_authz:\n  upstream: REG.io:443\n"
+    )))
+    .unwrap();
+    assert_eq!(c.ext_authz.unwrap().upstream, "reg.io");
+}
+
+#[test]
+fn registry_hosts_take_the_canonical_spelling() {
+    let c = load(&with_key(&format!(
+        "registries:\n  - host: LOCALHOST:5000\n    insecure: true\n{POLICY}"
+    )))
+    .unwrap();
+    assert!(c.registries["localhost:5000"].insecure);
+}

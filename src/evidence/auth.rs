@@ -233,10 +233,7 @@ fn normalise_host(key: &str) -> String {
         .or_else(|| key.strip_prefix("http://"))
         .unwrap_or(key);
     let host = no_scheme.split('/').next().unwrap_or(no_scheme);
-    match host {
-        "index.docker.io" | "registry-1.docker.io" => crate::reference::DOCKER_HUB.to_owned(),
-        h => h.to_owned(),
-    }
+    crate::reference::canonical_host(host)
 }
 
 /// A parsed `WWW-Authenticate` challenge.

@@ -68,6 +68,10 @@ struct Raw {
     artifact_type: Option<String>,
     subject: Option<Descriptor>,
     config: Option<Descriptor>,
+    /// Read only to hold it to the OCI rule (string to string): a document that breaks it is refused.
+    #[serde(default)]
+    #[allow(dead_code)]
+    annotations: Option<BTreeMap<String, String>>,
 }
 
 impl Manifest {
@@ -98,8 +102,11 @@ impl Manifest {
                 " (Docker schema 1 is deprecated and unsigned-by-design; push the image again)",
             ));
         }
-        let raw: Raw = serde_json::from_slice(bytes)
-            .map_err(|e| protocol(format!("manifest is not valid JSON: {e}")))?;
+        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| {
+            protocol(format!(
+                "manifest is not a valid OCI document (annotations are string to string): {e}"
+            ))
+        })?;
         if raw.schema_version == Some(1) {
             return Err(unsupported(
                 raw.media_type.as_deref().unwrap_or(DOCKER_SCHEMA1[0]),
@@ -176,6 +183,45 @@ impl Manifest {
     pub fn is_index(&self) -> bool {
         matches!(self.kind, ManifestKind::Index { .. })
     }
+
+    /// An image manifest all of whose layers are supply-chain evidence (signatures, attestations,
+    /// Sigstore bundles, Notation envelopes, SBOMs, scan reports), by an allow-list of media types:
+    /// nothing in it is a filesystem or any other layer a runtime could execute.
+    pub fn is_evidence(&self) -> bool {
+        const EVIDENCE: &[&str] = &[
+            "application/vnd.dev.cosign.",
+            "application/vnd.dsse.envelope.",
+            "application/vnd.in-toto",
+            "application/vnd.dev.sigstore.bundle",
+            "application/vnd.cncf.notary.",
+            "application/jose+json",
+            "application/cose",
+            "application/spdx",
+            "text/spdx",
+            "application/vnd.cyclonedx",
+            "application/sarif+json",
+            "application/vnd.oci.empty.v1+json",
+        ];
+        match &self.kind {
+            ManifestKind::Image { layers } => {
+                !layers.is_empty()
+                    && layers
+                        .iter()
+                        .all(|l| EVIDENCE.iter().any(|e| l.media_type.starts_with(e)))
+            }
+            ManifestKind::Index { .. } => false,
+        }
+    }
+
+    /// An index every entry of which is an artifact (`artifactType` set): a referrers list.
+    pub fn is_referrers_list(&self) -> bool {
+        match &self.kind {
+            ManifestKind::Index { manifests } => {
+                manifests.iter().all(|d| d.artifact_type.is_some())
+            }
+            ManifestKind::Image { .. } => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +233,20 @@ mod tests {
     }
 
     const LAYER: &str = r#"{"mediaType":"application/octet-stream","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0}"#;
+
+    #[test]
+    fn annotations_that_are_not_strings_are_refused() {
+        let bad = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{LAYER},"layers":[{LAYER}],"annotations":{{"a":1}}}}"#
+        );
+        assert!(matches!(parse(&bad, None), Err(FetchError::Protocol { .. })));
+        let good = bad.replace(r#""a":1"#, r#""a":"1""#);
+        assert!(parse(&good, None).is_ok());
+        let nested = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{LAYER},"layers":[{{"mediaType":"x","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0,"annotations":{{"k":{{"o":1}}}}}}]}}"#
+        );
+        assert!(parse(&nested, None).is_err());
+    }
 
     #[test]
     fn image_and_index_both_flavours() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
 
 use super::auth::{Challenge, Credentials, parse_challenge, realm_allowed};
@@ -57,23 +57,12 @@ impl RegistryClient {
         connect_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let redirects = reqwest::redirect::Policy::custom(|attempt| {
-            let downgrade = attempt.url().scheme() != "https"
-                && attempt.previous().iter().any(|u| u.scheme() == "https");
-            if attempt.previous().len() > MAX_REDIRECTS {
-                attempt.error("too many redirects")
-            } else if downgrade {
-                attempt.error("redirect from HTTPS to plain HTTP refused")
-            } else {
-                // reqwest drops Authorization when a redirect leaves the host, so credentials
-                // and tokens never follow it.
-                attempt.follow()
-            }
-        });
+        // Redirects are followed here, not by reqwest: its follower compares each hop with the
+        // previous one only, so registry -> E -> E would hand E the registry's credentials.
         let http = reqwest::Client::builder()
             .user_agent(concat!("umpire/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(connect_timeout)
-            .redirect(redirects)
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
             http,
@@ -213,16 +202,20 @@ impl RegistryClient {
         accept: Option<&str>,
         what: &str,
     ) -> Result<reqwest::Response, FetchError> {
-        let url = format!("{}/v2/{repository}/{path}", self.api_base(registry));
+        let base = self.api_base(registry);
+        let url = Url::parse(&format!("{base}/v2/{repository}/{path}")).map_err(|e| {
+            FetchError::Protocol {
+                what: what.to_owned(),
+                detail: format!("cannot build a URL for {registry}/{repository}: {e}"),
+            }
+        })?;
         for attempt in 0..2 {
-            let mut request = self.http.get(&url);
-            if let Some(a) = accept {
-                request = request.header(ACCEPT, a);
-            }
-            if let Some(auth) = self.cached_auth(registry, repository) {
-                request = request.header(AUTHORIZATION, auth);
-            }
-            let response = self.send(registry, request, what).await?;
+            let auth = self
+                .cached_auth(registry, repository)
+                .map(|value| (url.clone(), value));
+            let response = self
+                .follow(registry, url.clone(), accept, auth, what)
+                .await?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 let challenge = response
@@ -245,6 +238,67 @@ impl RegistryClient {
         Err(FetchError::AccessDenied {
             what: what.to_owned(),
             status: 401,
+        })
+    }
+
+    /// GETs `url`, following redirects itself: at most `MAX_REDIRECTS` hops, never from HTTPS to
+    /// plain HTTP, and `Authorization` only on a hop whose scheme, host and port equal those of
+    /// the URL the credential was issued for (`auth`'s first element).
+    async fn follow(
+        &self,
+        registry: &str,
+        url: Url,
+        accept: Option<&str>,
+        auth: Option<(Url, String)>,
+        what: &str,
+    ) -> Result<reqwest::Response, FetchError> {
+        let mut url = url;
+        for _hop in 0..=MAX_REDIRECTS {
+            let mut request = self.http.get(url.clone());
+            if let Some(a) = accept {
+                request = request.header(ACCEPT, a);
+            }
+            if let Some((home, value)) = &auth
+                && same_origin(home, &url)
+            {
+                request = request.header(AUTHORIZATION, value);
+            }
+            let response = self.send(registry, request, what).await?;
+            if !response.status().is_redirection() {
+                return Ok(response);
+            }
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|h| h.to_str().ok())
+                .ok_or_else(|| FetchError::Protocol {
+                    what: what.to_owned(),
+                    detail: format!(
+                        "the registry answered HTTP {} without a Location",
+                        response.status()
+                    ),
+                })?;
+            let next = url.join(location).map_err(|e| FetchError::Protocol {
+                what: what.to_owned(),
+                detail: format!("redirect to an unreadable Location {location:?}: {e}"),
+            })?;
+            if next.scheme() != "https" && next.scheme() != "http" {
+                return Err(FetchError::Protocol {
+                    what: what.to_owned(),
+                    detail: format!("redirect to a {} URL refused", next.scheme()),
+                });
+            }
+            if url.scheme() == "https" && next.scheme() != "https" {
+                return Err(FetchError::Protocol {
+                    what: what.to_owned(),
+                    detail: "redirect from HTTPS to plain HTTP refused".into(),
+                });
+            }
+            url = next;
+        }
+        Err(FetchError::Protocol {
+            what: what.to_owned(),
+            detail: format!("more than {MAX_REDIRECTS} redirects"),
         })
     }
 
@@ -305,11 +359,11 @@ impl RegistryClient {
                 if let Some(s) = service.as_deref() {
                     query.push(("service", s));
                 }
-                let mut request = self.http.get(realm_url).query(&query);
-                if let Some(c) = credential {
-                    request = request.header(AUTHORIZATION, basic(c));
-                }
-                let response = self.send(registry, request, what).await?;
+                let mut token_url = realm_url;
+                token_url.query_pairs_mut().extend_pairs(query);
+                // The credential belongs to the validated realm's origin, and to no hop after it.
+                let auth = credential.map(|c| (token_url.clone(), basic(c)));
+                let response = self.follow(registry, token_url, None, auth, what).await?;
                 let response = check_status(response, &format!("{what} (token request)"))?;
                 let body = read_bounded(response, MAX_TOKEN_RESPONSE_BYTES, what).await?;
                 #[derive(serde::Deserialize)]
@@ -338,12 +392,29 @@ impl RegistryClient {
     }
 }
 
+/// Same scheme, host and port (the default port of the scheme counts as given).
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
 fn unavailable(what: &str, e: &reqwest::Error) -> FetchError {
     let mut detail = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         detail = format!("{detail}: {s}");
         source = s.source();
+    }
+    // rustls reading an HTTP answer as a TLS record: a plain-HTTP registry that is not listed
+    // `insecure`. Retrying cannot help, and the fix is a setting.
+    if detail.contains("corrupt message") || detail.contains("InvalidContentType") {
+        return FetchError::Protocol {
+            what: what.to_owned(),
+            detail: "the registry answered plain HTTP where umpire expected HTTPS; if it is meant to \
+                     serve plain HTTP, list its host under registries with insecure: true"
+                .into(),
+        };
     }
     FetchError::Unavailable {
         what: what.to_owned(),

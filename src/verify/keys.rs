@@ -41,6 +41,8 @@ pub struct PublicKey {
     spki_der: Option<Vec<u8>>,
     /// One parsed key per accepted algorithm (e.g. P-384 over SHA-384 and over SHA-256).
     verifiers: Vec<ParsedPublicKey>,
+    /// The key itself, whatever its encoding: the SPKI's key bits (for RSA, the PKCS#1 key).
+    material: Vec<u8>,
 }
 
 impl std::fmt::Debug for PublicKey {
@@ -80,6 +82,7 @@ impl PublicKey {
             "RSA PUBLIC KEY" => {
                 Self::from_candidate(&CANDIDATES[3], block.contents()).map(|mut k| {
                     k.spki_der = None;
+                    k.material = block.contents().to_vec();
                     k
                 })
             }
@@ -101,11 +104,21 @@ impl PublicKey {
             .map(|alg| ParsedPublicKey::new(*alg, der))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| KeyError::Unsupported)?;
+        use x509_parser::prelude::FromDer;
+        let material = x509_parser::x509::SubjectPublicKeyInfo::from_der(der)
+            .map(|(_, spki)| spki.subject_public_key.data.to_vec())
+            .unwrap_or_else(|_| der.to_vec());
         Ok(Self {
             kind: *kind,
             spki_der: Some(der.to_vec()),
             verifiers,
+            material,
         })
+    }
+
+    /// The key material, the same for one key in any encoding (SPKI or PKCS#1 for RSA).
+    pub fn material(&self) -> &[u8] {
+        &self.material
     }
 
     pub fn spki_der(&self) -> Option<&[u8]> {

@@ -2,6 +2,7 @@
 //! function can be fed hostile input directly (tests, fuzzers). One file per verification step.
 
 pub mod attestation;
+pub mod chain;
 pub mod cosign_legacy;
 pub mod dsse;
 pub mod identity;

@@ -106,6 +106,9 @@ pub fn check_layer(
         .map(|(name, _)| Signer::Key(name.clone()))
         .collect();
     let mut failure = None;
+    // The chain annotation (cosign writes intermediate and root) is never read: the legacy layer
+    // becomes a bundle with the leaf alone, so intermediates and roots come only from the trusted
+    // root and a root in the annotation vouches for nothing.
     if let Some(cert) = layer.annotations.get(CERTIFICATE_ANNOTATION) {
         let bundle = cosign_legacy::to_bundle(
             &layer.payload,

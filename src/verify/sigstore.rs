@@ -90,6 +90,13 @@ impl SigstoreRoot {
         bundle: &Bundle,
         artifact: Artifact<'_>,
     ) -> Result<CertIdentity, Failure> {
+        let chain = bundle_chain(bundle);
+        if chain.len() > 1 && super::chain::carries_root(chain.iter().skip(1).map(Vec::as_slice)) {
+            return Err(Failure {
+                code: Code::CertificateInvalid,
+                reason: "the bundle's certificate chain carries a self-signed root; roots come only from the trusted root".into(),
+            });
+        }
         let result = self
             .verifier
             .verify(artifact, bundle, &VerificationPolicy::any_identity())
@@ -193,6 +200,25 @@ impl SigstoreRoot {
             .map(|_| ())
             .map_err(|e| classify(&e))
     }
+}
+
+/// Every certificate of a bundle's `x509CertificateChain` (leaf first), as DER.
+fn bundle_chain(bundle: &Bundle) -> Vec<Vec<u8>> {
+    let Ok(json) = serde_json::to_value(&bundle.verification_material) else {
+        return Vec::new();
+    };
+    json.pointer("/x509CertificateChain/certificates")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .take(16)
+        .filter_map(|c| c.get("rawBytes")?.as_str())
+        .map(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// The signing certificate's DER, from a bundle's verification material.
