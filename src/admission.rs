@@ -31,7 +31,8 @@ fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
     }
 }
 
-/// Every image of containers, initContainers and ephemeralContainers. Kinds without pods have none.
+/// Every image of containers, initContainers, ephemeralContainers and image volumes. Kinds
+/// without pods have none.
 pub fn images(kind: &str, object: &Value) -> Result<Vec<ImageAt>, String> {
     let Some(spec_pointer) = pod_spec_pointer(kind) else {
         return Ok(Vec::new());
@@ -55,6 +56,26 @@ pub fn images(kind: &str, object: &Value) -> Result<Vec<ImageAt>, String> {
             out.push(ImageAt {
                 image: image.to_owned(),
                 pointer: format!("{spec_pointer}/{list}/{i}/image"),
+            });
+        }
+    }
+    // Image volumes (Kubernetes' ImageVolume): an OCI image mounted as a volume runs no process
+    // of its own but feeds files to those that do, so it is verified (and pinned) like one.
+    if let Some(volumes) = spec.get("volumes") {
+        let volumes = volumes
+            .as_array()
+            .ok_or_else(|| format!("{spec_pointer}/volumes is not a list"))?;
+        for (i, v) in volumes.iter().enumerate() {
+            let Some(source) = v.get("image") else {
+                continue;
+            };
+            let image = source
+                .get("reference")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("{spec_pointer}/volumes/{i}/image has no reference"))?;
+            out.push(ImageAt {
+                image: image.to_owned(),
+                pointer: format!("{spec_pointer}/volumes/{i}/image/reference"),
             });
         }
     }
@@ -220,6 +241,17 @@ mod tests {
             "/spec/jobTemplate/spec/template/spec/containers/0/image"
         );
         assert!(images("ConfigMap", &json!({})).unwrap().is_empty());
+        let with_volume = json!({"spec": {"containers": [{"image": "a"}], "volumes": [{"name": "cfg", "configMap": {"name": "x"}}, {"name": "data", "image": {"reference": "reg.io/data:v1", "pullPolicy": "IfNotPresent"}}]}});
+        let found = images("Pod", &with_volume).unwrap();
+        assert_eq!(found[1].image, "reg.io/data:v1");
+        assert_eq!(found[1].pointer, "/spec/volumes/1/image/reference");
+        assert!(
+            images(
+                "Pod",
+                &json!({"spec": {"containers": [], "volumes": [{"image": {}}]}})
+            )
+            .is_err()
+        );
         assert!(images("Deployment", &json!({"spec": {}})).is_err());
         assert!(
             images(

@@ -69,6 +69,8 @@ pub struct Limits {
     /// Requests answered at once (gRPC, webhooks, gate); more are refused with RESOURCE_EXHAUSTED
     /// rather than queued. Read at start.
     pub max_in_flight: usize,
+    /// Every evidence byte read for one verification (manifests, layers, bundles), together.
+    pub max_evidence_bytes: u64,
 }
 
 impl Default for Limits {
@@ -81,6 +83,7 @@ impl Default for Limits {
             deadline: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(5),
             max_in_flight: 1024,
+            max_evidence_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -405,6 +408,7 @@ struct RawLimits {
     deadline: Option<String>,
     connect_timeout: Option<String>,
     max_in_flight: Option<usize>,
+    max_evidence_bytes: Option<u64>,
 }
 
 // ---- loading ----------------------------------------------------------------------------------
@@ -695,6 +699,11 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 l.max_in_flight.map(|n| n as u64),
                 defaults.max_in_flight as u64,
             )? as usize,
+            max_evidence_bytes: positive(
+                "limits.max_evidence_bytes",
+                l.max_evidence_bytes,
+                defaults.max_evidence_bytes,
+            )?,
         };
 
         let cache = self.cache(raw.cache)?;

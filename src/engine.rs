@@ -34,6 +34,49 @@ const MIN_BUNDLE_BYTES: u64 = 1024 * 1024;
 /// Signature layer blobs fetched at once for one image.
 const BLOB_CONCURRENCY: usize = 8;
 
+/// The evidence bytes one verification may still read (`limits.max_evidence_bytes`), shared by
+/// its concurrent fetches, and the blob digests it has already read (each is read once).
+struct EvidenceBudget {
+    limit: u64,
+    remaining: std::sync::atomic::AtomicU64,
+    seen: std::sync::Mutex<std::collections::HashSet<Digest>>,
+}
+
+impl EvidenceBudget {
+    fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            remaining: std::sync::atomic::AtomicU64::new(limit),
+            seen: std::sync::Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// Takes `bytes` from the budget, or fails naming `what` when they do not fit.
+    fn charge(&self, bytes: u64, what: &str) -> Result<(), FetchError> {
+        use std::sync::atomic::Ordering;
+        self.remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(bytes)
+            })
+            .map(|_| ())
+            .map_err(|_| FetchError::LimitExceeded {
+                what: format!(
+                    "{what}: the evidence of one verification (limits.max_evidence_bytes)"
+                ),
+                limit: self.limit,
+                unit: "bytes",
+            })
+    }
+
+    /// True the first time `digest` is offered: identical blobs are read and verified once.
+    fn first_time(&self, digest: &Digest) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.clone())
+    }
+}
+
 /// A request that cannot be answered with a verdict: the caller's mistake (gRPC INVALID_ARGUMENT).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RequestError {
@@ -645,24 +688,31 @@ impl Engine {
 
         let started = Instant::now();
         let skip = || async { Ok(Vec::new()) };
+        let budget = EvidenceBudget::new(limits.max_evidence_bytes);
         let (sig_layers, att_layers, bundles) = futures::join!(
             async {
                 if needs_signatures {
-                    self.tagged_layers(source, digest, "sig", limits.max_signature_layer_bytes)
-                        .await
+                    self.tagged_layers(
+                        source,
+                        digest,
+                        "sig",
+                        limits.max_signature_layer_bytes,
+                        &budget,
+                    )
+                    .await
                 } else {
                     skip().await
                 }
             },
             async {
                 if needs_attestations {
-                    self.tagged_layers(source, digest, "att", limits.max_attestation_bytes)
+                    self.tagged_layers(source, digest, "att", limits.max_attestation_bytes, &budget)
                         .await
                 } else {
                     skip().await
                 }
             },
-            self.referrer_bundles(source, digest)
+            self.referrer_bundles(source, digest, &budget)
         );
         metrics.observe_step("fetch_evidence", started.elapsed());
         let (sig_layers, att_layers, bundles) = match (sig_layers, att_layers, bundles) {
@@ -764,6 +814,7 @@ impl Engine {
         digest: &Digest,
         suffix: &str,
         max_layer_bytes: u64,
+        budget: &EvidenceBudget,
     ) -> Result<Vec<(Vec<u8>, std::collections::BTreeMap<String, String>)>, FetchError> {
         let limits = &self.config.limits;
         let tag = ManifestRef::Tag(digest.cosign_tag(suffix));
@@ -773,6 +824,7 @@ impl Engine {
             Err(e) => return Err(e),
         };
         let what = format!(".{suffix} evidence of {}@{digest}", source.name());
+        budget.charge(manifest.size, &what)?;
         let ManifestKind::Image { layers } = manifest.kind else {
             return Err(FetchError::Protocol {
                 what,
@@ -787,6 +839,7 @@ impl Engine {
             });
         }
         let mut wanted = Vec::with_capacity(layers.len());
+        let mut distinct = std::collections::HashSet::new();
         for layer in layers {
             if layer.size > max_layer_bytes {
                 return Err(FetchError::LimitExceeded {
@@ -799,16 +852,38 @@ impl Engine {
                 what: what.clone(),
                 detail: e.to_string(),
             })?;
-            wanted.push((layer_digest, layer.annotations));
+            // The same layer twice is one signature. (The same blob under other annotations is
+            // another: cosign's payload is identical for every signer of an image.)
+            if !distinct.insert((layer_digest.clone(), layer.annotations.clone())) {
+                continue;
+            }
+            // Each copy held counts, so the budget bounds memory, not only traffic.
+            budget.charge(layer.size, &what)?;
+            wanted.push((layer_digest, layer.size, layer.annotations));
         }
-        let fetched: Vec<Result<(Vec<u8>, _), FetchError>> = futures::stream::iter(wanted)
-            .map(|(d, annotations)| async move {
-                Ok((source.blob(&d, max_layer_bytes).await?, annotations))
+        // Each distinct blob is read once, whatever number of layers name it.
+        let mut blobs: Vec<(Digest, u64)> = Vec::new();
+        for (d, size, _) in &wanted {
+            if !blobs.iter().any(|(b, _)| b == d) {
+                blobs.push((d.clone(), *size));
+            }
+        }
+        let fetched: Vec<Result<(Digest, Vec<u8>), FetchError>> = futures::stream::iter(blobs)
+            .map(|(d, size)| async move {
+                let bytes = read_declared(source, &d, size).await?;
+                Ok((d, bytes))
             })
             .buffered(BLOB_CONCURRENCY)
             .collect()
             .await;
-        fetched.into_iter().collect()
+        let fetched: std::collections::HashMap<Digest, Vec<u8>> =
+            fetched.into_iter().collect::<Result<_, _>>()?;
+        Ok(wanted
+            .into_iter()
+            .filter_map(|(d, _, annotations)| {
+                fetched.get(&d).map(|bytes| (bytes.clone(), annotations))
+            })
+            .collect())
     }
 
     /// Sigstore bundles attached to `digest` as OCI referrers (the referrers API, or the
@@ -818,12 +893,14 @@ impl Engine {
         &self,
         source: &dyn Source,
         digest: &Digest,
+        budget: &EvidenceBudget,
     ) -> Result<Vec<sigstore_types::Bundle>, FetchError> {
         let limits = &self.config.limits;
         let Some(index) = source.referrers(digest, limits.max_manifest_bytes).await? else {
             return Ok(Vec::new());
         };
         let what = format!("referrers of {}@{digest}", source.name());
+        budget.charge(index.size, &what)?;
         let ManifestKind::Index { manifests } = index.kind else {
             return Err(FetchError::Protocol {
                 what,
@@ -862,6 +939,7 @@ impl Engine {
                         let m = source
                             .manifest(&ManifestRef::Digest(d), max_manifest)
                             .await?;
+                        budget.charge(m.size, &what)?;
                         let is_bundle = m
                             .artifact_type
                             .as_deref()
@@ -894,7 +972,12 @@ impl Engine {
                                 what: what.clone(),
                                 detail: e.to_string(),
                             })?;
-                        let bytes = source.blob(&ld, max_bundle).await?;
+                        // Many referrers may name one blob: it is one bundle, read once.
+                        if !budget.first_time(&ld) {
+                            return Ok(None);
+                        }
+                        budget.charge(layer.size, &what)?;
+                        let bytes = read_declared(source, &ld, layer.size).await?;
                         // An unparsable bundle is a signature that does not verify, not an error.
                         Ok(std::str::from_utf8(&bytes)
                             .ok()
@@ -911,6 +994,23 @@ impl Engine {
             }
         }
         Ok(bundles)
+    }
+}
+
+/// A blob read up to the size its descriptor declares: more bytes cannot be the blob named, so
+/// they are a mismatch (not a limit), and are never buffered past that size.
+async fn read_declared(
+    source: &dyn Source,
+    digest: &Digest,
+    declared: u64,
+) -> Result<Vec<u8>, FetchError> {
+    match source.blob(digest, declared).await {
+        Err(FetchError::LimitExceeded { what, .. }) => Err(FetchError::DigestMismatch {
+            what,
+            expected: digest.to_string(),
+            found: format!("longer than the {declared} bytes its descriptor declares"),
+        }),
+        other => other,
     }
 }
 

@@ -64,7 +64,12 @@ pub struct UnsafePath(String);
 /// two registry routes could both claim, is refused.
 pub fn classify(path: &str) -> Result<RegistryPath, UnsafePath> {
     let path = path.split('?').next().unwrap_or(path);
-    let refuse = |why: &str| Err(UnsafePath(format!("path {:?} refused: {why}", truncate(path))));
+    let refuse = |why: &str| {
+        Err(UnsafePath(format!(
+            "path {:?} refused: {why}",
+            truncate(path)
+        )))
+    };
     if path.contains('%') {
         return refuse("percent-escapes are not accepted");
     }
@@ -272,7 +277,10 @@ async fn judge(
         } else {
             deny(
                 StatusCode::Forbidden,
-                format!("{method} {}: {what} and pass_through is off", truncate(path)),
+                format!(
+                    "{method} {}: {what} and pass_through is off",
+                    truncate(path)
+                ),
             )
         }
     };
@@ -363,7 +371,10 @@ mod tests {
             classify(&format!("/v2/a/manifests/{D}?x=1")),
             Ok(RegistryPath::ManifestByDigest { .. })
         ));
-        assert_eq!(classify(&format!("/v2/a/blobs/{D}")), Ok(RegistryPath::Blob));
+        assert_eq!(
+            classify(&format!("/v2/a/blobs/{D}")),
+            Ok(RegistryPath::Blob)
+        );
         assert_eq!(classify("/v2/"), Ok(RegistryPath::Base));
         assert_eq!(classify("/healthz"), Ok(RegistryPath::NotRegistry));
         assert_eq!(classify("/v2/a/tags/list"), Ok(RegistryPath::Other));

@@ -151,9 +151,21 @@ mod tests {
         let g = Glob::new("LOCALHOST:5000/prod/**").unwrap();
         assert!(g.matches("localhost:5000/prod/app"));
         assert_eq!(g.as_str(), "localhost:5000/prod/**");
-        assert!(Glob::new("ghcr.io:443/acme/*").unwrap().matches("ghcr.io/acme/app"));
-        assert!(Glob::new("index.docker.io/nginx").unwrap().matches("docker.io/library/nginx"));
-        assert!(Glob::new("docker.io/nginx").unwrap().matches("docker.io/library/nginx"));
+        assert!(
+            Glob::new("ghcr.io:443/acme/*")
+                .unwrap()
+                .matches("ghcr.io/acme/app")
+        );
+        assert!(
+            Glob::new("index.docker.io/nginx")
+                .unwrap()
+                .matches("docker.io/library/nginx")
+        );
+        assert!(
+            Glob::new("docker.io/nginx")
+                .unwrap()
+                .matches("docker.io/library/nginx")
+        );
     }
 
     #[test]
@@ -167,12 +179,27 @@ mod tests {
 
     #[test]
     fn globs_that_can_never_match_are_named() {
-        assert!(Glob::new("ghcr.io/Acme/app").unwrap().never_matches().is_some());
+        assert!(
+            Glob::new("ghcr.io/Acme/app")
+                .unwrap()
+                .never_matches()
+                .is_some()
+        );
         assert!(Glob::new("nginx").unwrap().never_matches().is_some());
         assert!(Glob::new("acme/app").unwrap().never_matches().is_some());
-        assert!(Glob::new("ghcr.io/acme/**").unwrap().never_matches().is_none());
+        assert!(
+            Glob::new("ghcr.io/acme/**")
+                .unwrap()
+                .never_matches()
+                .is_none()
+        );
         assert!(Glob::new("**").unwrap().never_matches().is_none());
-        assert!(Glob::new("*.example.com/**").unwrap().never_matches().is_none());
+        assert!(
+            Glob::new("*.example.com/**")
+                .unwrap()
+                .never_matches()
+                .is_none()
+        );
     }
 
     #[test]

@@ -417,11 +417,16 @@ mod tests {
         }
         assert_eq!(reg("GHCR.io:443/acme/app").registry, "ghcr.io");
         assert_eq!(
-            ImageRef::parse("ghcr.io:443/acme/app").unwrap().policy_subject(),
+            ImageRef::parse("ghcr.io:443/acme/app")
+                .unwrap()
+                .policy_subject(),
             "ghcr.io/acme/app"
         );
         let hub = reg("registry-1.docker.io:443/nginx");
-        assert_eq!((hub.registry.as_str(), hub.repository.as_str()), ("docker.io", "library/nginx"));
+        assert_eq!(
+            (hub.registry.as_str(), hub.repository.as_str()),
+            ("docker.io", "library/nginx")
+        );
         assert_eq!(reg("Index.Docker.IO/nginx").repository, "library/nginx");
         assert_eq!(reg("ghcr.io:8443/a").registry, "ghcr.io:8443");
     }

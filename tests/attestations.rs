@@ -447,7 +447,11 @@ async fn a_vulnerability_report_umpire_cannot_read_denies_and_sarif_is_read() {
     let v = engine.verify(&s.image(), None).await.unwrap();
     assert!(!v.allowed, "{v:?}");
     assert_eq!(codes(&v), [Code::AttestationInvalid]);
-    assert!(v.findings[0].message.contains("SARIF 2.1.0"), "{}", v.findings[0].message);
+    assert!(
+        v.findings[0].message.contains("SARIF 2.1.0"),
+        "{}",
+        v.findings[0].message
+    );
 
     let sarif = serde_json::json!({
         "scanner": {"uri": "pkg:github/aquasecurity/trivy", "result": {
@@ -458,10 +462,17 @@ async fn a_vulnerability_report_umpire_cannot_read_denies_and_sarif_is_read() {
         "metadata": {"scanFinishedOn": fresh},
     });
     s.attest(vec![s.signed(VULN, sarif)]).await;
-    let v = engine.verify_with(&s.image(), None, bypass()).await.unwrap();
+    let v = engine
+        .verify_with(&s.image(), None, bypass())
+        .await
+        .unwrap();
     assert!(!v.allowed);
     assert_eq!(codes(&v), [Code::PolicyViolation]);
-    assert!(v.findings[0].message.contains("CVE-2023-9 (critical)"), "{}", v.findings[0].message);
+    assert!(
+        v.findings[0].message.contains("CVE-2023-9 (critical)"),
+        "{}",
+        v.findings[0].message
+    );
 }
 
 #[tokio::test]
@@ -472,7 +483,11 @@ async fn base_images_check_denies_a_provenance_naming_no_image() {
     let v = s.engine(PROVENANCE).verify(&s.image(), None).await.unwrap();
     assert!(!v.allowed, "{v:?}");
     assert_eq!(codes(&v), [Code::PolicyViolation]);
-    assert!(v.findings[0].message.contains("no image dependency"), "{}", v.findings[0].message);
+    assert!(
+        v.findings[0].message.contains("no image dependency"),
+        "{}",
+        v.findings[0].message
+    );
     let lenient = PROVENANCE.replace(
         "            repositories: [\"cgr.dev/chainguard/**\"]\n",
         "            repositories: [\"cgr.dev/chainguard/**\"]\n            allow_none: true\n",

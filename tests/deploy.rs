@@ -160,7 +160,10 @@ fn manifests_reference_each_other_consistently() {
             "cronjobs",
         ] {
             for operation in ["CREATE", "UPDATE"] {
-                assert!(covered(resource, operation), "{kind}: {resource} {operation}");
+                assert!(
+                    covered(resource, operation),
+                    "{kind}: {resource} {operation}"
+                );
             }
         }
     }

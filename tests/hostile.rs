@@ -924,7 +924,8 @@ async fn credentials_never_travel_a_redirect_chain_registry_to_e_to_e() {
         };
         let e = redirects_to_itself(c.routes.clone()).await;
         let mut routes = c.routes;
-        let to_e = Reply::new(302, "").header("Location", &format!("http://{}/hop{path}", e.host()));
+        let to_e =
+            Reply::new(302, "").header("Location", &format!("http://{}/hop{path}", e.host()));
         routes.insert(path.clone(), to_e.clone());
         let server = match scheme {
             "basic" => Scripted::start(behind_basic(routes)).await,
@@ -935,10 +936,8 @@ async fn credentials_never_travel_a_redirect_chain_registry_to_e_to_e() {
                 let server = Scripted::start(move |r: &Request| {
                     if token_redirect && r.path.starts_with("/token") {
                         let rest = &r.path["/token".len()..];
-                        return Reply::new(302, "").header(
-                            "Location",
-                            &format!("{}{rest}", to_e.headers[0].1),
-                        );
+                        return Reply::new(302, "")
+                            .header("Location", &format!("{}{rest}", to_e.headers[0].1));
                     }
                     let realm = format!("http://127.0.0.1:{}/token", p.get().copied().unwrap_or(0));
                     behind_bearer(routes.clone(), realm)(r)
@@ -977,32 +976,100 @@ async fn credentials_never_travel_a_redirect_chain_registry_to_e_to_e() {
     }
 }
 
+/// `count` referrers of the image, each a distinct manifest whose one bundle layer is `blob`.
+fn referrers_to(c: &mut Content, blobs: &[Vec<u8>], count: usize) {
+    const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    let digest = c.digest();
+    let empty = cosign::sha256(b"{}");
+    c.routes
+        .insert(format!("/v2/{REPO}/blobs/{empty}"), Reply::new(200, "{}"));
+    let mut entries = Vec::new();
+    for i in 0..count {
+        let blob = &blobs[i % blobs.len()];
+        let blob_digest = cosign::sha256(blob);
+        c.routes.insert(
+            format!("/v2/{REPO}/blobs/{blob_digest}"),
+            Reply::new(200, blob.clone()),
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": cosign::OCI_MANIFEST, "artifactType": BUNDLE,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [{"mediaType": BUNDLE, "digest": blob_digest, "size": blob.len()}],
+            "subject": {"mediaType": cosign::OCI_MANIFEST, "digest": digest, "size": c.image.manifest.len()},
+            "annotations": {"n": i.to_string()},
+        })
+        .to_string();
+        let manifest_digest = cosign::sha256(manifest.as_bytes());
+        c.routes.insert(
+            format!("/v2/{REPO}/manifests/{manifest_digest}"),
+            Reply::new(200, manifest.clone()).header("Content-Type", cosign::OCI_MANIFEST),
+        );
+        entries.push(serde_json::json!({
+            "mediaType": cosign::OCI_MANIFEST, "artifactType": BUNDLE,
+            "digest": manifest_digest, "size": manifest.len(),
+        }));
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": cosign::OCI_INDEX, "manifests": entries}).to_string();
+    c.routes.insert(
+        format!("/v2/{REPO}/manifests/{}", digest.replace(':', "-")),
+        Reply::new(200, index).header("Content-Type", cosign::OCI_INDEX),
+    );
+}
+
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
 #[tokio::test]
-async fn a_plain_http_registry_not_listed_insecure_is_a_lasting_denial_that_says_so() {
-    let (server, key, digest) = Content::new().serve().await;
-    // The same configuration without the registries entry: HTTPS is expected.
-    let yaml = config_yaml(
-        &server.host(),
-        &[("release", &key.public_pem())],
-        &key_policy("prod", &server.host(), 1, &["release"]),
-        "",
-    )
-    .replace(
-        &format!("registries:\n  - host: {}\n    insecure: true\n", server.host()),
-        "",
-    );
-    let engine = Engine::standalone(
-        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
-        Credentials::default(),
-    )
-    .unwrap();
+async fn a_hundred_referrers_to_one_large_blob_read_it_once_in_bounded_memory() {
+    let mut c = Content::new();
+    let blob = vec![b'x'; 15 * 1000 * 1000];
+    let blob_path = format!("/v2/{REPO}/blobs/{}", cosign::sha256(&blob));
+    referrers_to(&mut c, &[blob], 100);
+    let (server, key, digest) = c.serve().await;
+    let engine = engine_for(&server.host(), &key, "", Credentials::default());
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
-    assert!(!v.allowed);
-    assert!(!v.retryable, "retrying cannot help: {v:?}");
-    assert_eq!(v.codes()[0], Code::RegistryError, "{v:?}");
-    let message = &v.findings[0].message;
+    // The signature under .sig still verifies; the junk bundles are signatures that do not.
+    assert!(v.allowed, "{v:?}");
+    let reads = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == blob_path)
+        .count();
+    assert_eq!(reads, 1, "each distinct blob is read once per verification");
+    let peak = peak_rss_bytes();
     assert!(
-        message.contains("plain HTTP") && message.contains("insecure: true"),
-        "{message}"
+        peak < 256 * 1024 * 1024,
+        "peak RSS {} MiB",
+        peak / 1024 / 1024
     );
+}
+
+#[tokio::test]
+async fn evidence_past_the_byte_budget_of_one_verification_is_a_limit_denial() {
+    let mut c = Content::new();
+    let blobs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![b'a' + i; 15 * 1000 * 1000]).collect();
+    referrers_to(&mut c, &blobs, 5);
+    let (server, key, digest) = c.serve().await;
+    let engine = engine_for(&server.host(), &key, "", Credentials::default());
+    let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+    assert!(!v.allowed, "{v:?}");
+    assert_eq!(v.codes(), [Code::LimitExceeded], "{v:?}");
+    assert!(
+        v.findings[0].message.contains("max_evidence_bytes"),
+        "{}",
+        v.findings[0].message
+    );
+    // A budget that fits them: they are read, and fail as the junk they are.
+    let engine = engine_for(
+        &server.host(),
+        &key,
+        "limits:\n  max_evidence_bytes: 100000000\n",
+        Credentials::default(),
+    );
+    let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+    assert!(v.allowed, "{v:?}");
 }

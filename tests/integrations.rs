@@ -396,7 +396,9 @@ fn outcome(r: &authz::CheckResponse) -> (u32, Option<String>) {
 }
 
 fn gate_config(host: &str, pass_through: bool) -> String {
-    format!("ext_authz_listen: 127.0.0.1:0\next_authz:\n  upstream: {host}\n  pass_through: {pass_through}\n")
+    format!(
+        "ext_authz_listen: 127.0.0.1:0\next_authz:\n  upstream: {host}\n  pass_through: {pass_through}\n"
+    )
 }
 
 #[tokio::test]
@@ -407,23 +409,58 @@ async fn ext_authz_gates_manifest_pulls() {
         let live = s.live("", false, &gate_config(&host, pass_through));
         let mut client = start_gate(&live).await;
         // Envoy fronts the registry as "registry.example"; umpire judges the upstream.
-        let r = check(&mut client, "GET", "registry.example", &format!("/v2/{REPO}/manifests/unsigned")).await;
-        let Some(authz::check_response::HttpResponse::DeniedResponse(denied)) = &r.http_response else {
+        let r = check(
+            &mut client,
+            "GET",
+            "registry.example",
+            &format!("/v2/{REPO}/manifests/unsigned"),
+        )
+        .await;
+        let Some(authz::check_response::HttpResponse::DeniedResponse(denied)) = &r.http_response
+        else {
             panic!("{r:?}")
         };
         assert_eq!(outcome(&r).0, 403);
         assert!(denied.body.contains("NO_SIGNATURES"), "{}", denied.body);
 
-        let r = check(&mut client, "GET", "registry.example", &format!("/v2/{REPO}/manifests/{}", s.signed)).await;
+        let r = check(
+            &mut client,
+            "GET",
+            "registry.example",
+            &format!("/v2/{REPO}/manifests/{}", s.signed),
+        )
+        .await;
         assert_eq!(outcome(&r), (200, None), "a signed digest pulls");
-        let r = check(&mut client, "GET", "registry.example", &format!("/v2/{REPO}/manifests/{}", s.unsigned)).await;
+        let r = check(
+            &mut client,
+            "GET",
+            "registry.example",
+            &format!("/v2/{REPO}/manifests/{}", s.unsigned),
+        )
+        .await;
         assert_eq!(outcome(&r).0, 403, "an unsigned digest does not");
 
         // Blobs pass whatever pass_through says: content-addressed, reached only through manifests.
-        let r = check(&mut client, "GET", "registry.example", &format!("/v2/{REPO}/blobs/{}", s.unsigned)).await;
+        let r = check(
+            &mut client,
+            "GET",
+            "registry.example",
+            &format!("/v2/{REPO}/blobs/{}", s.unsigned),
+        )
+        .await;
         assert_eq!(outcome(&r).0, 200);
-        let r = check(&mut client, "GET", "registry.example", &format!("/v2/{REPO}/tags/list")).await;
-        assert_eq!(outcome(&r).0 == 200, pass_through, "other reads follow pass_through");
+        let r = check(
+            &mut client,
+            "GET",
+            "registry.example",
+            &format!("/v2/{REPO}/tags/list"),
+        )
+        .await;
+        assert_eq!(
+            outcome(&r).0 == 200,
+            pass_through,
+            "other reads follow pass_through"
+        );
     }
 }
 
@@ -445,7 +482,10 @@ async fn gate_never_passes_a_tag_upstream_and_redirects_to_the_verified_digest()
     // The attacker re-points the tag at an unsigned image while umpire's tag cache still holds
     // the old resolution: the client is still sent to the digest that was verified, never to
     // whatever the tag names now.
-    let evil = s.registry.push_image(REPO, "signed", &Image::new("re-pointed")).await;
+    let evil = s
+        .registry
+        .push_image(REPO, "signed", &Image::new("re-pointed"))
+        .await;
     let r = check(&mut client, "GET", "registry.example", &path).await;
     let (status, location) = outcome(&r);
     assert_ne!(status, 200, "a tag request was passed upstream");
@@ -455,7 +495,13 @@ async fn gate_never_passes_a_tag_upstream_and_redirects_to_the_verified_digest()
         let r = check(&mut client, "GET", "registry.example", &location).await;
         assert_eq!(outcome(&r).0, 200, "the redirect target must pass");
     }
-    let r = check(&mut client, "GET", "registry.example", &format!("/v2/{REPO}/manifests/{evil}")).await;
+    let r = check(
+        &mut client,
+        "GET",
+        "registry.example",
+        &format!("/v2/{REPO}/manifests/{evil}"),
+    )
+    .await;
     assert_eq!(outcome(&r).0, 403);
 }
 
@@ -484,9 +530,15 @@ async fn gate_judges_the_configured_upstream_whatever_the_host_header_says() {
     let s = Setup::new().await;
     // A second registry where the attacker's "signed" tag is signed by the same key.
     let other = support::registry::Registry::start().await;
-    let forged = other.push_image(REPO, "unsigned", &Image::new("other registry")).await;
+    let forged = other
+        .push_image(REPO, "unsigned", &Image::new("other registry"))
+        .await;
     other
-        .push_signatures(REPO, &forged, vec![signature_layer(&s.key, payload("x", &forged))])
+        .push_signatures(
+            REPO,
+            &forged,
+            vec![signature_layer(&s.key, payload("x", &forged))],
+        )
         .await;
     let yaml = support::config_yaml(
         &s.registry.host(),
@@ -500,12 +552,21 @@ async fn gate_judges_the_configured_upstream_whatever_the_host_header_says() {
     )
     .replace(
         "registries:\n",
-        &format!("registries:\n  - host: {}\n    insecure: true\n", other.host()),
+        &format!(
+            "registries:\n  - host: {}\n    insecure: true\n",
+            other.host()
+        ),
     );
     let config = umpire::config::Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap();
     let live = Arc::new(Live::new(config, None, Credentials::default()).unwrap());
     let mut client = start_gate(&live).await;
-    let r = check(&mut client, "GET", &other.host(), &format!("/v2/{REPO}/manifests/unsigned")).await;
+    let r = check(
+        &mut client,
+        "GET",
+        &other.host(),
+        &format!("/v2/{REPO}/manifests/unsigned"),
+    )
+    .await;
     assert_eq!(outcome(&r).0, 403, "the Host header chose the registry");
 
     let no_upstream = yaml.replace(&format!("  upstream: {}\n", s.registry.host()), "");
@@ -523,35 +584,91 @@ async fn gate_passes_platform_manifests_of_an_allowed_index_and_evidence() {
     let (amd64, arm64) = (Image::new("gate amd64"), Image::new("gate arm64"));
     let amd64_digest = s.registry.push_image(REPO, "amd64", &amd64).await;
     let arm64_digest = s.registry.push_image(REPO, "arm64", &arm64).await;
-    let stray = s.registry.push_image(REPO, "stray", &Image::new("not listed")).await;
+    let stray = s
+        .registry
+        .push_image(REPO, "stray", &Image::new("not listed"))
+        .await;
     let index = cosign::index(&[&amd64, &arm64]);
-    s.registry.push_manifest(REPO, "multi", &index, cosign::OCI_INDEX).await;
+    s.registry
+        .push_manifest(REPO, "multi", &index, cosign::OCI_INDEX)
+        .await;
     let index_digest = cosign::sha256(&index);
     s.registry
-        .push_signatures(REPO, &index_digest, vec![signature_layer(&s.key, payload("x", &index_digest))])
+        .push_signatures(
+            REPO,
+            &index_digest,
+            vec![signature_layer(&s.key, payload("x", &index_digest))],
+        )
         .await;
     let live = s.live("", false, &gate_config(&host, false));
     let mut client = start_gate(&live).await;
 
     // Before the index verdict exists, a platform manifest is judged on its own: unsigned.
-    let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/{amd64_digest}")).await;
+    let r = check(
+        &mut client,
+        "GET",
+        "r",
+        &format!("/v2/{REPO}/manifests/{amd64_digest}"),
+    )
+    .await;
     assert_eq!(outcome(&r).0, 403);
 
-    let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/multi")).await;
-    assert_eq!(outcome(&r), (307, Some(format!("/v2/{REPO}/manifests/{index_digest}"))));
-    let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/{index_digest}")).await;
+    let r = check(
+        &mut client,
+        "GET",
+        "r",
+        &format!("/v2/{REPO}/manifests/multi"),
+    )
+    .await;
+    assert_eq!(
+        outcome(&r),
+        (307, Some(format!("/v2/{REPO}/manifests/{index_digest}")))
+    );
+    let r = check(
+        &mut client,
+        "GET",
+        "r",
+        &format!("/v2/{REPO}/manifests/{index_digest}"),
+    )
+    .await;
     assert_eq!(outcome(&r).0, 200);
     for child in [&amd64_digest, &arm64_digest] {
-        let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/{child}")).await;
-        assert_eq!(outcome(&r).0, 200, "platform manifest {child} of the allowed index");
+        let r = check(
+            &mut client,
+            "GET",
+            "r",
+            &format!("/v2/{REPO}/manifests/{child}"),
+        )
+        .await;
+        assert_eq!(
+            outcome(&r).0,
+            200,
+            "platform manifest {child} of the allowed index"
+        );
     }
-    let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/{stray}")).await;
-    assert_eq!(outcome(&r).0, 403, "a manifest that is no child of an allowed index");
+    let r = check(
+        &mut client,
+        "GET",
+        "r",
+        &format!("/v2/{REPO}/manifests/{stray}"),
+    )
+    .await;
+    assert_eq!(
+        outcome(&r).0,
+        403,
+        "a manifest that is no child of an allowed index"
+    );
 
     // cosign reads the signature through the gate: the evidence tag is pinned to its digest,
     // which passes as evidence.
     let sig_tag = cosign::sig_tag(&index_digest);
-    let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/{sig_tag}")).await;
+    let r = check(
+        &mut client,
+        "GET",
+        "r",
+        &format!("/v2/{REPO}/manifests/{sig_tag}"),
+    )
+    .await;
     let (status, location) = outcome(&r);
     assert_eq!(status, 307);
     let r = check(&mut client, "GET", "r", &location.unwrap()).await;
@@ -559,8 +676,16 @@ async fn gate_passes_platform_manifests_of_an_allowed_index_and_evidence() {
 
     // An image pushed under an evidence-looking tag is not evidence.
     let fake_tag = format!("sha256-{}.sig", &stray[7..]);
-    s.registry.push_image(REPO, &fake_tag, &Image::new("not listed")).await;
-    let r = check(&mut client, "GET", "r", &format!("/v2/{REPO}/manifests/{fake_tag}")).await;
+    s.registry
+        .push_image(REPO, &fake_tag, &Image::new("not listed"))
+        .await;
+    let r = check(
+        &mut client,
+        "GET",
+        "r",
+        &format!("/v2/{REPO}/manifests/{fake_tag}"),
+    )
+    .await;
     assert_eq!(outcome(&r).0, 403);
 }
 
@@ -717,7 +842,12 @@ async fn gatekeeper_answers_one_item_per_key_even_when_shedding_load() {
     let keys = [s.img("signed"), s.img("unsigned")];
     let request = json!({"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest", "request": {"keys": keys}});
     let held = live.admit().unwrap();
-    let r = post(&https_client(&s, None), &format!("{url}/gatekeeper/provider"), &request).await;
+    let r = post(
+        &https_client(&s, None),
+        &format!("{url}/gatekeeper/provider"),
+        &request,
+    )
+    .await;
     drop(held);
     let items = r["response"]["items"].as_array().unwrap();
     assert_eq!(items.len(), keys.len(), "{r}");
@@ -735,9 +865,20 @@ async fn admission_and_gatekeeper_refuse_local_layouts() {
     let url = start_webhook(&live).await;
     let client = https_client(&s, None);
     let layout = "oci:examples/demo:signed";
-    let r = post(&client, &format!("{url}/admission/validate"), &review("Pod", "apps", pod(&[layout]))).await;
+    let r = post(
+        &client,
+        &format!("{url}/admission/validate"),
+        &review("Pod", "apps", pod(&[layout])),
+    )
+    .await;
     assert_eq!(r["response"]["allowed"], false);
-    assert!(r["response"]["status"]["message"].as_str().unwrap().contains("oci:"), "{r}");
+    assert!(
+        r["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("oci:"),
+        "{r}"
+    );
     let request = json!({"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest", "request": {"keys": [layout, s.img("signed")]}});
     let r = post(&client, &format!("{url}/gatekeeper/provider"), &request).await;
     let items = r["response"]["items"].as_array().unwrap();
@@ -756,12 +897,112 @@ async fn mutate_pins_an_ephemeral_container_added_by_update() {
     let mut body = review("Pod", "apps", object);
     body["request"]["operation"] = json!("UPDATE");
     body["request"]["subResource"] = json!("ephemeralcontainers");
-    let r = post(&https_client(&s, None), &format!("{url}/admission/mutate"), &body).await;
+    let r = post(
+        &https_client(&s, None),
+        &format!("{url}/admission/mutate"),
+        &body,
+    )
+    .await;
     assert_eq!(r["response"]["allowed"], true, "{r}");
     let patch = base64::engine::general_purpose::STANDARD
         .decode(r["response"]["patch"].as_str().expect("a patch"))
         .unwrap();
     let patch: Value = serde_json::from_slice(&patch).unwrap();
     assert_eq!(patch[0]["path"], "/spec/ephemeralContainers/0/image");
-    assert_eq!(patch[0]["value"], format!("{}@{}", s.img("signed"), s.signed));
+    assert_eq!(
+        patch[0]["value"],
+        format!("{}@{}", s.img("signed"), s.signed)
+    );
+}
+
+#[tokio::test]
+async fn an_unsigned_image_volume_is_not_admitted() {
+    let s = Setup::new().await;
+    let live = s.live("", false, "");
+    let url = start_webhook(&live).await;
+    let mut object = pod(&[&s.img("signed")]);
+    object["spec"]["volumes"] =
+        json!([{"name": "data", "image": {"reference": s.img("unsigned")}}]);
+    let r = post(
+        &https_client(&s, None),
+        &format!("{url}/admission/validate"),
+        &review("Pod", "apps", object.clone()),
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], false, "{r}");
+    assert!(
+        r["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NO_SIGNATURES"),
+        "{r}"
+    );
+    // A signed one is admitted and pinned.
+    object["spec"]["volumes"][0]["image"]["reference"] = json!(s.img("signed"));
+    let r = post(
+        &https_client(&s, None),
+        &format!("{url}/admission/mutate"),
+        &review("Pod", "apps", object),
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], true, "{r}");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(r["response"]["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: Value = serde_json::from_slice(&patch).unwrap();
+    assert!(
+        patch
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["path"] == "/spec/volumes/0/image/reference"),
+        "{patch}"
+    );
+}
+
+#[tokio::test]
+async fn gate_replicas_share_the_children_of_an_allowed_index() {
+    use support::cosign;
+    // SAFETY: set before any engine reads it, in this test's own process.
+    unsafe { std::env::set_var("UMPIRE_TEST_GATE_KEY", "0123456789abcdef-test-only-key") };
+    let s = Setup::new().await;
+    let redis = support::redis::Redis::start().await;
+    let amd64 = Image::new("shared amd64");
+    let amd64_digest = s.registry.push_image(REPO, "amd64", &amd64).await;
+    let index = cosign::index(&[&amd64]);
+    s.registry
+        .push_manifest(REPO, "multi", &index, cosign::OCI_INDEX)
+        .await;
+    let index_digest = cosign::sha256(&index);
+    s.registry
+        .push_signatures(
+            REPO,
+            &index_digest,
+            vec![signature_layer(&s.key, payload("x", &index_digest))],
+        )
+        .await;
+    let extra = format!(
+        "{}cache:\n  redis:\n    url: {}\n    hmac_key_env: UMPIRE_TEST_GATE_KEY\n",
+        gate_config(&s.registry.host(), true),
+        redis.url()
+    );
+    let (a, b) = (s.live("", false, &extra), s.live("", false, &extra));
+    let (mut gate_a, mut gate_b) = (start_gate(&a).await, start_gate(&b).await);
+    let r = check(
+        &mut gate_a,
+        "GET",
+        "r",
+        &format!("/v2/{REPO}/manifests/{index_digest}"),
+    )
+    .await;
+    assert_eq!(outcome(&r).0, 200);
+    // Replica B never saw the index: the record in the shared cache lets the platform through.
+    let r = check(
+        &mut gate_b,
+        "GET",
+        "r",
+        &format!("/v2/{REPO}/manifests/{amd64_digest}"),
+    )
+    .await;
+    assert_eq!(outcome(&r).0, 200);
 }

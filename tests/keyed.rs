@@ -575,7 +575,9 @@ async fn an_unusual_host_spelling_does_not_skip_the_policy() {
     // Under `default: allow`, a spelling that policy selection did not recognise would be allowed.
     let registry = Registry::start().await;
     let key = SigningKey::p256();
-    registry.push_image(REPO, "unsigned", &Image::new("spelled")).await;
+    registry
+        .push_image(REPO, "unsigned", &Image::new("spelled"))
+        .await;
     let port = registry.host().rsplit(':').next().unwrap().to_owned();
     let host = format!("localhost:{port}");
     let yaml = config_yaml(
@@ -595,4 +597,35 @@ async fn an_unusual_host_spelling_does_not_skip_the_policy() {
         assert_eq!(r.policy, "prod", "{spelling}");
         assert_eq!(codes(&r), ["NO_SIGNATURES"], "{spelling}");
     }
+}
+
+#[tokio::test]
+async fn a_plain_http_registry_not_listed_insecure_is_a_lasting_denial_that_says_so() {
+    // Debian's docker-registry serves plain HTTP; umpire expects HTTPS from a host not listed.
+    let registry = Registry::start().await;
+    let key = SigningKey::p256();
+    let digest = registry.push_image(REPO, "v1", &Image::new("plain")).await;
+    let yaml = config_yaml(
+        &registry.host(),
+        &[("release", &key.public_pem())],
+        &key_policy("prod", &registry.host(), 1, &["release"]),
+        "",
+    )
+    .replace(
+        &format!(
+            "registries:\n  - host: {}\n    insecure: true\n",
+            registry.host()
+        ),
+        "",
+    );
+    let umpire = Umpire::start(&yaml).await;
+    let r = verify(&umpire, &format!("{}/{REPO}@{digest}", registry.host())).await;
+    assert!(!r.allowed);
+    assert!(!r.retryable, "retrying cannot help: {r:?}");
+    assert_eq!(codes(&r)[0], "REGISTRY_ERROR", "{r:?}");
+    let message = &r.findings[0].message;
+    assert!(
+        message.contains("plain HTTP") && message.contains("insecure: true"),
+        "{message}"
+    );
 }

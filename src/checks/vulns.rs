@@ -60,7 +60,9 @@ pub fn findings(statement: &Statement) -> Result<Vec<(String, Severity)>, String
         .predicate
         .pointer("/scanner/result")
         .unwrap_or(&Value::Null);
-    let trivy = result.get("Results").is_some_and(|r| r.is_array() || r.is_null())
+    let trivy = result
+        .get("Results")
+        .is_some_and(|r| r.is_array() || r.is_null())
         || result.get("SchemaVersion").is_some_and(Value::is_number);
     let grype = result.get("matches").is_some_and(Value::is_array);
     let sarif = result.get("runs").is_some_and(Value::is_array)
@@ -221,7 +223,10 @@ fn sarif_findings(sarif: &Value) -> Vec<(String, Severity)> {
 
 /// A finding's id names `cve`: equal, or (Grype's SARIF rule ids) `cve` followed by `-package`.
 fn names_cve(id: &str, cve: &str) -> bool {
-    id == cve || id.strip_prefix(cve).is_some_and(|rest| rest.starts_with('-'))
+    id == cve
+        || id
+            .strip_prefix(cve)
+            .is_some_and(|rest| rest.starts_with('-'))
 }
 
 impl VulnCheck {
@@ -355,7 +360,9 @@ mod tests {
             serde_json::json!("CRITICAL everywhere"),
             serde_json::json!({"runs": [], "version": "1.0"}),
         ] {
-            let e = check.violations(&with_result(unreadable.clone()), now).unwrap_err();
+            let e = check
+                .violations(&with_result(unreadable.clone()), now)
+                .unwrap_err();
             assert!(e.contains("SARIF 2.1.0"), "{unreadable}: {e}");
         }
         // A clean report in a format umpire reads passes.

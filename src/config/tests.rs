@@ -158,12 +158,17 @@ fn one_key_under_two_names_is_refused_naming_both() {
     let yaml = format!("trust:\n  keys:\n    alpha: |\n{indented}    beta: |\n{indented}{POLICY}")
         .replace("key: release", "key: alpha");
     let e = err(&yaml);
-    assert!(e.contains("trust.keys.alpha") && e.contains("trust.keys.beta"), "{e}");
+    assert!(
+        e.contains("trust.keys.alpha") && e.contains("trust.keys.beta"),
+        "{e}"
+    );
 }
 
 #[test]
 fn the_gate_needs_its_upstream() {
-    let e = err(&with_key(&format!("{POLICY}ext_authz_listen: 127.0.0.1:9191\n")));
+    let e = err(&with_key(&format!(
+        "{POLICY}ext_authz_listen: 127.0.0.1:9191\n"
+    )));
     assert!(e.contains("ext_authz.upstream"), "{e}");
     let e = err(&with_key(&format!(
         "{POLICY}ext_authz_listen: 127.0.0.1:9191\next_authz:\n  upstream: reg.io/x\n"

@@ -54,6 +54,8 @@ pub struct Manifest {
     pub artifact_type: Option<String>,
     /// OCI 1.1 `subject`: the manifest this one refers to.
     pub subject: Option<Descriptor>,
+    /// Bytes read for it (counted against the evidence budget of a verification).
+    pub size: u64,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +179,7 @@ impl Manifest {
             kind,
             artifact_type,
             subject: raw.subject,
+            size: bytes.len() as u64,
         })
     }
 
@@ -239,7 +242,10 @@ mod tests {
         let bad = format!(
             r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{LAYER},"layers":[{LAYER}],"annotations":{{"a":1}}}}"#
         );
-        assert!(matches!(parse(&bad, None), Err(FetchError::Protocol { .. })));
+        assert!(matches!(
+            parse(&bad, None),
+            Err(FetchError::Protocol { .. })
+        ));
         let good = bad.replace(r#""a":1"#, r#""a":"1""#);
         assert!(parse(&good, None).is_ok());
         let nested = format!(

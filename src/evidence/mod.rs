@@ -42,7 +42,7 @@ pub enum FetchError {
         limit: u64,
         unit: &'static str,
     },
-    #[error("{what}: the bytes served hash to {found}, not to the digest asked for ({expected})")]
+    #[error("{what}: the bytes served ({found}) are not the digest asked for ({expected})")]
     DigestMismatch {
         what: String,
         expected: String,

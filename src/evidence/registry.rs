@@ -411,9 +411,10 @@ fn unavailable(what: &str, e: &reqwest::Error) -> FetchError {
     if detail.contains("corrupt message") || detail.contains("InvalidContentType") {
         return FetchError::Protocol {
             what: what.to_owned(),
-            detail: "the registry answered plain HTTP where umpire expected HTTPS; if it is meant to \
+            detail:
+                "the registry answered plain HTTP where umpire expected HTTPS; if it is meant to \
                      serve plain HTTP, list its host under registries with insecure: true"
-                .into(),
+                    .into(),
         };
     }
     FetchError::Unavailable {
