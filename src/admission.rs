@@ -151,17 +151,27 @@ pub struct Pin {
     pub image: String,
 }
 
-/// The AdmissionReview response. `uid` must echo the request's.
+/// The AdmissionReview response. `uid` must echo the request's. A `retryable` denial (umpire is
+/// shedding load) says so with status 429, as the API server's own throttling does.
 pub fn response(
     uid: &str,
     allowed: bool,
     message: Option<&str>,
     warnings: &[String],
     pins: &[Pin],
+    retryable: bool,
 ) -> Value {
     let mut response = json!({"uid": uid, "allowed": allowed});
     if let Some(m) = message {
-        response["status"] = json!({"code": if allowed { 200 } else { 403 }, "message": m});
+        let code = match (allowed, retryable) {
+            (true, _) => 200,
+            (false, true) => 429,
+            (false, false) => 403,
+        };
+        response["status"] = json!({"code": code, "message": m});
+        if retryable && !allowed {
+            response["status"]["reason"] = json!("TooManyRequests");
+        }
     }
     if !warnings.is_empty() {
         // Kubernetes caps a warning at 256 characters and shows at most a few.
@@ -264,7 +274,7 @@ mod tests {
 
     #[test]
     fn responses() {
-        let r = response("u1", false, Some("no"), &[], &[]);
+        let r = response("u1", false, Some("no"), &[], &[], false);
         assert_eq!(r["response"]["uid"], "u1");
         assert_eq!(r["response"]["status"]["code"], 403);
         let r = response(
@@ -276,6 +286,7 @@ mod tests {
                 pointer: "/spec/containers/0/image".into(),
                 image: "a@sha256:0".into(),
             }],
+            false,
         );
         let patch = base64::engine::general_purpose::STANDARD
             .decode(r["response"]["patch"].as_str().unwrap())

@@ -40,6 +40,12 @@ pub fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
     Instant::now().checked_add(d)
 }
 
+fn bypass_refused() -> Status {
+    Status::permission_denied(
+        "bypass_cache is turned off on this server (limits.allow_bypass_cache: false)",
+    )
+}
+
 fn invalid(e: RequestError) -> Status {
     Status::invalid_argument(e.to_string())
 }
@@ -77,12 +83,15 @@ impl proto::verifier_server::Verifier for VerifierService {
         &self,
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let deadline = deadline_of(&request);
+        let request = request.into_inner();
+        if request.bypass_cache && !self.live.engine().config().limits.allow_bypass_cache {
+            return Err(bypass_refused());
+        }
         let _permit = self
             .live
             .admit()
             .map_err(|e| Status::resource_exhausted(e.to_string()))?;
-        let deadline = deadline_of(&request);
-        let request = request.into_inner();
         let options = Options {
             bypass_cache: request.bypass_cache,
             deadline,
@@ -94,7 +103,7 @@ impl proto::verifier_server::Verifier for VerifierService {
             .verify_with(&image, policy.as_deref(), options)
             .await
             .map_err(invalid)?;
-        tracing::info!(image = %image, allowed = verdict.allowed, digest = %verdict.digest, codes = ?verdict.codes(), "verify");
+        tracing::info!(image = ?image, allowed = verdict.allowed, digest = %verdict.digest, codes = ?verdict.codes(), "verify");
         Ok(Response::new(to_proto(verdict)))
     }
 
@@ -102,27 +111,31 @@ impl proto::verifier_server::Verifier for VerifierService {
         &self,
         request: Request<proto::VerifyBatchRequest>,
     ) -> Result<Response<proto::VerifyBatchResponse>, Status> {
-        let _permit = self
-            .live
-            .admit()
-            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let deadline = deadline_of(&request);
         let requests = request.into_inner().requests;
-        let options = Options {
-            bypass_cache: requests.iter().any(|r| r.bypass_cache),
-            deadline,
-        };
         if requests.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!(
                 "a batch holds at most {MAX_BATCH} requests, found {}",
                 requests.len()
             )));
         }
-        let requests: Vec<_> = requests.into_iter().map(unpack).collect();
-        let verdicts = self
+        let engine = self.live.engine();
+        if requests.iter().any(|r| r.bypass_cache) && !engine.config().limits.allow_bypass_cache {
+            return Err(bypass_refused());
+        }
+        let distinct: std::collections::HashSet<(&str, &str)> = requests
+            .iter()
+            .map(|r| (r.image.as_str(), r.policy.as_str()))
+            .collect();
+        let _permit = self
             .live
-            .engine()
-            .verify_batch_with(&requests, options)
+            .admit_images(distinct.len())
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        // Each entry's bypass_cache is its own: one flagged entry does not make the batch bypass.
+        let flags: Vec<bool> = requests.iter().map(|r| r.bypass_cache).collect();
+        let requests: Vec<_> = requests.into_iter().map(unpack).collect();
+        let verdicts = engine
+            .verify_batch_flagged(&requests, &flags, deadline)
             .await
             .map_err(invalid)?;
         tracing::info!(

@@ -306,7 +306,12 @@ impl SharedCache {
     /// A valid entry and its remaining lifetime; anything forged, moved, expired or unreadable is a miss.
     async fn get(&self, key: &str) -> Option<(Verdict, Duration)> {
         let mut conn = self.connection().await?;
-        let cmd = redis::cmd("GET").arg(Self::redis_key(key)).to_owned();
+        // At most one byte past the limit is read: an oversized value is never buffered whole.
+        let cmd = redis::cmd("GETRANGE")
+            .arg(Self::redis_key(key))
+            .arg(0)
+            .arg(MAX_REDIS_VALUE)
+            .to_owned();
         let value: Option<Vec<u8>> =
             match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
                 Ok(Ok(v)) => v,
@@ -321,7 +326,12 @@ impl SharedCache {
                     return None;
                 }
             };
-        let value = value?;
+        let value = value.filter(|v| !v.is_empty())?;
+        if value.len() > MAX_REDIS_VALUE {
+            // Not something umpire wrote: the shared cache is treated as failing (back-off).
+            self.failed("read", "an entry larger than 1 MiB");
+            return None;
+        }
         match self.open(key, &value) {
             Ok(found) => Some(found),
             Err(why) => {

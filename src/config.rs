@@ -71,6 +71,16 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Every evidence byte read for one verification (manifests, layers, bundles), together.
     pub max_evidence_bytes: u64,
+    /// Whether callers may ask to skip cache lookups (`bypass_cache`); they still coalesce.
+    pub allow_bypass_cache: bool,
+    /// Requests to registries in flight at once, across every verification.
+    pub max_registry_requests: usize,
+    /// Every listener: request headers within this, from the connection's first byte on.
+    pub header_timeout: Duration,
+    /// Every listener: a connection with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Every listener: connections open at once; more are closed on accept.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -84,6 +94,11 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(5),
             max_in_flight: 1024,
             max_evidence_bytes: 64 * 1024 * 1024,
+            allow_bypass_cache: true,
+            max_registry_requests: 256,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
         }
     }
 }
@@ -409,6 +424,11 @@ struct RawLimits {
     connect_timeout: Option<String>,
     max_in_flight: Option<usize>,
     max_evidence_bytes: Option<u64>,
+    allow_bypass_cache: Option<bool>,
+    max_registry_requests: Option<usize>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 // ---- loading ----------------------------------------------------------------------------------
@@ -704,6 +724,27 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 l.max_evidence_bytes,
                 defaults.max_evidence_bytes,
             )?,
+            allow_bypass_cache: l.allow_bypass_cache.unwrap_or(defaults.allow_bypass_cache),
+            max_registry_requests: positive(
+                "limits.max_registry_requests",
+                l.max_registry_requests.map(|n| n as u64),
+                defaults.max_registry_requests as u64,
+            )? as usize,
+            header_timeout: self.duration(
+                "limits.header_timeout",
+                l.header_timeout.as_deref(),
+                defaults.header_timeout,
+            )?,
+            idle_timeout: self.duration(
+                "limits.idle_timeout",
+                l.idle_timeout.as_deref(),
+                defaults.idle_timeout,
+            )?,
+            max_connections: positive(
+                "limits.max_connections",
+                l.max_connections.map(|n| n as u64),
+                defaults.max_connections as u64,
+            )? as usize,
         };
 
         let cache = self.cache(raw.cache)?;

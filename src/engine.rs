@@ -159,10 +159,29 @@ impl Engine {
         credentials: Credentials,
         shared: Arc<Shared>,
     ) -> anyhow::Result<Self> {
+        // Hosts the configuration names: registries, literal hosts of policy globs, the gate's.
+        let mut known_hosts: std::collections::HashSet<String> =
+            config.registries.keys().cloned().collect();
+        for policy in &config.policies {
+            for glob in &policy.images {
+                let first = glob.as_str().split('/').next().unwrap_or_default();
+                if glob.as_str().contains('/')
+                    && !first.contains(['*', '?'])
+                    && !first.starts_with("oci:")
+                {
+                    known_hosts.insert(first.to_owned());
+                }
+            }
+        }
+        if let Some(gate) = &config.ext_authz {
+            known_hosts.insert(gate.upstream.clone());
+        }
         let registry = RegistryClient::new(
             config.registries.clone(),
             credentials,
             config.limits.connect_timeout,
+            config.limits.max_registry_requests,
+            known_hosts,
             Arc::clone(&shared.metrics),
         )?;
         let keys = config
@@ -255,6 +274,34 @@ impl Engine {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(join_all(prepared.into_iter().map(|p| self.answer(p, options))).await)
+    }
+
+    /// Like [`Engine::verify_batch_with`], with each request's own `bypass_cache` flag.
+    pub async fn verify_batch_flagged(
+        self: &Arc<Self>,
+        requests: &[(String, Option<String>)],
+        bypass: &[bool],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Verdict>, RequestError> {
+        let prepared = requests
+            .iter()
+            .enumerate()
+            .map(|(index, (image, policy))| {
+                self.prepare(image, policy.as_deref())
+                    .map_err(|e| RequestError::InBatch {
+                        index,
+                        error: Box::new(e),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(join_all(prepared.into_iter().enumerate().map(|(i, p)| {
+            let options = Options {
+                bypass_cache: bypass.get(i).copied().unwrap_or(false),
+                deadline,
+            };
+            self.answer(p, options)
+        }))
+        .await)
     }
 
     fn prepare(&self, image: &str, policy: Option<&str>) -> Result<Prepared, RequestError> {
@@ -361,7 +408,7 @@ impl Engine {
         }
 
         if p.policies.is_empty() {
-            return match self.resolve_shared(&p.image, source, bypass).await {
+            return match self.resolve_shared(&p.image, source).await {
                 Ok(r) => self.unmatched(&p, Some(&r.manifest)),
                 Err(denial) => *denial,
             };
@@ -401,13 +448,10 @@ impl Engine {
                     engine.shared.cache.put(&cache_key, &verdict).await;
                     verdict
                 };
-                self.run_shared(key, work, bypass, &p.input).await
+                self.run_shared(key, work, &p.input).await
             }
             None => {
-                let resolved = match self
-                    .resolve_shared(&p.image, Arc::clone(&source), bypass)
-                    .await
-                {
+                let resolved = match self.resolve_shared(&p.image, Arc::clone(&source)).await {
                     Ok(r) => r,
                     Err(denial) => return *denial,
                 };
@@ -437,7 +481,7 @@ impl Engine {
                     engine.shared.cache.put(&cache_key, &verdict).await;
                     verdict
                 };
-                self.run_shared(key, work, bypass, &p.input).await
+                self.run_shared(key, work, &p.input).await
             }
         }
     }
@@ -539,18 +583,14 @@ impl Engine {
             .map(|r| r.manifest)
     }
 
-    /// Runs one verification, shared with concurrent callers asking the same question (unless the
-    /// caller bypasses the cache, in which case it runs on its own).
+    /// Runs one verification, shared with concurrent callers asking the same question (those that
+    /// bypass the cache included: they skip lookups, not coalescing).
     async fn run_shared(
         &self,
         key: String,
         work: impl std::future::Future<Output = Verdict> + Send + 'static,
-        bypass: bool,
         what: &str,
     ) -> Verdict {
-        if bypass {
-            return work.await;
-        }
         let (verdict, joined) = self.shared.judgments.run(key, work).await;
         if joined {
             self.shared.metrics.coalesced_waits.inc();
@@ -563,7 +603,6 @@ impl Engine {
         self: &Arc<Self>,
         image: &ImageRef,
         source: Arc<dyn Source>,
-        bypass: bool,
     ) -> Result<Arc<Resolved>, Box<Verdict>> {
         let key = (source.name(), image.to_string());
         let engine = Arc::clone(self);
@@ -574,9 +613,6 @@ impl Engine {
                 .await
                 .map(Arc::new)
         };
-        if bypass {
-            return work.await;
-        }
         let (resolved, joined) = self.shared.resolutions.run(key, work).await;
         if joined {
             self.shared.metrics.coalesced_waits.inc();

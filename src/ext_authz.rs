@@ -310,7 +310,7 @@ async fn judge(
                 Ok(v) => v,
                 Err(e) => return deny(StatusCode::BadRequest, e.to_string()),
             };
-            tracing::info!(%image, allowed = verdict.allowed, digest = %verdict.digest, "registry gate");
+            tracing::info!(image = ?image, allowed = verdict.allowed, digest = %verdict.digest, "registry gate");
             if verdict.allowed && verdict.digest.starts_with("sha256:") {
                 redirect_to(&name, &verdict.digest)
             } else if verdict.allowed {
@@ -325,14 +325,14 @@ async fn judge(
         RegistryPath::ManifestByDigest { name, digest } if reads => {
             let image = format!("{host}/{name}@{digest}");
             if let Some(index) = engine.allowed_parent_index(&image).await {
-                tracing::info!(%image, %index, "registry gate: platform manifest of an allowed index");
+                tracing::info!(image = ?image, %index, "registry gate: platform manifest of an allowed index");
                 return allow();
             }
             let verdict = match engine.verify(&image, None).await {
                 Ok(v) => v,
                 Err(e) => return deny(StatusCode::BadRequest, e.to_string()),
             };
-            tracing::info!(%image, allowed = verdict.allowed, "registry gate");
+            tracing::info!(image = ?image, allowed = verdict.allowed, "registry gate");
             if verdict.allowed {
                 return allow();
             }

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod evidence;
 pub mod ext_authz;
 pub mod glob;
+pub mod listener;
 pub mod metrics;
 pub mod output;
 pub mod policy;

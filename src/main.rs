@@ -141,6 +141,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         tokio::spawn(metrics::serve(
             Arc::clone(live.metrics()),
             listener,
+            umpire::listener::Ceilings::from(&live.engine().config().limits),
             async move {
                 let _ = stop.changed().await;
             },

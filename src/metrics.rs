@@ -170,13 +170,15 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` until `shutdown` completes.
+/// Serves `/metrics` and `/healthz` until `shutdown` completes, under the listener ceilings.
 pub async fn serve(
     metrics: std::sync::Arc<Metrics>,
     listener: tokio::net::TcpListener,
+    ceilings: crate::listener::Ceilings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use axum::routing::get;
+    let shed = std::sync::Arc::clone(&metrics);
     let router = axum::Router::new()
         .route(
             "/metrics",
@@ -195,8 +197,6 @@ pub async fn serve(
         )
         .route("/healthz", get(|| async { "ok" }));
     tracing::info!(addr = %listener.local_addr()?, "metrics listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::listener::serve_http("metrics", listener, ceilings, shed, None, router, shutdown).await;
     Ok(())
 }

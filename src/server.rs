@@ -18,8 +18,14 @@ pub async fn serve_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "umpire gRPC listening (plaintext)");
-    // Without TCP_NODELAY, small responses meet delayed ACKs: 40 ms stalls at the tail.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Without TCP_NODELAY, small responses meet delayed ACKs: 40 ms stalls at the tail (the
+    // listener module sets it on every accepted connection).
+    let incoming = crate::listener::incoming(
+        "grpc",
+        listener,
+        ceilings(&live),
+        Arc::clone(live.metrics()),
+    );
     router(live)
         .await?
         .serve_with_incoming_shutdown(incoming, shutdown)
@@ -37,7 +43,15 @@ pub async fn serve_tls_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, mtls = tls.client_ca.is_some(), "umpire gRPC listening (TLS)");
-    let incoming = tls_incoming(listener, &tls)?;
+    let incoming = tls_incoming(
+        crate::listener::incoming(
+            "grpc",
+            listener,
+            ceilings(&live),
+            Arc::clone(live.metrics()),
+        ),
+        &tls,
+    )?;
     router(live)
         .await?
         .serve_with_incoming_shutdown(incoming, shutdown)
@@ -47,46 +61,50 @@ pub async fn serve_tls_on(
     Ok(())
 }
 
+/// The listener ceilings of the running configuration (read at start, like the addresses).
+fn ceilings(live: &Live) -> crate::listener::Ceilings {
+    crate::listener::Ceilings::from(&live.engine().config().limits)
+}
+
 /// Accepted TLS connections whose handshake (and client identity, when an allow-list is set)
-/// succeeded; failed handshakes are logged and dropped without stopping the listener.
+/// succeeded; failed handshakes are logged and dropped without stopping the listener. The
+/// handshake spends the connection's first-bytes allowance (`limits.header_timeout`).
 pub fn tls_incoming(
-    listener: TcpListener,
+    connections: impl tokio_stream::Stream<
+        Item = std::io::Result<crate::listener::Guarded<tokio::net::TcpStream>>,
+    > + Send
+    + 'static,
     tls: &TlsSettings,
 ) -> anyhow::Result<
     impl tokio_stream::Stream<
-        Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+        Item = std::io::Result<
+            tokio_rustls::server::TlsStream<crate::listener::Guarded<tokio::net::TcpStream>>,
+        >,
     >,
 > {
+    use tokio_stream::StreamExt;
     let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(tls, &[b"h2"])?);
     let allowed = Arc::new(tls.allowed_clients.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(128);
     tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("accept: {e}");
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
+        tokio::pin!(connections);
+        while let Some(conn) = connections.next().await {
+            let Ok(conn) = conn else { continue };
+            let peer = conn.get_ref().peer_addr().ok();
             let (acceptor, allowed, sender) = (acceptor.clone(), Arc::clone(&allowed), tx.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
-                    .await
-                {
-                    Ok(Ok(stream)) => {
+                match acceptor.accept(conn).await {
+                    Ok(stream) => {
                         if crate::tls::client_allowed(
                             &allowed,
                             stream.get_ref().1.peer_certificates(),
                         ) {
                             let _ = sender.send(Ok(stream)).await;
                         } else {
-                            tracing::warn!(%peer, "client certificate names no allowed identity");
+                            tracing::warn!(?peer, "client certificate names no allowed identity");
                         }
                     }
-                    Ok(Err(e)) => tracing::info!(%peer, "TLS handshake refused: {e}"),
-                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                    Err(e) => tracing::info!(?peer, "TLS handshake refused: {e}"),
                 }
             });
             if tx.is_closed() {
@@ -126,7 +144,12 @@ pub async fn serve_ext_authz_on(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection")?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = crate::listener::incoming(
+        "ext_authz",
+        listener,
+        ceilings(&live),
+        Arc::clone(live.metrics()),
+    );
     tonic::transport::Server::builder()
         .add_service(reflection)
         .add_service(crate::envoy_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer::new(

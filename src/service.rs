@@ -25,7 +25,7 @@ pub struct Live {
 
 /// Why a request was not taken on.
 #[derive(Debug, thiserror::Error)]
-#[error("umpire is answering its limit of {0} requests at once; retry with back-off")]
+#[error("umpire is verifying its limit of {0} images at once; retry with back-off")]
 pub struct Overloaded(pub usize);
 
 /// Docker credentials from `$DOCKER_CONFIG` or `~/.docker/config.json` (none if absent).
@@ -72,10 +72,21 @@ impl Live {
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// A place among the requests in flight, or `Overloaded` at once (load shedding, no queue).
+    /// A place among the images being verified, or `Overloaded` at once (load shedding, no queue).
     pub fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Overloaded> {
+        self.admit_images(1)
+    }
+
+    /// Places for `images` images at once (a batch, an admission object, a Gatekeeper request
+    /// counts each distinct image), all or none. Held by the caller for as long as it waits for
+    /// the work, which is cancelled when no caller waits any more.
+    pub fn admit_images(
+        &self,
+        images: usize,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Overloaded> {
+        let n = u32::try_from(images.max(1)).unwrap_or(u32::MAX);
         Arc::clone(&self.in_flight)
-            .try_acquire_owned()
+            .try_acquire_many_owned(n)
             .map_err(|_| {
                 self.metrics.shed.inc();
                 Overloaded(self.max_in_flight)

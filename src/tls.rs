@@ -145,20 +145,25 @@ pub fn identities(cert: &[u8]) -> Vec<String> {
     let Ok((_, cert)) = X509Certificate::from_der(cert) else {
         return Vec::new();
     };
+    // DNS and URI SANs name a client; the CN counts only in a certificate with no SAN at all
+    // (a CN beside SANs that name someone else names nobody).
     let mut out = Vec::new();
+    let mut has_san = false;
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
+            has_san = true;
             match name {
                 GeneralName::URI(u) => out.push((*u).to_owned()),
                 GeneralName::DNSName(d) => out.push((*d).to_owned()),
-                GeneralName::RFC822Name(e) => out.push((*e).to_owned()),
                 _ => {}
             }
         }
     }
-    for cn in cert.subject().iter_common_name() {
-        if let Ok(s) = cn.as_str() {
-            out.push(s.to_owned());
+    if !has_san {
+        for cn in cert.subject().iter_common_name() {
+            if let Ok(s) = cn.as_str() {
+                out.push(s.to_owned());
+            }
         }
     }
     out

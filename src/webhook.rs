@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 
 use crate::admission::{self, ImageAt, Pin, Review};
@@ -204,17 +203,30 @@ async fn review_answer(live: Arc<Live>, body: Bytes, mutating: bool) -> Response
         // Without a request uid there is no AdmissionReview to answer: refuse the HTTP request.
         Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
     };
-    let j = match live.admit() {
-        Ok(_permit) => judge(&live, &review).await,
+    // Each image of the object takes a place among those being verified.
+    let images = admission::images(&review.kind, &review.object)
+        .map(|i| {
+            i.iter()
+                .map(|at| at.image.as_str())
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        })
+        .unwrap_or(1);
+    let (j, overloaded) = match live.admit_images(images) {
+        Ok(_permit) => (judge(&live, &review).await, false),
         // Overloaded: admit nothing (the API server retries or fails the request closed).
-        Err(e) => Judgement {
-            allowed: false,
-            message: Some(e.to_string()),
-            warnings: Vec::new(),
-            pins: Vec::new(),
-        },
+        Err(e) => (
+            Judgement {
+                allowed: false,
+                message: Some(format!("retryable: {e}")),
+                warnings: Vec::new(),
+                pins: Vec::new(),
+            },
+            true,
+        ),
     };
-    tracing::info!(kind = %review.kind, namespace = %review.namespace, allowed = j.allowed, mutating, "admission");
+    // Request fields are logged escaped (`?`): a newline or an ANSI escape forges nothing.
+    tracing::info!(kind = ?review.kind, namespace = ?review.namespace, allowed = j.allowed, mutating, "admission");
     let pins = if mutating && j.allowed {
         j.pins
     } else {
@@ -228,6 +240,7 @@ async fn review_answer(live: Arc<Live>, body: Bytes, mutating: bool) -> Response
             j.message.as_deref(),
             &j.warnings,
             &pins,
+            overloaded,
         ),
     )
 }
@@ -263,7 +276,19 @@ async fn provider(State(live): State<Arc<Live>>, body: Bytes) -> Response {
             admission::provider_response(items, Some(error)),
         )
     };
-    let _permit = match live.admit() {
+    if keys.len() > crate::api::MAX_BATCH {
+        // Refused before anything else is done for them: the answer is all the work.
+        return every_key_fails(
+            &keys,
+            format!(
+                "refused: a provider request carries at most {} keys (a VerifyBatch's limit), found {}",
+                crate::api::MAX_BATCH,
+                keys.len()
+            ),
+        );
+    }
+    let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+    let _permit = match live.admit_images(distinct.len()) {
         Ok(p) => p,
         Err(e) => return every_key_fails(&keys, format!("not judged: {e}")),
     };
@@ -311,7 +336,8 @@ async fn provider(State(live): State<Arc<Live>>, body: Bytes) -> Response {
     json_response(StatusCode::OK, admission::provider_response(items, None))
 }
 
-/// Serves the webhook router over TLS on `listener` until `shutdown` completes.
+/// Serves the webhook router over TLS on `listener` until `shutdown` completes; in-flight
+/// admission requests get their answers before it returns.
 pub async fn serve(
     live: Arc<Live>,
     settings: WebhookSettings,
@@ -319,51 +345,22 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tls = crate::tls::server_config(&settings.tls, &[b"h2", b"http/1.1"])?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let allowed = Arc::new(settings.tls.allowed_clients.clone());
-    let app = router(live);
+    let tls = crate::listener::HttpTls {
+        acceptor: tokio_rustls::TlsAcceptor::from(tls),
+        allowed_clients: Arc::new(settings.tls.allowed_clients.clone()),
+    };
+    let ceilings = crate::listener::Ceilings::from(&live.engine().config().limits);
+    let metrics = Arc::clone(live.metrics());
     tracing::info!(addr = %listener.local_addr()?, "webhook (HTTPS) listening");
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("webhook accept: {e}");
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let allowed = Arc::clone(&allowed);
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, "webhook TLS handshake refused: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            if !crate::tls::client_allowed(&allowed, tls.get_ref().1.peer_certificates()) {
-                tracing::warn!(%peer, "webhook client certificate names no allowed identity");
-                return;
-            }
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, "webhook connection: {e}");
-            }
-        });
-    }
+    crate::listener::serve_http(
+        "webhook",
+        listener,
+        ceilings,
+        metrics,
+        Some(tls),
+        router(live),
+        shutdown,
+    )
+    .await;
     Ok(())
 }

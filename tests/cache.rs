@@ -388,3 +388,54 @@ async fn a_callers_deadline_is_honoured() {
         "answered at the caller's deadline, not the registry's pace"
     );
 }
+
+#[tokio::test]
+async fn an_oversized_redis_entry_is_never_read_whole_and_counts_as_a_failure() {
+    set_hmac_key();
+    let s = Setup::new().await;
+    let redis = Redis::start().await;
+    let (a, b) = (s.live(&redis_yaml(&redis)), s.live(&redis_yaml(&redis)));
+    let image = s.by_digest(&s.signed);
+    assert!(verify(&a, &image).await.allowed);
+    let mut conn = redis.connection().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("umpire:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1);
+    // A 64 MiB value made by Redis itself (zero-padded), so this process never holds it.
+    let _: () = redis::cmd("DEL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: u64 = redis::cmd("SETRANGE")
+        .arg(&keys[0])
+        .arg(64 * 1024 * 1024 - 1)
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let before = peak_rss();
+    let v = verify(&b, &image).await;
+    assert!(v.allowed && !v.cached, "verified afresh: {v:?}");
+    assert!(
+        b.metrics().encode().contains("umpire_redis_errors_total 1"),
+        "{}",
+        b.metrics().encode()
+    );
+    // The 64 MiB value was not buffered by the replica that met it.
+    assert!(peak_rss() < before + 32 * 1024 * 1024);
+}
+
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kb * 1024
+}

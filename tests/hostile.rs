@@ -983,18 +983,22 @@ fn referrers_to(c: &mut Content, blobs: &[Vec<u8>], count: usize) {
     let empty = cosign::sha256(b"{}");
     c.routes
         .insert(format!("/v2/{REPO}/blobs/{empty}"), Reply::new(200, "{}"));
-    let mut entries = Vec::new();
-    for i in 0..count {
-        let blob = &blobs[i % blobs.len()];
+    let mut digests = Vec::new();
+    for blob in blobs {
         let blob_digest = cosign::sha256(blob);
         c.routes.insert(
             format!("/v2/{REPO}/blobs/{blob_digest}"),
             Reply::new(200, blob.clone()),
         );
+        digests.push((blob_digest, blob.len()));
+    }
+    let mut entries = Vec::new();
+    for i in 0..count {
+        let (blob_digest, blob_len) = &digests[i % digests.len()];
         let manifest = serde_json::json!({
             "schemaVersion": 2, "mediaType": cosign::OCI_MANIFEST, "artifactType": BUNDLE,
             "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
-            "layers": [{"mediaType": BUNDLE, "digest": blob_digest, "size": blob.len()}],
+            "layers": [{"mediaType": BUNDLE, "digest": blob_digest, "size": blob_len}],
             "subject": {"mediaType": cosign::OCI_MANIFEST, "digest": digest, "size": c.image.manifest.len()},
             "annotations": {"n": i.to_string()},
         })

@@ -1006,3 +1006,24 @@ async fn gate_replicas_share_the_children_of_an_allowed_index() {
     .await;
     assert_eq!(outcome(&r).0, 200);
 }
+
+#[tokio::test]
+async fn mtls_allow_lists_read_dns_and_uri_sans_and_the_cn_only_without_sans() {
+    let s = Setup::new().await;
+    let live = s.live("  allowed_clients: [kube-apiserver]\n", true, "");
+    let url = start_webhook(&live).await;
+    let body = review("Pod", "apps", pod(&[&s.img("signed")]));
+    let refused = |issued: support::certs::Issued| {
+        let client = https_client(&s, Some(&issued));
+        let url = format!("{url}/admission/validate");
+        let body = body.clone();
+        async move { client.post(url).json(&body).send().await.is_err() }
+    };
+    // The CN is listed, but the SANs name someone else.
+    assert!(refused(s.pki.client_named("kube-apiserver", &["someone-else"], &[])).await);
+    // The listed name as an email SAN is not a DNS or URI SAN.
+    assert!(refused(s.pki.client_named("x", &[], &["kube-apiserver"])).await);
+    // The listed name as a DNS SAN; and as the CN of a certificate with no SAN.
+    assert!(!refused(s.pki.client_named("x", &["kube-apiserver"], &[])).await);
+    assert!(!refused(s.pki.client_named("kube-apiserver", &[], &[])).await);
+}

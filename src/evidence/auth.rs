@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -27,7 +28,40 @@ pub struct Credentials {
     by_host: HashMap<String, Credential>,
     helpers: HashMap<String, String>,
     default_helper: Option<String>,
+    runs: Arc<HelperRuns>,
 }
+
+/// What credential helpers answered, and the runs in flight: one run per registry at a time
+/// (concurrent lookups share it), answers kept a while, and few helper processes at once (real
+/// helpers take seconds and hundreds of MB).
+struct HelperRuns {
+    answers: std::sync::Mutex<HashMap<String, (Option<Credential>, std::time::Instant)>>,
+    flights: crate::coalesce::Coalescer<String, Option<Credential>>,
+    processes: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for HelperRuns {
+    fn default() -> Self {
+        Self {
+            answers: std::sync::Mutex::new(HashMap::new()),
+            flights: crate::coalesce::Coalescer::default(),
+            processes: Arc::new(tokio::sync::Semaphore::new(MAX_HELPER_PROCESSES)),
+        }
+    }
+}
+
+impl std::fmt::Debug for HelperRuns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HelperRuns")
+    }
+}
+
+/// How long a helper's answer is kept (a credential, or "none"), how many answers, and how many
+/// helper processes run at once.
+const HELPER_ANSWER_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+const HELPER_NONE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+const MAX_HELPER_ANSWERS: usize = 1024;
+const MAX_HELPER_PROCESSES: usize = 4;
 
 #[derive(Deserialize)]
 struct DockerConfig {
@@ -129,6 +163,7 @@ impl Credentials {
             by_host,
             helpers,
             default_helper,
+            runs: Arc::default(),
         })
     }
 
@@ -153,21 +188,73 @@ impl Credentials {
             .helpers
             .get(registry)
             .or(self.default_helper.as_ref())?;
+        if let Some(known) = self.runs.remembered(registry) {
+            return known;
+        }
         let server = if registry == crate::reference::DOCKER_HUB {
             DOCKER_HUB_LEGACY_KEY
         } else {
             registry
+        }
+        .to_owned();
+        let (helper, key) = (helper.clone(), registry.to_owned());
+        let runs = Arc::clone(&self.runs);
+        let processes = Arc::clone(&self.runs.processes);
+        let work = async move {
+            let answer = match processes.acquire_owned().await {
+                Ok(_process) => run_helper(&helper, &server).await,
+                Err(_) => Err("no helper process could be started".to_owned()),
+            };
+            let answer = match answer {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(
+                        registry = %server,
+                        helper,
+                        "credential helper failed, continuing without credentials: {e}"
+                    );
+                    None
+                }
+            };
+            runs.remember(&server_key(&server), answer.clone());
+            answer
         };
-        match run_helper(helper, server).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(
-                    registry,
-                    helper,
-                    "credential helper failed, continuing without credentials: {e}"
-                );
-                None
-            }
+        self.runs.flights.run(key, work).await.0.flatten()
+    }
+}
+
+/// The registry a helper was asked about, as `lookup` names it.
+fn server_key(server: &str) -> String {
+    if server == DOCKER_HUB_LEGACY_KEY {
+        crate::reference::DOCKER_HUB.to_owned()
+    } else {
+        server.to_owned()
+    }
+}
+
+impl HelperRuns {
+    /// A helper answer still fresh for `registry`.
+    fn remembered(&self, registry: &str) -> Option<Option<Credential>> {
+        let answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        answers
+            .get(registry)
+            .filter(|(_, until)| std::time::Instant::now() < *until)
+            .map(|(c, _)| c.clone())
+    }
+
+    fn remember(&self, registry: &str, answer: Option<Credential>) {
+        let now = std::time::Instant::now();
+        let ttl = if answer.is_some() {
+            HELPER_ANSWER_TTL
+        } else {
+            HELPER_NONE_TTL
+        };
+        let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        if answers.len() >= MAX_HELPER_ANSWERS {
+            answers.retain(|_, (_, until)| now < *until);
+        }
+        if answers.len() < MAX_HELPER_ANSWERS {
+            answers.insert(registry.to_owned(), (answer, now + ttl));
         }
     }
 }

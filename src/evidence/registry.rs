@@ -35,6 +35,14 @@ struct Breaker {
     open_until: Option<Instant>,
 }
 
+/// Held while one fetch authenticates for a (registry, repository); the others wait for its token.
+type AuthLock = Arc<tokio::sync::Mutex<()>>;
+
+/// Entries kept per map of per-host (or per-repository) state, and how long an idle one lives:
+/// hosts are chosen by whoever submits images, so these maps are bounded and expire.
+const MAX_HOST_ENTRIES: usize = 4096;
+const TOKEN_TTL: Duration = Duration::from_secs(240);
+
 /// Token responses larger than this are refused.
 const MAX_TOKEN_RESPONSE_BYTES: u64 = 64 * 1024;
 const MAX_REDIRECTS: usize = 5;
@@ -44,9 +52,16 @@ pub struct RegistryClient {
     http: reqwest::Client,
     settings: HashMap<String, RegistrySettings>,
     credentials: Credentials,
-    /// `Authorization` header values by (registry, repository).
-    tokens: Mutex<HashMap<(String, String), String>>,
+    /// `Authorization` header values by (registry, repository), with when they were stored.
+    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// Authentications in progress, one per (registry, repository).
+    auth_locks: Mutex<HashMap<(String, String), AuthLock>>,
     breakers: Mutex<HashMap<String, Breaker>>,
+    /// Requests to registries in flight at once, across every verification.
+    outbound: Arc<tokio::sync::Semaphore>,
+    /// Hosts the configuration names: metrics label these by name, every other host as `other`
+    /// (whoever submits images chooses hosts; series must stay bounded).
+    known_hosts: std::collections::HashSet<String>,
     metrics: Arc<Metrics>,
 }
 
@@ -55,6 +70,8 @@ impl RegistryClient {
         settings: HashMap<String, RegistrySettings>,
         credentials: Credentials,
         connect_timeout: Duration,
+        max_outbound: usize,
+        known_hosts: std::collections::HashSet<String>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         // Redirects are followed here, not by reqwest: its follower compares each hop with the
@@ -69,7 +86,10 @@ impl RegistryClient {
             settings,
             credentials,
             tokens: Mutex::new(HashMap::new()),
+            auth_locks: Mutex::new(HashMap::new()),
             breakers: Mutex::new(HashMap::new()),
+            outbound: Arc::new(tokio::sync::Semaphore::new(max_outbound.max(1))),
+            known_hosts,
             metrics,
         })
     }
@@ -79,6 +99,14 @@ impl RegistryClient {
             client: Arc::clone(self),
             registry: r.registry.clone(),
             repository: r.repository.clone(),
+        }
+    }
+
+    fn host_label<'a>(&self, registry: &'a str) -> &'a str {
+        if self.known_hosts.contains(registry) {
+            registry
+        } else {
+            "other"
         }
     }
 
@@ -104,12 +132,35 @@ impl RegistryClient {
         let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         tokens
             .get(&(registry.to_owned(), repository.to_owned()))
-            .cloned()
+            .filter(|(_, at)| at.elapsed() < TOKEN_TTL)
+            .map(|(value, _)| value.clone())
     }
 
     fn store_auth(&self, registry: &str, repository: &str, value: String) {
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        tokens.insert((registry.to_owned(), repository.to_owned()), value);
+        if tokens.len() >= MAX_HOST_ENTRIES {
+            tokens.retain(|_, (_, at)| at.elapsed() < TOKEN_TTL);
+            if tokens.len() >= MAX_HOST_ENTRIES {
+                tokens.clear();
+            }
+        }
+        tokens.insert(
+            (registry.to_owned(), repository.to_owned()),
+            (value, Instant::now()),
+        );
+    }
+
+    fn auth_lock(&self, registry: &str, repository: &str) -> AuthLock {
+        let mut locks = self.auth_locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.len() >= MAX_HOST_ENTRIES {
+            // Only locks nobody holds or waits for go.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        Arc::clone(
+            locks
+                .entry((registry.to_owned(), repository.to_owned()))
+                .or_default(),
+        )
     }
 
     /// Sends one request, counting it by host and status.
@@ -119,13 +170,25 @@ impl RegistryClient {
         request: reqwest::RequestBuilder,
         what: &str,
     ) -> Result<reqwest::Response, FetchError> {
+        // A global ceiling on outbound requests; waiting for a place counts against the
+        // verification's deadline like the request itself.
+        let _place = self
+            .outbound
+            .acquire()
+            .await
+            .map_err(|_| FetchError::Unavailable {
+                what: what.to_owned(),
+                detail: "umpire is shutting down".into(),
+            })?;
         match request.send().await {
             Ok(r) => {
-                self.metrics.registry_request(registry, r.status().as_str());
+                self.metrics
+                    .registry_request(self.host_label(registry), r.status().as_str());
                 Ok(r)
             }
             Err(e) => {
-                self.metrics.registry_request(registry, "error");
+                self.metrics
+                    .registry_request(self.host_label(registry), "error");
                 Err(unavailable(what, &e))
             }
         }
@@ -174,6 +237,14 @@ impl RegistryClient {
 
     fn breaker_records(&self, registry: &str, result: &Result<reqwest::Response, FetchError>) {
         let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        if breakers.len() >= MAX_HOST_ENTRIES && !breakers.contains_key(registry) {
+            // Closed circuits carry nothing worth keeping; open ones stay until they close.
+            let now = Instant::now();
+            breakers.retain(|_, b| b.open_until.is_some_and(|until| now < until));
+            if breakers.len() >= MAX_HOST_ENTRIES {
+                return;
+            }
+        }
         let b = breakers.entry(registry.to_owned()).or_default();
         match result {
             Err(FetchError::Unavailable { .. }) => {
@@ -210,9 +281,8 @@ impl RegistryClient {
             }
         })?;
         for attempt in 0..2 {
-            let auth = self
-                .cached_auth(registry, repository)
-                .map(|value| (url.clone(), value));
+            let sent = self.cached_auth(registry, repository);
+            let auth = sent.clone().map(|value| (url.clone(), value));
             let response = self
                 .follow(registry, url.clone(), accept, auth, what)
                 .await?;
@@ -229,8 +299,14 @@ impl RegistryClient {
                         status: 401,
                     });
                 };
-                self.authenticate(registry, repository, &challenge, what)
-                    .await?;
+                // One authentication per (registry, repository) at a time: concurrent fetches
+                // that met the same challenge wait for it and use its token.
+                let lock = self.auth_lock(registry, repository);
+                let _turn = lock.lock().await;
+                if self.cached_auth(registry, repository) == sent {
+                    self.authenticate(registry, repository, &challenge, what)
+                        .await?;
+                }
                 continue;
             }
             return check_status(response, what);

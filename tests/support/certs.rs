@@ -87,4 +87,18 @@ impl Pki {
             ExtendedKeyUsagePurpose::ClientAuth,
         )
     }
+
+    /// A client certificate whose CN is `cn` and whose SANs are the given DNS names and emails.
+    pub fn client_named(&self, cn: &str, dns: &[&str], emails: &[&str]) -> Issued {
+        let mut sans: Vec<SanType> = dns
+            .iter()
+            .map(|d| SanType::DnsName((*d).try_into().unwrap()))
+            .collect();
+        sans.extend(
+            emails
+                .iter()
+                .map(|e| SanType::Rfc822Name((*e).try_into().unwrap())),
+        );
+        self.issue(sans, cn, ExtendedKeyUsagePurpose::ClientAuth)
+    }
 }

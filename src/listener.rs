@@ -1,0 +1,383 @@
+//! Every listener's ceilings, in one place: at most `max_connections` open per listener (more are
+//! closed on accept and counted as shed), the first bytes (TLS handshake and request headers)
+//! within `header_timeout`, no connection silent for longer than `idle_timeout`, and accept errors
+//! (file descriptors exhausted) answered with back-off and a log line at most once a second
+//! instead of a spin. gRPC listeners take the connections as a stream; HTTP listeners (webhook,
+//! metrics) are served here, with hyper's header-read timeout, and drained on shutdown.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
+
+use crate::config::Limits;
+use crate::metrics::Metrics;
+
+/// The ceilings of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Ceilings {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl From<&Limits> for Ceilings {
+    fn from(l: &Limits) -> Self {
+        Self {
+            header_timeout: l.header_timeout,
+            idle_timeout: l.idle_timeout,
+            max_connections: l.max_connections,
+        }
+    }
+}
+
+/// How long in-flight HTTP requests may take to finish once shutdown begins.
+const DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// Accept-error back-off: first wait and ceiling.
+const BACKOFF_FIRST: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A connection that fails with `TimedOut` when no byte has moved either way for its current
+/// allowance: `header_timeout` until the first byte arrives, then `idle_timeout`. It holds its
+/// listener's connection slot until dropped.
+pub struct Guarded<S> {
+    inner: S,
+    deadline: Pin<Box<Sleep>>,
+    idle: Duration,
+    /// Whether the peer has sent anything: until then only its bytes extend the allowance (a
+    /// server's own greeting, such as HTTP/2 SETTINGS, does not).
+    heard: bool,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl<S> Guarded<S> {
+    fn new(inner: S, slot: OwnedSemaphorePermit, ceilings: Ceilings) -> Self {
+        Self {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(ceilings.header_timeout)),
+            idle: ceilings.idle_timeout,
+            heard: false,
+            _slot: slot,
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    fn moved(&mut self) {
+        let next = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+
+    fn wrote(&mut self) {
+        if self.heard {
+            self.moved();
+        }
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "connection idle past its limit")
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.heard = true;
+                    self.moved();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.wrote();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.wrote();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected for Guarded<S> {
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+/// A log line at most once a second, with the count of the ones held back.
+struct Throttled {
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Throttled {
+    fn new() -> Self {
+        Self {
+            last: None,
+            held: 0,
+        }
+    }
+
+    fn warn(&mut self, name: &str, what: &str) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.held += 1;
+            return;
+        }
+        tracing::warn!(
+            listener = name,
+            suppressed = self.held,
+            "{what} (logged at most once a second)"
+        );
+        self.last = Some(now);
+        self.held = 0;
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown`, each guarded and holding a slot; beyond
+/// `max_connections` a connection is closed at once. Accept errors back off.
+pub async fn accept<F>(
+    name: &'static str,
+    listener: TcpListener,
+    ceilings: Ceilings,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    mut each: F,
+) where
+    F: FnMut(Guarded<TcpStream>, SocketAddr),
+{
+    let slots = Arc::new(Semaphore::new(ceilings.max_connections.max(1)));
+    let mut backoff = BACKOFF_FIRST;
+    let mut log = Throttled::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                backoff = BACKOFF_FIRST;
+                match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(slot) => {
+                        let _ = tcp.set_nodelay(true);
+                        each(Guarded::new(tcp, slot, ceilings), peer);
+                    }
+                    Err(_) => {
+                        metrics.shed.inc();
+                        drop(tcp);
+                        log.warn(
+                            name,
+                            &format!(
+                                "connection refused: {} connections open, the limit (limits.max_connections)",
+                                ceilings.max_connections
+                            ),
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                log.warn(
+                    name,
+                    &format!("accept failed, backing off {backoff:?}: {e}"),
+                );
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// The guarded connections of `listener`, as a stream (for tonic), until the stream is dropped.
+pub fn incoming(
+    name: &'static str,
+    listener: TcpListener,
+    ceilings: Ceilings,
+    metrics: Arc<Metrics>,
+) -> impl tokio_stream::Stream<Item = io::Result<Guarded<TcpStream>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(128);
+    let closed = tx.clone();
+    tokio::spawn(accept(
+        name,
+        listener,
+        ceilings,
+        metrics,
+        async move { closed.closed().await },
+        move |conn, _peer| {
+            // A full channel means the server is not taking connections: drop this one.
+            let _ = tx.try_send(Ok(conn));
+        },
+    ));
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// TLS for an HTTP listener: the acceptor and the client allow-list.
+pub struct HttpTls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub allowed_clients: Arc<Vec<String>>,
+}
+
+/// Serves `router` over HTTP/1.1 and HTTP/2 (over TLS when `tls`) until `shutdown`; then stops
+/// accepting, lets in-flight requests finish (up to a grace period) and returns.
+pub async fn serve_http(
+    name: &'static str,
+    listener: TcpListener,
+    ceilings: Ceilings,
+    metrics: Arc<Metrics>,
+    tls: Option<HttpTls>,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let tls = tls.map(Arc::new);
+    accept(
+        name,
+        listener,
+        ceilings,
+        metrics,
+        shutdown,
+        |conn, peer| {
+            let router = router.clone();
+            let tls = tls.clone();
+            let mut stop = stop_rx.clone();
+            // Finished connections are reaped as new ones arrive.
+            while connections.try_join_next().is_some() {}
+            connections.spawn(async move {
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(ceilings.header_timeout);
+                builder.http2().timer(TokioTimer::new());
+                macro_rules! drive {
+                    ($io:expr) => {{
+                        let connection = builder.serve_connection($io, service);
+                        tokio::pin!(connection);
+                        tokio::select! {
+                            r = connection.as_mut() => r,
+                            _ = stop.changed() => {
+                                connection.as_mut().graceful_shutdown();
+                                connection.await
+                            }
+                        }
+                    }};
+                }
+                let result = match tls.as_deref() {
+                    None => drive!(TokioIo::new(conn)),
+                    Some(t) => {
+                        // The handshake shares the first-bytes allowance of the connection.
+                        let stream = match t.acceptor.accept(conn).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::info!(%peer, listener = name, "TLS handshake refused: {e}");
+                                return;
+                            }
+                        };
+                        if !crate::tls::client_allowed(
+                            &t.allowed_clients,
+                            stream.get_ref().1.peer_certificates(),
+                        ) {
+                            tracing::warn!(%peer, listener = name, "client certificate names no allowed identity");
+                            return;
+                        }
+                        drive!(TokioIo::new(stream))
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, listener = name, "connection: {e}");
+                }
+            });
+        },
+    )
+    .await;
+    // Shutdown: in-flight requests get their answers; idle connections close.
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            listener = name,
+            "connections still open after {DRAIN_GRACE:?}; closing them"
+        );
+        connections.abort_all();
+    }
+}

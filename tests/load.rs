@@ -1,0 +1,403 @@
+//! Ceilings under load, through the real binary (`umpire serve`): silent and surplus connections,
+//! oversized Gatekeeper requests, callers that give up before a slow registry answers, and
+//! credential helpers behind a registry that keeps answering 401.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::certs::Pki;
+use support::cosign::{
+    self, Image, SigningKey, payload, sig_tag, signature_layer, signature_manifest,
+};
+use support::hostile::{Reply, Request, Scripted};
+use tokio::io::AsyncReadExt;
+use umpire::proto::{VerifyBatchRequest, VerifyRequest};
+
+/// `umpire serve` on a config file, killed when dropped.
+struct Served {
+    child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+    grpc: u16,
+}
+
+impl Served {
+    async fn start(yaml: &str, env: &[(&str, String)]) -> Self {
+        let grpc = support::registry::free_port();
+        let (dir, path) = support::config_file(&format!("listen: 127.0.0.1:{grpc}\n{yaml}"));
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"));
+        command
+            .args(["serve", "--config", path.to_str().unwrap()])
+            .env("UMPIRE_LOG", "warn")
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        let served = Self {
+            child,
+            _dir: dir,
+            grpc,
+        };
+        served.wait_for(grpc).await;
+        served
+    }
+
+    async fn wait_for(&self, port: u16) {
+        for _ in 0..400 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("umpire serve did not listen on {port}");
+    }
+
+    async fn client(
+        &self,
+    ) -> umpire::proto::verifier_client::VerifierClient<tonic::transport::Channel> {
+        umpire::proto::verifier_client::VerifierClient::connect(format!(
+            "http://127.0.0.1:{}",
+            self.grpc
+        ))
+        .await
+        .unwrap()
+    }
+
+    /// A line of `/proc/<pid>/status` in bytes (VmRSS, VmHWM).
+    fn memory(&self, field: &str) -> u64 {
+        let pid = self.child.id().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        kb * 1024
+    }
+
+    fn open_files(&self) -> usize {
+        let pid = self.child.id().unwrap();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    }
+}
+
+const POLICY: &str = "policies:\n  - name: p\n    images: [\"127.0.0.1:1/**\"]\n    signatures:\n      authorities:\n        - key: k\n";
+
+fn keyed(key: &SigningKey, host: &str, extra: &str) -> String {
+    support::config_yaml(
+        host,
+        &[("k", &key.public_pem())],
+        &support::key_policy("p", host, 1, &["k"]),
+        extra,
+    )
+}
+
+/// True when the server closed the connection (EOF or reset) within `within`.
+async fn closed_within(port: u16, within: Duration) -> bool {
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    // Whatever the server greets with (HTTP/2 SETTINGS) is read and ignored; only the close counts.
+    let mut buf = [0u8; 1024];
+    let closed = async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    };
+    tokio::time::timeout(within, closed).await.is_ok()
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_within_the_header_timeout_on_every_listener() {
+    let pki = Pki::new("load CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key_path) = pki.server().write(dir.path(), "server");
+    let (webhook, metrics, gate) = (
+        support::registry::free_port(),
+        support::registry::free_port(),
+        support::registry::free_port(),
+    );
+    let key = SigningKey::p256();
+    let yaml = format!(
+        "{}metrics_listen: 127.0.0.1:{metrics}\next_authz_listen: 127.0.0.1:{gate}\next_authz:\n  upstream: 127.0.0.1:1\nwebhook:\n  listen: 127.0.0.1:{webhook}\n  tls_cert: {}\n  tls_key: {}\nlimits:\n  header_timeout: 1s\n",
+        keyed(&key, "127.0.0.1:1", ""),
+        cert.display(),
+        key_path.display()
+    );
+    let served = Served::start(&yaml, &[]).await;
+    for port in [served.grpc, webhook, metrics, gate] {
+        served.wait_for(port).await;
+        let started = Instant::now();
+        assert!(
+            closed_within(port, Duration::from_secs(8)).await,
+            "a connection that sent nothing to port {port} is still open"
+        );
+        eprintln!("port {port}: closed after {:?}", started.elapsed());
+    }
+    let _ = POLICY;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_at_once() {
+    let key = SigningKey::p256();
+    let yaml = keyed(
+        &key,
+        "127.0.0.1:1",
+        "limits:\n  max_connections: 2\n  header_timeout: 60s\n",
+    );
+    let served = Served::start(&yaml, &[]).await;
+    // Served::start's own probe connection may still hold a slot for a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _held: Vec<tokio::net::TcpStream> = futures::future::join_all(
+        (0..2).map(|_| tokio::net::TcpStream::connect(("127.0.0.1", served.grpc))),
+    )
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        closed_within(served.grpc, Duration::from_secs(5)).await,
+        "a third connection was kept past max_connections: 2"
+    );
+}
+
+#[tokio::test]
+async fn a_fifteen_thousand_key_gatekeeper_request_is_refused_with_memory_flat() {
+    let pki = Pki::new("load CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key_path) = pki.server().write(dir.path(), "server");
+    let webhook = support::registry::free_port();
+    let key = SigningKey::p256();
+    let yaml = format!(
+        "{}webhook:\n  listen: 127.0.0.1:{webhook}\n  tls_cert: {}\n  tls_key: {}\n",
+        keyed(&key, "127.0.0.1:1", ""),
+        cert.display(),
+        key_path.display()
+    );
+    let served = Served::start(&yaml, &[]).await;
+    served.wait_for(webhook).await;
+    let keys: Vec<String> = (0..15_000)
+        .map(|i| format!("127.0.0.1:1/team/app{i}:v1"))
+        .collect();
+    let body = serde_json::json!({"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest", "request": {"keys": keys}});
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let before = served.memory("VmRSS:");
+    let started = Instant::now();
+    let r: serde_json::Value = client
+        .post(format!("https://127.0.0.1:{webhook}/gatekeeper/provider"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let items = r["response"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), keys.len(), "one item per key");
+    assert!(
+        items
+            .iter()
+            .all(|i| i["error"].as_str().unwrap().contains("at most 1000 keys")),
+        "{}",
+        items[0]
+    );
+    let peak = served.memory("VmHWM:");
+    eprintln!(
+        "15,000 keys refused in {took:?}; RSS before {} MiB, peak {} MiB, {} open files",
+        before / 1024 / 1024,
+        peak / 1024 / 1024,
+        served.open_files()
+    );
+    assert!(
+        peak < before + 64 * 1024 * 1024,
+        "memory grew by {} MiB",
+        (peak - before) / 1024 / 1024
+    );
+}
+
+#[tokio::test]
+async fn callers_whose_deadline_passes_leave_no_work_behind() {
+    // Every answer takes 1.5 s: the manifest, .sig and referrers requests are in flight when the
+    // callers give up after 100 ms; on a registry this slow, left-over work would go on to read
+    // the signature blob after they answer.
+    let key = SigningKey::p256();
+    let image = Image::new("slow");
+    let digest = image.digest();
+    let sig = signature_manifest(vec![signature_layer(&key, payload("x", &digest))]);
+    let mut routes = std::collections::HashMap::new();
+    routes.insert(
+        format!("/v2/app/manifests/{digest}"),
+        Reply::new(200, image.manifest.clone()).header("Content-Type", cosign::OCI_MANIFEST),
+    );
+    routes.insert(
+        format!("/v2/app/manifests/{}", sig_tag(&digest)),
+        Reply::new(200, sig.manifest.clone()).header("Content-Type", cosign::OCI_MANIFEST),
+    );
+    for blob in sig.blobs() {
+        routes.insert(
+            format!("/v2/app/blobs/{}", blob.digest()),
+            Reply::new(200, blob.bytes.clone()),
+        );
+    }
+    let registry = Scripted::start(move |r: &Request| {
+        routes
+            .get(&r.path)
+            .cloned()
+            .unwrap_or_else(|| Reply::new(404, "{}"))
+            .delayed(Duration::from_millis(1500))
+    })
+    .await;
+    let served = Served::start(&keyed(&key, &registry.host(), ""), &[]).await;
+    let image = format!("{}/app@{digest}", registry.host());
+    let calls = (0..50).map(|i| {
+        let image = image.clone();
+        let served = &served;
+        async move {
+            let mut client = served.client().await;
+            let mut request = tonic::Request::new(VerifyRequest {
+                image,
+                // Half of them bypass the cache: they coalesce all the same.
+                bypass_cache: i % 2 == 0,
+                ..Default::default()
+            });
+            request.set_timeout(Duration::from_millis(100));
+            client.verify(request).await
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.as_ref().map_or(true, |r| !r.get_ref().allowed))
+    );
+    let asked = registry.requests().len();
+    assert!(
+        asked <= 5,
+        "50 identical questions cost {asked} registry requests"
+    );
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let later = registry.requests();
+    assert_eq!(
+        later.len(),
+        asked,
+        "work went on after every caller left: {:?}",
+        later.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn two_hundred_images_behind_a_401_registry_run_the_credential_helper_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let runs = bin.path().join("runs");
+    let helper = bin.path().join("docker-credential-counting");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\necho run >> {}\nsleep 0.2\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"user\",\"Secret\":\"secret\"}}' \"$server\"\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        r#"{"credsStore": "counting"}"#,
+    )
+    .unwrap();
+    // A registry that answers 401 to everything, credentials or not.
+    let registry = Scripted::start(|_: &Request| {
+        Reply::new(401, "{}").header("WWW-Authenticate", r#"Basic realm="test""#)
+    })
+    .await;
+    let key = SigningKey::p256();
+    let served = Served::start(
+        &keyed(&key, &registry.host(), ""),
+        &[
+            (
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.path().display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            ),
+            ("DOCKER_CONFIG", docker.path().display().to_string()),
+        ],
+    )
+    .await;
+    let requests = (0..200)
+        .map(|i| VerifyRequest {
+            image: format!("{}/team/app{i}:v1", registry.host()),
+            ..Default::default()
+        })
+        .collect();
+    let r = served
+        .client()
+        .await
+        .verify_batch(VerifyBatchRequest { requests })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.responses.len(), 200);
+    assert!(r.responses.iter().all(|v| !v.allowed));
+    let ran = std::fs::read_to_string(&runs)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert_eq!(ran, 1, "the credential helper ran {ran} times");
+}
+
+#[tokio::test]
+async fn a_batch_takes_a_place_per_distinct_image_and_bypass_can_be_refused() {
+    let key = SigningKey::p256();
+    let yaml = keyed(
+        &key,
+        "127.0.0.1:1",
+        "limits:\n  max_in_flight: 2\n  allow_bypass_cache: false\n",
+    );
+    let served = Served::start(&yaml, &[]).await;
+    let mut client = served.client().await;
+    let ask = |image: &str| VerifyRequest {
+        image: image.into(),
+        ..Default::default()
+    };
+    let three = VerifyBatchRequest {
+        requests: ["127.0.0.1:1/a:1", "127.0.0.1:1/b:1", "127.0.0.1:1/c:1"]
+            .map(ask)
+            .to_vec(),
+    };
+    let e = client.verify_batch(three).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+    let same = VerifyBatchRequest {
+        requests: vec![ask("127.0.0.1:1/a:1"); 3],
+    };
+    let r = client.verify_batch(same).await.unwrap().into_inner();
+    assert_eq!(r.responses.len(), 3);
+    let e = client
+        .verify(VerifyRequest {
+            bypass_cache: true,
+            ..ask("127.0.0.1:1/a:1")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    assert!(e.message().contains("allow_bypass_cache"), "{e}");
+}
