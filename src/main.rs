@@ -133,12 +133,14 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     tokio::spawn(umpire::tuf::refresh_forever(Arc::clone(&live)));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Every listener's task, awaited after SIGTERM so in-flight requests get their answers.
+    let mut listeners = tokio::task::JoinSet::new();
     if let Some(addr) = metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
         let mut stop = stop_rx.clone();
-        tokio::spawn(metrics::serve(
+        listeners.spawn(metrics::serve(
             Arc::clone(live.metrics()),
             listener,
             umpire::listener::Ceilings::from(&live.engine().config().limits),
@@ -158,13 +160,14 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {} (webhook.listen)", w.listen))?;
         let mut stop = stop_rx.clone();
         let live = Arc::clone(&live);
-        tokio::spawn(async move {
+        listeners.spawn(async move {
             let stopped = async move {
                 let _ = stop.changed().await;
             };
             if let Err(e) = umpire::webhook::serve(live, w, listener, stopped).await {
                 tracing::error!("webhook listener stopped: {e:#}");
             }
+            Ok(())
         });
     }
     if let Some(x) = ext_authz {
@@ -173,23 +176,32 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {} (ext_authz_listen)", x.listen))?;
         let mut stop = stop_rx.clone();
         let live = Arc::clone(&live);
-        tokio::spawn(async move {
+        listeners.spawn(async move {
             let stopped = async move {
                 let _ = stop.changed().await;
             };
             if let Err(e) = server::serve_ext_authz_on(live, listener, stopped).await {
                 tracing::error!("ext_authz listener stopped: {e:#}");
             }
+            Ok(())
         });
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    // SIGTERM stops the gRPC listener (tonic finishes in-flight calls), then the others, each
+    // of which answers what it has in flight before its task ends.
     let result = match grpc_tls {
         Some(tls) => server::serve_tls_on(live, listener, tls, server::shutdown_signal()).await,
         None => server::serve_on(live, listener, server::shutdown_signal()).await,
     };
     let _ = stop_tx.send(true);
+    while let Some(done) = listeners.join_next().await {
+        if let Ok(Err(e)) = done {
+            tracing::error!("listener stopped: {e:#}");
+        }
+    }
+    tracing::info!("every listener drained");
     result
 }
 
