@@ -63,8 +63,11 @@ enum ConformanceCommand {
 fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UMPIRE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colours only on a terminal: escape sequences in a collected log are noise at best.
+    use std::io::IsTerminal as _;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

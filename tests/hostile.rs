@@ -1077,3 +1077,31 @@ async fn evidence_past_the_byte_budget_of_one_verification_is_a_limit_denial() {
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
     assert!(v.allowed, "{v:?}");
 }
+
+#[tokio::test]
+async fn registry_metrics_label_only_the_hosts_the_configuration_names() {
+    // Under `default: allow` whoever submits images chooses the hosts umpire contacts: each
+    // must not become a series of its own.
+    let (server, key, _) = Content::new().serve().await;
+    let engine = engine_for(
+        &server.host(),
+        &key,
+        "default: allow\n",
+        Credentials::default(),
+    );
+    for port in [1u16, 2, 3, 4, 5] {
+        let _ = verify(&engine, &format!("127.0.0.{port}:9/app:v1")).await;
+    }
+    let _ = verify(&engine, &format!("{}/{REPO}:v1", server.host())).await;
+    let metrics = engine.shared().metrics.encode();
+    let hosts: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("umpire_registry_requests_total{"))
+        .filter_map(|l| l.split("host=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        hosts,
+        [server.host().as_str(), "other"].into_iter().collect(),
+        "{metrics}"
+    );
+}

@@ -405,10 +405,9 @@ async fn a_batch_takes_a_place_per_distinct_image_and_bypass_can_be_refused() {
 #[cfg(unix)]
 #[tokio::test]
 async fn an_admission_request_in_flight_at_sigterm_gets_its_answer() {
-    let registry = Scripted::start(|_: &Request| {
-        Reply::new(404, "{}").delayed(Duration::from_millis(1500))
-    })
-    .await;
+    let registry =
+        Scripted::start(|_: &Request| Reply::new(404, "{}").delayed(Duration::from_millis(1500)))
+            .await;
     let pki = Pki::new("drain CA");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key_path) = pki.server().write(dir.path(), "server");
@@ -466,10 +465,9 @@ async fn an_admission_request_in_flight_at_sigterm_gets_its_answer() {
 async fn batches_abandoned_at_their_deadline_leave_no_connections_or_requests_behind() {
     // Three batches of 1,000 distinct images against a registry that takes 2 s to answer, each
     // abandoned after 300 ms: nothing they started may go on, and the next caller is served.
-    let registry = Scripted::start(|_: &Request| {
-        Reply::new(404, "{}").delayed(Duration::from_millis(2000))
-    })
-    .await;
+    let registry =
+        Scripted::start(|_: &Request| Reply::new(404, "{}").delayed(Duration::from_millis(2000)))
+            .await;
     let key = SigningKey::p256();
     let served = Served::start(&keyed(&key, &registry.host(), ""), &[]).await;
     let files_before = served.open_files();
@@ -502,7 +500,10 @@ async fn batches_abandoned_at_their_deadline_leave_no_connections_or_requests_be
          {asked_later} after 3 s; open files {files_before} before, {files_after} at 0.8 s, {files_later} at 3.3 s; peak RSS {} MiB",
         served.memory("VmHWM:") / 1024 / 1024
     );
-    assert_eq!(asked_later, asked, "requests were made after every caller left");
+    assert_eq!(
+        asked_later, asked,
+        "requests were made after every caller left"
+    );
     assert!(
         files_later <= files_before + 8,
         "{files_later} files open, {files_before} before"
@@ -521,4 +522,90 @@ async fn batches_abandoned_at_their_deadline_leave_no_connections_or_requests_be
         .into_inner();
     assert!(!r.allowed);
     eprintln!("next call answered in {:?}", started.elapsed());
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn request_fields_cannot_forge_log_lines() {
+    let pki = Pki::new("log CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key_path) = pki.server().write(dir.path(), "server");
+    let webhook = support::registry::free_port();
+    let grpc = support::registry::free_port();
+    let key = SigningKey::p256();
+    let yaml = format!(
+        "listen: 127.0.0.1:{grpc}\n{}webhook:\n  listen: 127.0.0.1:{webhook}\n  tls_cert: {}\n  tls_key: {}\n",
+        keyed(&key, "127.0.0.1:1", ""),
+        cert.display(),
+        key_path.display()
+    );
+    let (_cfg_dir, path) = support::config_file(&yaml);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("UMPIRE_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", webhook))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let forged = "apps\nFORGED admission allowed=true\u{1b}[31m";
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod\nFORGED kind"}, "namespace": forged, "operation": "CREATE",
+                    "object": {"spec": {"containers": [{"name": "c", "image": "127.0.0.1:1/team/app:v1"}]}}}
+    });
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    client
+        .post(format!("https://127.0.0.1:{webhook}/admission/validate"))
+        .json(&review)
+        .send()
+        .await
+        .unwrap();
+    let mut grpc_client =
+        umpire::proto::verifier_client::VerifierClient::connect(format!("http://127.0.0.1:{grpc}"))
+            .await
+            .unwrap();
+    let _ = grpc_client
+        .verify(VerifyRequest {
+            image: "127.0.0.1:1/a:1\nFORGED verify".into(),
+            ..Default::default()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(logs.contains("admission"), "{logs}");
+    assert!(
+        !logs.lines().any(|l| l.trim_start().starts_with("FORGED")),
+        "a request field started a log line: {logs}"
+    );
+    assert!(
+        !logs.contains('\u{1b}'),
+        "a raw escape reached the log: {logs:?}"
+    );
+    assert!(
+        logs.contains("FORGED admission"),
+        "the field is logged, escaped: {logs}"
+    );
 }
