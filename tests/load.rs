@@ -540,7 +540,7 @@ async fn request_fields_cannot_forge_log_lines() {
         key_path.display()
     );
     let (_cfg_dir, path) = support::config_file(&yaml);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
         .args(["serve", "--config", path.to_str().unwrap()])
         .env("UMPIRE_LOG", "info")
         .stderr(std::process::Stdio::piped())
