@@ -60,6 +60,7 @@ pub fn to_proto(v: Verdict) -> proto::VerifyResponse {
         policy: v.policy,
         image: v.image,
         media_type: v.media_type,
+        warnings: v.warnings.into_iter().map(finding_to_proto).collect(),
     }
 }
 
@@ -95,6 +96,7 @@ impl proto::verifier_server::Verifier for VerifierService {
         let options = Options {
             bypass_cache: request.bypass_cache,
             deadline,
+            namespace: Some(request.namespace.clone()).filter(|n| !n.is_empty()),
         };
         let (image, policy) = unpack(request);
         let verdict = self
@@ -131,11 +133,18 @@ impl proto::verifier_server::Verifier for VerifierService {
             .live
             .admit_images(distinct.len())
             .map_err(|e| Status::resource_exhausted(e.to_string()))?;
-        // Each entry's bypass_cache is its own: one flagged entry does not make the batch bypass.
-        let flags: Vec<bool> = requests.iter().map(|r| r.bypass_cache).collect();
+        // Each entry's options are its own: one flagged entry does not make the batch bypass.
+        let options: Vec<Options> = requests
+            .iter()
+            .map(|r| Options {
+                bypass_cache: r.bypass_cache,
+                deadline,
+                namespace: Some(r.namespace.clone()).filter(|n| !n.is_empty()),
+            })
+            .collect();
         let requests: Vec<_> = requests.into_iter().map(unpack).collect();
         let verdicts = engine
-            .verify_batch_flagged(&requests, &flags, deadline)
+            .verify_batch_each(&requests, &options)
             .await
             .map_err(invalid)?;
         tracing::info!(

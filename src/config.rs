@@ -17,7 +17,8 @@ use crate::checks::vulns::{Severity, VulnCheck};
 use crate::checks::{self, Checks, Wildcard};
 use crate::glob::Glob;
 use crate::policy::{
-    AttestationRequirement, Authority, KeylessAuthority, Policy, SignatureRequirement,
+    AttestationRequirement, Authority, KeylessAuthority, Mode, Policy, SignatureRequirement,
+    StaticAction,
 };
 use crate::rego::RegoPolicy;
 use crate::tls::TlsSettings;
@@ -300,6 +301,14 @@ struct RawTuf {
 struct RawPolicy {
     name: String,
     images: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
     #[serde(default)]
     signatures: Option<RawSignatures>,
     #[serde(default)]
@@ -613,11 +622,67 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                     );
                 }
             }
-            if p.signatures.is_none() && p.attestations.as_ref().is_none_or(Vec::is_empty) {
-                return Err(bad(
-                    &format!("policies[{i}]"),
-                    "a policy needs `signatures` or `attestations`".into(),
-                ));
+            let exclude = p
+                .exclude
+                .iter()
+                .enumerate()
+                .map(|(j, g)| {
+                    Glob::new(g).map_err(|e| bad(&at(&format!("exclude[{j}]")), e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let namespaces = p
+                .namespaces
+                .iter()
+                .enumerate()
+                .map(|(j, n)| {
+                    if n.is_empty() {
+                        return Err(bad(
+                            &at(&format!("namespaces[{j}]")),
+                            "must not be empty".into(),
+                        ));
+                    }
+                    Wildcard::new(n)
+                        .map_err(|e| bad(&at(&format!("namespaces[{j}]")), e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mode = match p.mode.as_deref() {
+                None | Some("enforce") => Mode::Enforce,
+                Some("warn") => Mode::Warn,
+                Some(other) => {
+                    return Err(bad(
+                        &at("mode"),
+                        format!("expected enforce or warn, found {other:?}"),
+                    ));
+                }
+            };
+            let action = match p.action.as_deref() {
+                None => None,
+                Some("allow") => Some(StaticAction::Allow),
+                Some("deny") => Some(StaticAction::Deny),
+                Some(other) => {
+                    return Err(bad(
+                        &at("action"),
+                        format!("expected allow or deny, found {other:?}"),
+                    ));
+                }
+            };
+            let has_requirements =
+                p.signatures.is_some() || p.attestations.as_ref().is_some_and(|a| !a.is_empty());
+            match (action.is_some(), has_requirements) {
+                (true, true) => {
+                    return Err(bad(
+                        &at("action"),
+                        "a static policy (action) takes neither `signatures` nor `attestations`"
+                            .into(),
+                    ));
+                }
+                (false, false) => {
+                    return Err(bad(
+                        &format!("policies[{i}]"),
+                        "a policy needs `signatures`, `attestations` or a static `action`".into(),
+                    ));
+                }
+                _ => {}
             }
             let signatures = match p.signatures {
                 None => None,
@@ -666,7 +731,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             let fingerprint = {
                 use sha2::Digest as _;
                 let text = format!(
-                    "{:?}{images:?}{signatures:?}{attestations:?}{rego_sources:?}",
+                    "{:?}{images:?}{exclude:?}{namespaces:?}{mode:?}{action:?}{signatures:?}{attestations:?}{rego_sources:?}",
                     p.name
                 );
                 sha2::Sha256::digest(text.as_bytes()).into()
@@ -674,6 +739,10 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             policies.push(Policy {
                 name: p.name,
                 images,
+                exclude,
+                namespaces,
+                mode,
+                action,
                 signatures,
                 attestations,
                 fingerprint,

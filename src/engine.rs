@@ -92,12 +92,15 @@ pub enum RequestError {
 }
 
 /// How one call wants its answer.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Skip cache lookups (and coalescing) for this call; the fresh verdict is still cached.
+    /// Skip cache lookups for this call (it still shares a run in flight); the fresh verdict is
+    /// still cached.
     pub bypass_cache: bool,
     /// The caller's own deadline (a gRPC deadline), on top of the configured one.
     pub deadline: Option<Instant>,
+    /// The Kubernetes namespace asking, for policies scoped by `namespaces`.
+    pub namespace: Option<String>,
 }
 
 /// What outlives a configuration reload: caches, in-flight work, metrics.
@@ -266,48 +269,64 @@ impl Engine {
             .iter()
             .enumerate()
             .map(|(index, (image, policy))| {
-                self.prepare(image, policy.as_deref())
+                self.prepare(image, policy.as_deref(), options.namespace.as_deref())
                     .map_err(|e| RequestError::InBatch {
                         index,
                         error: Box::new(e),
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(join_all(prepared.into_iter().map(|p| self.answer(p, options))).await)
+        Ok(join_all(
+            prepared
+                .into_iter()
+                .map(|p| self.answer(p, options.clone())),
+        )
+        .await)
     }
 
-    /// Like [`Engine::verify_batch_with`], with each request's own `bypass_cache` flag.
-    pub async fn verify_batch_flagged(
+    /// Like [`Engine::verify_batch_with`], with each request's own options (`bypass_cache`,
+    /// namespace); `options[i]` goes with `requests[i]`.
+    pub async fn verify_batch_each(
         self: &Arc<Self>,
         requests: &[(String, Option<String>)],
-        bypass: &[bool],
-        deadline: Option<Instant>,
+        options: &[Options],
     ) -> Result<Vec<Verdict>, RequestError> {
         let prepared = requests
             .iter()
             .enumerate()
             .map(|(index, (image, policy))| {
-                self.prepare(image, policy.as_deref())
+                let namespace = options.get(index).and_then(|o| o.namespace.as_deref());
+                self.prepare(image, policy.as_deref(), namespace)
                     .map_err(|e| RequestError::InBatch {
                         index,
                         error: Box::new(e),
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(join_all(prepared.into_iter().enumerate().map(|(i, p)| {
-            let options = Options {
-                bypass_cache: bypass.get(i).copied().unwrap_or(false),
-                deadline,
-            };
-            self.answer(p, options)
-        }))
+        Ok(join_all(
+            prepared
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| self.answer(p, options.get(i).cloned().unwrap_or_default())),
+        )
         .await)
     }
 
-    fn prepare(&self, image: &str, policy: Option<&str>) -> Result<Prepared, RequestError> {
+    fn prepare(
+        &self,
+        image: &str,
+        policy: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<Prepared, RequestError> {
         let parsed = ImageRef::parse(image)?;
         let policy = policy.filter(|p| !p.is_empty());
-        let selected = policy::select(&self.config.policies, &parsed.policy_subject(), policy)?;
+        let namespace = namespace.filter(|n| !n.is_empty());
+        let selected = policy::select(
+            &self.config.policies,
+            &parsed.policy_subject(),
+            namespace,
+            policy,
+        )?;
         let policies = selected
             .iter()
             .filter_map(|s| {
@@ -346,6 +365,14 @@ impl Engine {
         };
         verdict.image = input;
         let metrics = &self.shared.metrics;
+        for w in &verdict.warnings {
+            metrics
+                .policy_warnings
+                .get_or_create(&crate::metrics::PolicyLabels {
+                    policy: w.policy.clone(),
+                })
+                .inc();
+        }
         let code = verdict
             .findings
             .iter()
@@ -372,6 +399,37 @@ impl Engine {
             !p.policies.is_empty() || (!p.named && self.config.default == DefaultAction::Allow);
         if !must_resolve {
             return self.unmatched(&p, None);
+        }
+        // Static policies that deny need nothing from the registry (blocking a whole registry
+        // must not contact it).
+        let selected = self.policies(&p.policies);
+        if selected.iter().any(|q| {
+            q.action == Some(policy::StaticAction::Deny) && q.mode == policy::Mode::Enforce
+        }) && selected.iter().all(|q| !q.needs_evidence())
+        {
+            let mut findings = Vec::new();
+            let mut warnings = Vec::new();
+            for q in &selected {
+                if let Some(action) = q.action {
+                    let (_, f) = policy::evaluate_static(&q.name, action, &p.image.to_string());
+                    let f: Vec<Finding> = f
+                        .into_iter()
+                        .filter(|f| f.code != Code::Satisfied)
+                        .collect();
+                    match q.mode {
+                        policy::Mode::Enforce => findings.extend(f),
+                        policy::Mode::Warn => warnings.extend(f),
+                    }
+                }
+            }
+            let mut verdict = Verdict::deny(&p.input, findings);
+            verdict.warnings = warnings;
+            verdict.policy = selected
+                .iter()
+                .map(|q| q.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            return verdict;
         }
         let cache = &self.shared.cache;
         let source = self.source_for(&p.image);
@@ -536,7 +594,7 @@ impl Engine {
     /// For the registry gate: the digest of an allowed index that lists `image` (a registry
     /// reference by digest) as one of its platform manifests, while that index's verdict holds.
     pub async fn allowed_parent_index(self: &Arc<Self>, image: &str) -> Option<String> {
-        let p = self.prepare(image, None).ok()?;
+        let p = self.prepare(image, None, None).ok()?;
         let digest = p.image.digest()?.to_string();
         if p.policies.is_empty() {
             return None;
@@ -720,6 +778,7 @@ impl Engine {
         let image = format!("{}@{digest}", source.name());
         let needs_signatures = policies.iter().any(|p| p.signatures.is_some());
         let needs_attestations = policies.iter().any(|p| !p.attestations.is_empty());
+        let needs_evidence = policies.iter().any(|p| p.needs_evidence());
         let limits = &self.config.limits;
 
         let started = Instant::now();
@@ -748,7 +807,13 @@ impl Engine {
                     skip().await
                 }
             },
-            self.referrer_bundles(source, digest, &budget)
+            async {
+                if needs_evidence {
+                    self.referrer_bundles(source, digest, &budget).await
+                } else {
+                    Ok(Vec::new())
+                }
+            }
         );
         metrics.observe_step("fetch_evidence", started.elapsed());
         let (sig_layers, att_layers, bundles) = match (sig_layers, att_layers, bundles) {
@@ -820,26 +885,52 @@ impl Engine {
         let now = jiff::Timestamp::now();
         let mut allowed = true;
         let mut findings = Vec::new();
+        let mut warnings = Vec::new();
         for p in policies {
+            let mut held_all = true;
+            let mut found = Vec::new();
+            if let Some(action) = p.action {
+                let (held, f) = policy::evaluate_static(&p.name, action, digest.as_str());
+                held_all &= held;
+                found.extend(f);
+            }
             if let Some(req) = &p.signatures {
                 let (held, f) = policy::evaluate_signatures(&p.name, req, digest, &signatures);
-                allowed &= held;
-                findings.extend(f);
+                held_all &= held;
+                found.extend(f);
             }
             for req in &p.attestations {
                 let (held, f) =
                     policy::evaluate_attestation(&p.name, req, &image, digest, &attestations, now);
-                allowed &= held;
-                findings.extend(f);
+                held_all &= held;
+                found.extend(f);
+            }
+            match p.mode {
+                policy::Mode::Enforce => {
+                    allowed &= held_all;
+                    findings.extend(found);
+                }
+                // A warn policy never denies: what it found wrong comes back as warnings.
+                policy::Mode::Warn => {
+                    for f in found {
+                        if f.code == Code::Satisfied {
+                            findings.push(f);
+                        } else {
+                            warnings.push(f);
+                        }
+                    }
+                }
             }
         }
         metrics.observe_step("policy", started.elapsed());
-        if allowed && !policies.is_empty() {
+        let mut verdict = if allowed && !policies.is_empty() {
             Verdict::allow(&image, findings)
         } else {
             findings.retain(|f| f.code != Code::Satisfied);
             Verdict::deny(&image, findings)
-        }
+        };
+        verdict.warnings = warnings;
+        verdict
     }
 
     /// The layers under cosign's `sha256-<hex>.<suffix>` tag (`sig`, `att`): each blob with the

@@ -62,6 +62,13 @@ pub struct Metrics {
     pub redis_errors: Counter,
     pub reloads: Family<ResultLabels, Counter>,
     pub shed: Counter,
+    /// Failures reported by warn-mode policies, by policy (names come from the configuration).
+    pub policy_warnings: Family<PolicyLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
 }
 
 impl Default for Metrics {
@@ -85,6 +92,7 @@ impl Metrics {
             redis_errors: Counter::default(),
             reloads: Family::default(),
             shed: Counter::default(),
+            policy_warnings: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -131,6 +139,11 @@ impl Metrics {
             "reloads",
             "Configuration reloads, by result",
             m.reloads.clone(),
+        );
+        registry.register(
+            "policy_warnings",
+            "Failures of warn-mode policies (reported, never denied), by policy",
+            m.policy_warnings.clone(),
         );
         registry.register(
             "shed_requests",

@@ -30,6 +30,15 @@ pub fn human(v: &Verdict) -> String {
     for f in &v.findings {
         let _ = write!(out, "\n        {:<20} {}", f.code.as_str(), f.message);
     }
+    for f in &v.warnings {
+        let _ = write!(
+            out,
+            "\n        warning ({}) {} {}",
+            f.policy,
+            f.code.as_str(),
+            f.message
+        );
+    }
     out
 }
 

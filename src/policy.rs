@@ -18,10 +18,33 @@ use crate::verify::signature::{SignatureOutcome, Signer};
 pub struct Policy {
     pub name: String,
     pub images: Vec<Glob>,
+    /// Images removed from the scope `images` gives.
+    pub exclude: Vec<Glob>,
+    /// When set, the policy applies only to requests from a matching namespace (and to none
+    /// that carry no namespace).
+    pub namespaces: Vec<crate::checks::Wildcard>,
+    pub mode: Mode,
+    /// A static policy: allows or denies without evidence.
+    pub action: Option<StaticAction>,
     pub signatures: Option<SignatureRequirement>,
     pub attestations: Vec<AttestationRequirement>,
     /// Hash of the policy's content (not its name), for verdict cache keys.
     pub fingerprint: [u8; 32],
+}
+
+/// Whether a policy's failures deny (`enforce`) or come back as warnings (`warn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Warn,
+}
+
+/// A static policy's answer (policy-controller's `static`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaticAction {
+    Allow,
+    Deny,
 }
 
 /// One required attestation type, its signers and its checks.
@@ -122,8 +145,45 @@ impl Authority {
 }
 
 impl Policy {
-    pub fn applies_to(&self, subject: &str) -> bool {
+    /// Whether the policy's scope holds `subject` (`host/repository`) asked from `namespace`.
+    pub fn applies_to(&self, subject: &str, namespace: Option<&str>) -> bool {
         self.images.iter().any(|g| g.matches(subject))
+            && !self.exclude.iter().any(|g| g.matches(subject))
+            && (self.namespaces.is_empty()
+                || namespace.is_some_and(|n| self.namespaces.iter().any(|w| w.matches(n))))
+    }
+
+    /// Whether this policy reads evidence (static policies do not).
+    pub fn needs_evidence(&self) -> bool {
+        self.action.is_none()
+    }
+}
+
+/// A static policy's answer as (held, findings).
+pub fn evaluate_static(policy: &str, action: StaticAction, digest: &str) -> (bool, Vec<Finding>) {
+    match action {
+        StaticAction::Allow => (
+            true,
+            vec![
+                Finding::new(
+                    Code::Satisfied,
+                    format!(
+                        "static policy {policy} allows {digest} without evidence (action: allow)"
+                    ),
+                )
+                .with_policy(policy),
+            ],
+        ),
+        StaticAction::Deny => (
+            false,
+            vec![
+                Finding::new(
+                    Code::PolicyViolation,
+                    format!("policy {policy} denies every image in its scope (action: deny)"),
+                )
+                .with_policy(policy),
+            ],
+        ),
     }
 }
 
@@ -136,6 +196,7 @@ pub struct UnknownPolicy(pub String);
 pub fn select<'a>(
     policies: &'a [Policy],
     subject: &str,
+    namespace: Option<&str>,
     named: Option<&str>,
 ) -> Result<Vec<&'a Policy>, UnknownPolicy> {
     match named {
@@ -144,13 +205,16 @@ pub fn select<'a>(
                 .iter()
                 .find(|p| p.name == name)
                 .ok_or_else(|| UnknownPolicy(name.to_owned()))?;
-            Ok(if p.applies_to(subject) {
+            Ok(if p.applies_to(subject, namespace) {
                 vec![p]
             } else {
                 vec![]
             })
         }
-        None => Ok(policies.iter().filter(|p| p.applies_to(subject)).collect()),
+        None => Ok(policies
+            .iter()
+            .filter(|p| p.applies_to(subject, namespace))
+            .collect()),
     }
 }
 
@@ -570,6 +634,10 @@ mod tests {
         let p = |name: &str, glob: &str| Policy {
             name: name.into(),
             images: vec![Glob::new(glob).unwrap()],
+            exclude: Vec::new(),
+            namespaces: Vec::new(),
+            mode: Mode::Enforce,
+            action: None,
             signatures: None,
             attestations: Vec::new(),
             fingerprint: [0; 32],
@@ -581,23 +649,27 @@ mod tests {
         ];
         let names = |v: Vec<&Policy>| v.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
         assert_eq!(
-            names(select(&ps, "reg.io/team/app", None).unwrap()),
+            names(select(&ps, "reg.io/team/app", None, None).unwrap()),
             ["a", "b"]
         );
         assert_eq!(
-            names(select(&ps, "reg.io/team/app", Some("b")).unwrap()),
+            names(select(&ps, "reg.io/team/app", None, Some("b")).unwrap()),
             ["b"]
         );
         assert!(
-            select(&ps, "reg.io/team/app", Some("c"))
+            select(&ps, "reg.io/team/app", None, Some("c"))
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(
-            select(&ps, "x", Some("zz")).unwrap_err(),
+            select(&ps, "x", None, Some("zz")).unwrap_err(),
             UnknownPolicy("zz".into())
         );
-        assert!(select(&ps, "nowhere.io/app", None).unwrap().is_empty());
+        assert!(
+            select(&ps, "nowhere.io/app", None, None)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

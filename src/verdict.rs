@@ -105,6 +105,9 @@ pub struct Verdict {
     pub retryable: bool,
     pub cached: bool,
     pub findings: Vec<Finding>,
+    /// Failures of `mode: warn` policies; they never make `allowed` false.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Finding>,
 }
 
 impl Verdict {
@@ -119,6 +122,7 @@ impl Verdict {
             retryable,
             cached: false,
             findings,
+            warnings: Vec::new(),
         }
     }
 

@@ -116,10 +116,26 @@ async fn judge(live: &Live, review: &Review) -> Judgement {
         .iter()
         .map(|at| (at.image.clone(), settings.policy.clone()))
         .collect();
-    let verdicts = match live.engine().verify_batch(&requests).await {
+    let options = crate::engine::Options {
+        namespace: Some(review.namespace.clone()).filter(|n| !n.is_empty()),
+        ..Default::default()
+    };
+    let verdicts = match live.engine().verify_batch_with(&requests, options).await {
         Ok(v) => v,
         Err(e) => return refuse(format!("umpire could not verify the images: {e}")),
     };
+    // Findings of warn-mode policies: shown to whoever applied the object, never a denial.
+    let warn_lines: Vec<String> = verdicts
+        .iter()
+        .flat_map(|v| {
+            v.warnings.iter().map(move |f| {
+                format!(
+                    "umpire warn ({}): {}: {} {}",
+                    f.policy, v.image, f.code, f.message
+                )
+            })
+        })
+        .collect();
     if verdicts.len() != to_verify.len() {
         return refuse("umpire's answer did not cover every image".into());
     }
@@ -141,7 +157,7 @@ async fn judge(live: &Live, review: &Review) -> Judgement {
         return Judgement {
             allowed: true,
             message: None,
-            warnings: Vec::new(),
+            warnings: warn_lines,
             pins,
         };
     }
@@ -174,6 +190,7 @@ async fn judge(live: &Live, review: &Review) -> Judgement {
             warnings: lines
                 .into_iter()
                 .map(|l| format!("umpire audit: {l}"))
+                .chain(warn_lines)
                 .collect(),
             pins,
         };

@@ -11,82 +11,9 @@ use support::cosign::{
     self, Image, SigningKey, payload, sig_tag, signature_layer, signature_manifest,
 };
 use support::hostile::{Reply, Request, Scripted};
+use support::served::Served;
 use tokio::io::AsyncReadExt;
 use umpire::proto::{VerifyBatchRequest, VerifyRequest};
-
-/// `umpire serve` on a config file, killed when dropped.
-struct Served {
-    child: tokio::process::Child,
-    _dir: tempfile::TempDir,
-    grpc: u16,
-}
-
-impl Served {
-    async fn start(yaml: &str, env: &[(&str, String)]) -> Self {
-        let grpc = support::registry::free_port();
-        let (dir, path) = support::config_file(&format!("listen: 127.0.0.1:{grpc}\n{yaml}"));
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"));
-        command
-            .args(["serve", "--config", path.to_str().unwrap()])
-            .env("UMPIRE_LOG", "warn")
-            .kill_on_drop(true);
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let child = command.spawn().unwrap();
-        let served = Self {
-            child,
-            _dir: dir,
-            grpc,
-        };
-        served.wait_for(grpc).await;
-        served
-    }
-
-    async fn wait_for(&self, port: u16) {
-        for _ in 0..400 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("umpire serve did not listen on {port}");
-    }
-
-    async fn client(
-        &self,
-    ) -> umpire::proto::verifier_client::VerifierClient<tonic::transport::Channel> {
-        umpire::proto::verifier_client::VerifierClient::connect(format!(
-            "http://127.0.0.1:{}",
-            self.grpc
-        ))
-        .await
-        .unwrap()
-    }
-
-    /// A line of `/proc/<pid>/status` in bytes (VmRSS, VmHWM).
-    fn memory(&self, field: &str) -> u64 {
-        let pid = self.child.id().unwrap();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let kb: u64 = status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|n| n.parse().ok())
-            .unwrap();
-        kb * 1024
-    }
-
-    fn open_files(&self) -> usize {
-        let pid = self.child.id().unwrap();
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .count()
-    }
-}
 
 const POLICY: &str = "policies:\n  - name: p\n    images: [\"127.0.0.1:1/**\"]\n    signatures:\n      authorities:\n        - key: k\n";
 

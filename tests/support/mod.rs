@@ -8,6 +8,7 @@ pub mod cosign;
 pub mod hostile;
 pub mod redis;
 pub mod registry;
+pub mod served;
 pub mod sigstore;
 
 use std::path::Path;

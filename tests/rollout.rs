@@ -1,0 +1,207 @@
+//! Policies a platform team rolls out with, through the real binary against the real registry:
+//! warn mode (gRPC and admission), namespace scopes, exclusions and static policies.
+
+mod support;
+
+use support::certs::Pki;
+use support::cosign::{Image, SigningKey, payload, signature_layer};
+use support::registry::Registry;
+use support::served::Served;
+use umpire::proto::{VerifyRequest, VerifyResponse};
+
+const REPO: &str = "team/app";
+
+struct Setup {
+    registry: Registry,
+    release: SigningKey,
+    other: SigningKey,
+    signed: String,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let registry = Registry::start().await;
+        let release = SigningKey::p256();
+        let signed = registry
+            .push_image(REPO, "signed", &Image::new("rollout signed"))
+            .await;
+        registry
+            .push_signatures(
+                REPO,
+                &signed,
+                vec![signature_layer(&release, payload("x", &signed))],
+            )
+            .await;
+        registry
+            .push_image(REPO, "unsigned", &Image::new("rollout unsigned"))
+            .await;
+        registry
+            .push_image("team/debug-shell", "v1", &Image::new("debug"))
+            .await;
+        Self {
+            registry,
+            release,
+            other: SigningKey::p256(),
+            signed,
+        }
+    }
+
+    fn img(&self, repo_tag: &str) -> String {
+        format!("{}/{repo_tag}", self.registry.host())
+    }
+
+    /// A config trusting `release` and `other`, with `policies` (YAML list items).
+    fn yaml(&self, policies: &str, extra: &str) -> String {
+        support::config_yaml(
+            &self.registry.host(),
+            &[
+                ("release", &self.release.public_pem()),
+                ("other", &self.other.public_pem()),
+            ],
+            policies,
+            extra,
+        )
+    }
+}
+
+async fn ask(served: &Served, image: &str, namespace: &str) -> VerifyResponse {
+    served
+        .client()
+        .await
+        .verify(VerifyRequest {
+            image: image.into(),
+            namespace: namespace.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn codes(f: &[umpire::proto::Finding]) -> Vec<&str> {
+    f.iter().map(|f| f.code.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_warn_policy_reports_and_never_denies() {
+    let s = Setup::new().await;
+    let host = s.registry.host();
+    let policies = format!(
+        "  - name: enforced\n    images: [\"{host}/**\"]\n    signatures:\n      authorities: [ {{ key: release }} ]\n  - name: trial\n    mode: warn\n    images: [\"{host}/**\"]\n    signatures:\n      authorities: [ {{ key: other }} ]\n"
+    );
+    let served = Served::start(&s.yaml(&policies, ""), &[]).await;
+
+    // The enforced policy holds; the warn one does not: allowed, with its findings as warnings.
+    let r = ask(&served, &s.img(&format!("{REPO}:signed")), "").await;
+    assert!(r.allowed, "{r:?}");
+    assert_eq!(r.digest, s.signed);
+    assert_eq!(codes(&r.warnings), ["UNTRUSTED_SIGNER"], "{r:?}");
+    assert_eq!(r.warnings[0].policy, "trial");
+    assert!(r.findings.iter().all(|f| f.policy == "enforced"), "{r:?}");
+
+    // Unsigned: the enforced policy denies; the warn policy's findings still come as warnings.
+    let r = ask(&served, &s.img(&format!("{REPO}:unsigned")), "").await;
+    assert!(!r.allowed);
+    assert_eq!(codes(&r.findings), ["NO_SIGNATURES"]);
+    assert_eq!(codes(&r.warnings), ["NO_SIGNATURES"]);
+    assert_eq!(r.warnings[0].policy, "trial");
+}
+
+#[tokio::test]
+async fn warn_findings_reach_admission_as_warnings() {
+    let s = Setup::new().await;
+    let host = s.registry.host();
+    let pki = Pki::new("rollout CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = pki.server().write(dir.path(), "server");
+    let webhook = support::registry::free_port();
+    let policies = format!(
+        "  - name: trial\n    mode: warn\n    images: [\"{host}/**\"]\n    signatures:\n      authorities: [ {{ key: release }} ]\n"
+    );
+    let extra = format!(
+        "webhook:\n  listen: 127.0.0.1:{webhook}\n  tls_cert: {}\n  tls_key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    let served = Served::start(&s.yaml(&policies, &extra), &[]).await;
+    served.wait_for(webhook).await;
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "w", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "apps", "operation": "CREATE",
+                    "object": {"spec": {"containers": [{"name": "c", "image": s.img(&format!("{REPO}:unsigned"))}]}}}
+    });
+    let r: serde_json::Value = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap()
+        .post(format!("https://127.0.0.1:{webhook}/admission/validate"))
+        .json(&review)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["response"]["allowed"], true, "{r}");
+    let warnings = r["response"]["warnings"].as_array().expect("warnings");
+    assert!(
+        warnings[0].as_str().unwrap().contains("NO_SIGNATURES")
+            && warnings[0].as_str().unwrap().contains("trial"),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
+async fn namespace_scopes_and_exclusions_decide_which_policy_applies() {
+    let s = Setup::new().await;
+    let host = s.registry.host();
+    let policies = format!(
+        "  - name: prod\n    images: [\"{host}/**\"]\n    exclude: [\"{host}/team/debug-*\"]\n    namespaces: [\"prod-*\"]\n    signatures:\n      authorities: [ {{ key: release }} ]\n"
+    );
+    let served = Served::start(&s.yaml(&policies, ""), &[]).await;
+    let unsigned = s.img(&format!("{REPO}:unsigned"));
+    let r = ask(&served, &unsigned, "prod-payments").await;
+    assert_eq!(r.policy, "prod");
+    assert_eq!(codes(&r.findings), ["NO_SIGNATURES"]);
+    for namespace in ["dev", ""] {
+        let r = ask(&served, &unsigned, namespace).await;
+        assert!(!r.allowed);
+        assert_eq!(codes(&r.findings), ["NO_MATCHING_POLICY"], "{namespace:?}");
+    }
+    let r = ask(&served, &s.img(&format!("{REPO}:signed")), "prod-payments").await;
+    assert!(r.allowed, "{r:?}");
+    let r = ask(&served, &s.img("team/debug-shell:v1"), "prod-payments").await;
+    assert_eq!(
+        codes(&r.findings),
+        ["NO_MATCHING_POLICY"],
+        "excluded: {r:?}"
+    );
+}
+
+#[tokio::test]
+async fn static_policies_allow_or_deny_without_evidence() {
+    let s = Setup::new().await;
+    let host = s.registry.host();
+    // The blocked registry does not exist: a static deny must not need it.
+    let policies = format!(
+        "  - name: system\n    images: [\"{host}/team/**\"]\n    action: allow\n  - name: blocked\n    images: [\"127.0.0.1:1/**\"]\n    action: deny\n"
+    );
+    let served = Served::start(&s.yaml(&policies, ""), &[]).await;
+    let r = ask(&served, &s.img(&format!("{REPO}:unsigned")), "").await;
+    assert!(r.allowed, "{r:?}");
+    assert_eq!(codes(&r.findings), ["SATISFIED"]);
+    assert!(r.digest.starts_with("sha256:"), "pinned to a digest: {r:?}");
+    let r = ask(&served, "127.0.0.1:1/anything:v1", "").await;
+    assert!(!r.allowed && !r.retryable, "{r:?}");
+    assert_eq!(codes(&r.findings), ["POLICY_VIOLATION"]);
+    assert!(r.findings[0].message.contains("blocked"), "{r:?}");
+    // A static policy takes no requirements.
+    let bad = s.yaml(
+        &format!("  - name: x\n    images: [\"{host}/**\"]\n    action: allow\n    signatures:\n      authorities: [ {{ key: release }} ]\n"),
+        "",
+    );
+    let e = umpire::config::Config::from_yaml(&bad, std::path::Path::new("."), "t")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("policies[0].action"), "{e}");
+}
