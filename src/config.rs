@@ -310,9 +310,22 @@ struct RawPolicy {
     #[serde(default)]
     action: Option<String>,
     #[serde(default)]
+    image: Option<RawImageRules>,
+    #[serde(default)]
     signatures: Option<RawSignatures>,
     #[serde(default)]
     attestations: Option<Vec<RawAttestation>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImageRules {
+    #[serde(default)]
+    non_root: bool,
+    #[serde(default)]
+    max_age: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -666,20 +679,48 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                     ));
                 }
             };
-            let has_requirements =
-                p.signatures.is_some() || p.attestations.as_ref().is_some_and(|a| !a.is_empty());
+            let image_rules = match p.image {
+                None => None,
+                Some(r) => {
+                    let max_age = match r.max_age.as_deref() {
+                        None => None,
+                        Some(a) => {
+                            Some(self.duration(&at("image.max_age"), Some(a), Duration::ZERO)?)
+                        }
+                    };
+                    let labels = r
+                        .labels
+                        .into_iter()
+                        .map(|(name, pattern)| {
+                            crate::verify::identity::Matcher::regex(&pattern)
+                                .map(|m| (name.clone(), m))
+                                .map_err(|e| {
+                                    bad(&at(&format!("image.labels.{name}")), e.to_string())
+                                })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Some(crate::checks::image::ImageRules {
+                        non_root: r.non_root,
+                        max_age,
+                        labels,
+                    })
+                }
+            };
+            let has_requirements = p.signatures.is_some()
+                || p.attestations.as_ref().is_some_and(|a| !a.is_empty())
+                || image_rules.is_some();
             match (action.is_some(), has_requirements) {
                 (true, true) => {
                     return Err(bad(
                         &at("action"),
-                        "a static policy (action) takes neither `signatures` nor `attestations`"
+                        "a static policy (action) takes neither `signatures`, `attestations` nor `image`"
                             .into(),
                     ));
                 }
                 (false, false) => {
                     return Err(bad(
                         &format!("policies[{i}]"),
-                        "a policy needs `signatures`, `attestations` or a static `action`".into(),
+                        "a policy needs `signatures`, `attestations`, `image` rules or a static `action`".into(),
                     ));
                 }
                 _ => {}
@@ -731,7 +772,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             let fingerprint = {
                 use sha2::Digest as _;
                 let text = format!(
-                    "{:?}{images:?}{exclude:?}{namespaces:?}{mode:?}{action:?}{signatures:?}{attestations:?}{rego_sources:?}",
+                    "{:?}{images:?}{exclude:?}{namespaces:?}{mode:?}{action:?}{image_rules:?}{signatures:?}{attestations:?}{rego_sources:?}",
                     p.name
                 );
                 sha2::Sha256::digest(text.as_bytes()).into()
@@ -743,6 +784,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 namespaces,
                 mode,
                 action,
+                image_rules,
                 signatures,
                 attestations,
                 fingerprint,
@@ -1323,6 +1365,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "s" => Some(Duration::from_secs(n)),
         "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
         "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        "d" => Some(Duration::from_secs(n.checked_mul(86_400)?)),
         _ => None,
     }
 }

@@ -779,12 +779,13 @@ impl Engine {
         let needs_signatures = policies.iter().any(|p| p.signatures.is_some());
         let needs_attestations = policies.iter().any(|p| !p.attestations.is_empty());
         let needs_evidence = policies.iter().any(|p| p.needs_evidence());
+        let needs_image_config = policies.iter().any(|p| p.image_rules.is_some());
         let limits = &self.config.limits;
 
         let started = Instant::now();
         let skip = || async { Ok(Vec::new()) };
         let budget = EvidenceBudget::new(limits.max_evidence_bytes);
-        let (sig_layers, att_layers, bundles) = futures::join!(
+        let (sig_layers, att_layers, bundles, configs) = futures::join!(
             async {
                 if needs_signatures {
                     self.tagged_layers(
@@ -813,15 +814,23 @@ impl Engine {
                 } else {
                     Ok(Vec::new())
                 }
+            },
+            async {
+                if needs_image_config {
+                    self.image_configs(source, digest, &budget).await
+                } else {
+                    Ok(Vec::new())
+                }
             }
         );
         metrics.observe_step("fetch_evidence", started.elapsed());
-        let (sig_layers, att_layers, bundles) = match (sig_layers, att_layers, bundles) {
-            (Ok(s), Ok(a), Ok(b)) => (s, a, b),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                return Verdict::deny(&image, vec![e.finding()]);
-            }
-        };
+        let (sig_layers, att_layers, bundles, configs) =
+            match (sig_layers, att_layers, bundles, configs) {
+                (Ok(s), Ok(a), Ok(b), Ok(c)) => (s, a, b, c),
+                (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
+                    return Verdict::deny(&image, vec![e.finding()]);
+                }
+            };
 
         let started = Instant::now();
         let keys: Vec<(String, &PublicKey)> = self
@@ -902,6 +911,11 @@ impl Engine {
             for req in &p.attestations {
                 let (held, f) =
                     policy::evaluate_attestation(&p.name, req, &image, digest, &attestations, now);
+                held_all &= held;
+                found.extend(f);
+            }
+            if let Some(rules) = &p.image_rules {
+                let (held, f) = policy::evaluate_image_rules(&p.name, rules, &configs, now);
                 held_all &= held;
                 found.extend(f);
             }
@@ -1011,6 +1025,82 @@ impl Engine {
                 fetched.get(&d).map(|bytes| (bytes.clone(), annotations))
             })
             .collect())
+    }
+
+    /// The image config of `digest`, or of every platform when it is an index: (which, config).
+    /// Each is fetched by the digest its verified manifest names, and hashed.
+    async fn image_configs(
+        &self,
+        source: &dyn Source,
+        digest: &Digest,
+        budget: &EvidenceBudget,
+    ) -> Result<Vec<(String, serde_json::Value)>, FetchError> {
+        let limits = &self.config.limits;
+        let what = format!("image config of {}@{digest}", source.name());
+        let top = source
+            .manifest(
+                &ManifestRef::Digest(digest.clone()),
+                limits.max_manifest_bytes,
+            )
+            .await?;
+        budget.charge(top.size, &what)?;
+        let mut images = Vec::new();
+        match &top.kind {
+            ManifestKind::Image { .. } => images.push(top.clone()),
+            ManifestKind::Index { manifests } => {
+                if manifests.len() > limits.max_signatures {
+                    return Err(FetchError::LimitExceeded {
+                        what: format!("{what}: {} platforms", manifests.len()),
+                        limit: limits.max_signatures as u64,
+                        unit: "platforms",
+                    });
+                }
+                for d in manifests {
+                    let d = Digest::parse(&d.digest).map_err(|e| FetchError::Protocol {
+                        what: what.clone(),
+                        detail: e.to_string(),
+                    })?;
+                    let m = source
+                        .manifest(&ManifestRef::Digest(d), limits.max_manifest_bytes)
+                        .await?;
+                    budget.charge(m.size, &what)?;
+                    images.push(m);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for m in images {
+            let Some(config) = &m.config else {
+                return Err(FetchError::Protocol {
+                    what: what.clone(),
+                    detail: format!("manifest {} has no config", m.digest),
+                });
+            };
+            let d = Digest::parse(&config.digest).map_err(|e| FetchError::Protocol {
+                what: what.clone(),
+                detail: e.to_string(),
+            })?;
+            if config.size > limits.max_manifest_bytes {
+                return Err(FetchError::LimitExceeded {
+                    what: format!("{what}: config {d}"),
+                    limit: limits.max_manifest_bytes,
+                    unit: "bytes",
+                });
+            }
+            budget.charge(config.size, &what)?;
+            let bytes = read_declared(source, &d, config.size).await?;
+            let json = serde_json::from_slice(&bytes).map_err(|e| FetchError::Protocol {
+                what: what.clone(),
+                detail: format!("the config {d} is not JSON: {e}"),
+            })?;
+            let which = if top.is_index() {
+                format!("platform {}", m.digest)
+            } else {
+                "the image".to_owned()
+            };
+            out.push((which, json));
+        }
+        Ok(out)
     }
 
     /// Sigstore bundles attached to `digest` as OCI referrers (the referrers API, or the

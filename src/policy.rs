@@ -26,6 +26,8 @@ pub struct Policy {
     pub mode: Mode,
     /// A static policy: allows or denies without evidence.
     pub action: Option<StaticAction>,
+    /// Rules on the image config (`image:`), checked on every platform.
+    pub image_rules: Option<crate::checks::image::ImageRules>,
     pub signatures: Option<SignatureRequirement>,
     pub attestations: Vec<AttestationRequirement>,
     /// Hash of the policy's content (not its name), for verdict cache keys.
@@ -153,10 +155,56 @@ impl Policy {
                 || namespace.is_some_and(|n| self.namespaces.iter().any(|w| w.matches(n))))
     }
 
-    /// Whether this policy reads evidence (static policies do not).
+    /// Whether this policy reads signatures or attestations (static policies and image rules
+    /// alone do not).
     pub fn needs_evidence(&self) -> bool {
-        self.action.is_none()
+        self.signatures.is_some() || !self.attestations.is_empty()
     }
+}
+
+/// Whether every image config (every platform of an index) meets `rules`: (held, findings).
+pub fn evaluate_image_rules(
+    policy: &str,
+    rules: &crate::checks::image::ImageRules,
+    configs: &[(String, serde_json::Value)],
+    now: jiff::Timestamp,
+) -> (bool, Vec<Finding>) {
+    let violations: Vec<String> = configs
+        .iter()
+        .flat_map(|(which, config)| rules.violations(which, config, now))
+        .collect();
+    if configs.is_empty() {
+        return (
+            false,
+            vec![
+                Finding::new(
+                    Code::PolicyViolation,
+                    "image rules: no image config could be read".to_owned(),
+                )
+                .with_policy(policy),
+            ],
+        );
+    }
+    if violations.is_empty() {
+        return (
+            true,
+            vec![
+                Finding::new(
+                    Code::Satisfied,
+                    format!("image rules held on {} image config(s)", configs.len()),
+                )
+                .with_policy(policy),
+            ],
+        );
+    }
+    (
+        false,
+        violations
+            .into_iter()
+            .take(MAX_PROBLEM_FINDINGS)
+            .map(|v| Finding::new(Code::PolicyViolation, v).with_policy(policy))
+            .collect(),
+    )
 }
 
 /// A static policy's answer as (held, findings).
@@ -638,6 +686,7 @@ mod tests {
             namespaces: Vec::new(),
             mode: Mode::Enforce,
             action: None,
+            image_rules: None,
             signatures: None,
             attestations: Vec::new(),
             fingerprint: [0; 32],

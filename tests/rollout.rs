@@ -205,3 +205,84 @@ async fn static_policies_allow_or_deny_without_evidence() {
         .to_string();
     assert!(e.contains("policies[0].action"), "{e}");
 }
+
+/// An image whose config says `user`, `created` and `labels`.
+fn image_with(user: &str, created: &str, labels: serde_json::Value) -> Image {
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "created": created,
+        "config": {"User": user, "Labels": labels},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    }))
+    .unwrap();
+    Image::from_parts(
+        support::cosign::Blob::new("application/vnd.oci.image.config.v1+json", config),
+        vec![support::cosign::Blob::new(
+            "application/vnd.oci.image.layer.v1.tar",
+            vec![0; 1024],
+        )],
+        &[],
+    )
+}
+
+#[tokio::test]
+async fn image_rules_are_checked_on_the_verified_config_of_every_platform() {
+    let s = Setup::new().await;
+    let host = s.registry.host();
+    let fresh = jiff::Timestamp::now().to_string();
+    let source =
+        serde_json::json!({"org.opencontainers.image.source": "https://github.com/acme/app"});
+    let good = image_with("65532:65532", &fresh, source.clone());
+    let good_digest = s.registry.push_image(REPO, "good", &good).await;
+    let root = s
+        .registry
+        .push_image(REPO, "root", &image_with("0:0", &fresh, source.clone()))
+        .await;
+    let old = s
+        .registry
+        .push_image(
+            REPO,
+            "old",
+            &image_with("app", "2020-01-01T00:00:00Z", source.clone()),
+        )
+        .await;
+    let unlabelled = s
+        .registry
+        .push_image(
+            REPO,
+            "unlabelled",
+            &image_with("app", &fresh, serde_json::json!({})),
+        )
+        .await;
+    // An index whose second platform runs as root.
+    let as_root = image_with("root", &fresh, source);
+    s.registry.push_image(REPO, "as-root", &as_root).await;
+    let index = support::cosign::index(&[&good, &as_root]);
+    s.registry
+        .push_manifest(REPO, "multi", &index, support::cosign::OCI_INDEX)
+        .await;
+    let policies = format!(
+        "  - name: hygiene\n    images: [\"{host}/**\"]\n    image:\n      non_root: true\n      max_age: 90d\n      labels: {{ org.opencontainers.image.source: \"https://github\\\\.com/acme/.*\" }}\n"
+    );
+    let served = Served::start(&s.yaml(&policies, ""), &[]).await;
+    let r = ask(&served, &s.img(&format!("{REPO}:good")), "").await;
+    assert!(r.allowed, "{r:?}");
+    assert_eq!(r.digest, good_digest);
+    for (tag, digest, rule) in [
+        ("root", &root, "image.non_root"),
+        ("old", &old, "image.max_age"),
+        ("unlabelled", &unlabelled, "image.labels"),
+    ] {
+        let r = ask(&served, &s.img(&format!("{REPO}:{tag}")), "").await;
+        assert!(!r.allowed, "{tag}: {r:?}");
+        assert_eq!(&r.digest, digest);
+        assert_eq!(codes(&r.findings), ["POLICY_VIOLATION"], "{tag}: {r:?}");
+        assert!(r.findings[0].message.starts_with(rule), "{tag}: {r:?}");
+    }
+    let r = ask(&served, &s.img(&format!("{REPO}:multi")), "").await;
+    assert!(!r.allowed, "{r:?}");
+    assert!(
+        r.findings[0].message.contains("image.non_root")
+            && r.findings[0].message.contains("platform"),
+        "{r:?}"
+    );
+}

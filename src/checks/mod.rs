@@ -3,6 +3,7 @@
 //! package) and vulnerability reports (severity, scan age, CVE deny list). Pure functions over a
 //! verified statement; each violation is one sentence naming the rule and the offending value.
 
+pub mod image;
 pub mod provenance;
 pub mod sbom;
 pub mod vulns;

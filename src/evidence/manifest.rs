@@ -56,6 +56,8 @@ pub struct Manifest {
     pub subject: Option<Descriptor>,
     /// Bytes read for it (counted against the evidence budget of a verification).
     pub size: u64,
+    /// An image manifest's config descriptor.
+    pub config: Option<Descriptor>,
 }
 
 #[derive(Deserialize)]
@@ -172,7 +174,7 @@ impl Manifest {
         }
         let artifact_type = raw
             .artifact_type
-            .or_else(|| raw.config.map(|c| c.media_type));
+            .or_else(|| raw.config.as_ref().map(|c| c.media_type.clone()));
         Ok(Self {
             digest,
             media_type,
@@ -180,6 +182,7 @@ impl Manifest {
             artifact_type,
             subject: raw.subject,
             size: bytes.len() as u64,
+            config: raw.config,
         })
     }
 
