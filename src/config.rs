@@ -312,6 +312,8 @@ struct RawPolicy {
     #[serde(default)]
     image: Option<RawImageRules>,
     #[serde(default)]
+    signatures_repository: Option<String>,
+    #[serde(default)]
     signatures: Option<RawSignatures>,
     #[serde(default)]
     attestations: Option<Vec<RawAttestation>>,
@@ -706,6 +708,29 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                     })
                 }
             };
+            let signatures_repository = match p.signatures_repository.as_deref() {
+                None => None,
+                Some(r) => match crate::reference::ImageRef::parse(r) {
+                    Ok(crate::reference::ImageRef::Registry(reg))
+                        if !r.contains('@')
+                            && !r.rsplit('/').next().unwrap_or("").contains(':') =>
+                    {
+                        Some(crate::reference::RegistryRef {
+                            tag: None,
+                            digest: None,
+                            ..reg
+                        })
+                    }
+                    _ => {
+                        return Err(bad(
+                            &at("signatures_repository"),
+                            format!(
+                                "expected host[:port]/repository (no tag or digest), found {r:?}"
+                            ),
+                        ));
+                    }
+                },
+            };
             let has_requirements = p.signatures.is_some()
                 || p.attestations.as_ref().is_some_and(|a| !a.is_empty())
                 || image_rules.is_some();
@@ -772,7 +797,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             let fingerprint = {
                 use sha2::Digest as _;
                 let text = format!(
-                    "{:?}{images:?}{exclude:?}{namespaces:?}{mode:?}{action:?}{image_rules:?}{signatures:?}{attestations:?}{rego_sources:?}",
+                    "{:?}{images:?}{exclude:?}{namespaces:?}{mode:?}{action:?}{image_rules:?}{signatures_repository:?}{signatures:?}{attestations:?}{rego_sources:?}",
                     p.name
                 );
                 sha2::Sha256::digest(text.as_bytes()).into()
@@ -785,6 +810,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 mode,
                 action,
                 image_rules,
+                signatures_repository,
                 signatures,
                 attestations,
                 fingerprint,

@@ -776,61 +776,58 @@ impl Engine {
     async fn judge(&self, policies: &[&Policy], source: &dyn Source, digest: &Digest) -> Verdict {
         let metrics = &self.shared.metrics;
         let image = format!("{}@{digest}", source.name());
-        let needs_signatures = policies.iter().any(|p| p.signatures.is_some());
-        let needs_attestations = policies.iter().any(|p| !p.attestations.is_empty());
-        let needs_evidence = policies.iter().any(|p| p.needs_evidence());
         let needs_image_config = policies.iter().any(|p| p.image_rules.is_some());
         let limits = &self.config.limits;
 
-        let started = Instant::now();
-        let skip = || async { Ok(Vec::new()) };
-        let budget = EvidenceBudget::new(limits.max_evidence_bytes);
-        let (sig_layers, att_layers, bundles, configs) = futures::join!(
-            async {
-                if needs_signatures {
-                    self.tagged_layers(
-                        source,
-                        digest,
-                        "sig",
-                        limits.max_signature_layer_bytes,
-                        &budget,
-                    )
-                    .await
-                } else {
-                    skip().await
-                }
-            },
-            async {
-                if needs_attestations {
-                    self.tagged_layers(source, digest, "att", limits.max_attestation_bytes, &budget)
-                        .await
-                } else {
-                    skip().await
-                }
-            },
-            async {
-                if needs_evidence {
-                    self.referrer_bundles(source, digest, &budget).await
-                } else {
-                    Ok(Vec::new())
-                }
-            },
-            async {
-                if needs_image_config {
-                    self.image_configs(source, digest, &budget).await
-                } else {
-                    Ok(Vec::new())
-                }
+        // Evidence is read once per repository that holds it: the image's own, or a policy's
+        // `signatures_repository` (for the same digest).
+        let mut groups: Vec<(Option<&crate::reference::RegistryRef>, Vec<usize>)> = Vec::new();
+        for (i, p) in policies.iter().enumerate() {
+            if !p.needs_evidence() {
+                continue;
             }
-        );
-        metrics.observe_step("fetch_evidence", started.elapsed());
-        let (sig_layers, att_layers, bundles, configs) =
-            match (sig_layers, att_layers, bundles, configs) {
-                (Ok(s), Ok(a), Ok(b), Ok(c)) => (s, a, b, c),
-                (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
-                    return Verdict::deny(&image, vec![e.finding()]);
-                }
+            let repo = p.signatures_repository.as_ref();
+            match groups.iter_mut().find(|(r, _)| *r == repo) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((repo, vec![i])),
+            }
+        }
+
+        let started = Instant::now();
+        let budget = EvidenceBudget::new(limits.max_evidence_bytes);
+        let elsewhere: Vec<Option<Arc<dyn Source>>> = groups
+            .iter()
+            .map(|(repo, _)| repo.map(|r| Arc::new(self.registry.source(r)) as Arc<dyn Source>))
+            .collect();
+        let gathered = join_all(groups.iter().zip(&elsewhere).map(|((_, members), other)| {
+            let group: Vec<&Policy> = members.iter().map(|i| policies[*i]).collect();
+            let evidence_source: &dyn Source = match other {
+                Some(o) => o.as_ref(),
+                None => source,
             };
+            let budget = &budget;
+            async move { self.gather(&group, evidence_source, digest, budget).await }
+        }));
+        let configs = async {
+            if needs_image_config {
+                self.image_configs(source, digest, &budget).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (gathered, configs) = futures::join!(gathered, configs);
+        metrics.observe_step("fetch_evidence", started.elapsed());
+        let configs = match configs {
+            Ok(c) => c,
+            Err(e) => return Verdict::deny(&image, vec![e.finding()]),
+        };
+        let mut raw = Vec::with_capacity(gathered.len());
+        for g in gathered {
+            match g {
+                Ok(evidence) => raw.push(evidence),
+                Err(e) => return Verdict::deny(&image, vec![e.finding()]),
+            }
+        }
 
         let started = Instant::now();
         let keys: Vec<(String, &PublicKey)> = self
@@ -844,50 +841,16 @@ impl Engine {
             roots: &roots,
             offline: &self.offline,
         };
-        let signatures: Vec<SignatureOutcome> = if needs_signatures {
-            sig_layers
-                .into_iter()
-                .map(|(payload, annotations)| {
-                    signature::check_layer(
-                        &SignatureLayer {
-                            payload,
-                            annotations,
-                        },
-                        &trust,
-                        digest,
-                    )
-                })
-                .chain(
-                    bundles
-                        .iter()
-                        .filter_map(|b| signature::check_bundle(b, &trust, digest)),
-                )
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let attestations: Vec<AttestationOutcome> = if needs_attestations {
-            att_layers
-                .into_iter()
-                .map(|(envelope, annotations)| {
-                    attestation::check_layer(
-                        &AttestationLayer {
-                            envelope,
-                            annotations,
-                        },
-                        &trust,
-                        digest,
-                    )
-                })
-                .chain(
-                    bundles
-                        .iter()
-                        .filter_map(|b| attestation::check_bundle(b, &trust, digest)),
-                )
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // Outcomes per group, and each policy's group.
+        let mut outcomes: Vec<(Vec<SignatureOutcome>, Vec<AttestationOutcome>)> = Vec::new();
+        let mut group_of = vec![usize::MAX; policies.len()];
+        for (g, ((_, members), evidence)) in groups.iter().zip(raw).enumerate() {
+            for i in members {
+                group_of[*i] = g;
+            }
+            outcomes.push(verify_evidence(evidence, &trust, digest));
+        }
+        let none: (Vec<SignatureOutcome>, Vec<AttestationOutcome>) = (Vec::new(), Vec::new());
         metrics.observe_step("verify", started.elapsed());
 
         let started = Instant::now();
@@ -895,7 +858,8 @@ impl Engine {
         let mut allowed = true;
         let mut findings = Vec::new();
         let mut warnings = Vec::new();
-        for p in policies {
+        for (i, p) in policies.iter().enumerate() {
+            let (signatures, attestations) = outcomes.get(group_of[i]).unwrap_or(&none);
             let mut held_all = true;
             let mut found = Vec::new();
             if let Some(action) = p.action {
@@ -904,13 +868,13 @@ impl Engine {
                 found.extend(f);
             }
             if let Some(req) = &p.signatures {
-                let (held, f) = policy::evaluate_signatures(&p.name, req, digest, &signatures);
+                let (held, f) = policy::evaluate_signatures(&p.name, req, digest, signatures);
                 held_all &= held;
                 found.extend(f);
             }
             for req in &p.attestations {
                 let (held, f) =
-                    policy::evaluate_attestation(&p.name, req, &image, digest, &attestations, now);
+                    policy::evaluate_attestation(&p.name, req, &image, digest, attestations, now);
                 held_all &= held;
                 found.extend(f);
             }
@@ -1025,6 +989,53 @@ impl Engine {
                 fetched.get(&d).map(|bytes| (bytes.clone(), annotations))
             })
             .collect())
+    }
+
+    /// The evidence `policies` need for `digest` from `source`: `.sig` and `.att` layers and
+    /// referrer bundles, read under the verification's byte budget.
+    async fn gather(
+        &self,
+        policies: &[&Policy],
+        source: &dyn Source,
+        digest: &Digest,
+        budget: &EvidenceBudget,
+    ) -> Result<RawEvidence, FetchError> {
+        let limits = &self.config.limits;
+        let needs_signatures = policies.iter().any(|p| p.signatures.is_some());
+        let needs_attestations = policies.iter().any(|p| !p.attestations.is_empty());
+        let skip = || async { Ok(Vec::new()) };
+        let (sig_layers, att_layers, bundles) = futures::join!(
+            async {
+                if needs_signatures {
+                    self.tagged_layers(
+                        source,
+                        digest,
+                        "sig",
+                        limits.max_signature_layer_bytes,
+                        budget,
+                    )
+                    .await
+                } else {
+                    skip().await
+                }
+            },
+            async {
+                if needs_attestations {
+                    self.tagged_layers(source, digest, "att", limits.max_attestation_bytes, budget)
+                        .await
+                } else {
+                    skip().await
+                }
+            },
+            self.referrer_bundles(source, digest, budget)
+        );
+        Ok(RawEvidence {
+            needs_signatures,
+            needs_attestations,
+            sig_layers: sig_layers?,
+            att_layers: att_layers?,
+            bundles: bundles?,
+        })
     }
 
     /// The image config of `digest`, or of every platform when it is an index: (which, config).
@@ -1212,6 +1223,74 @@ impl Engine {
         }
         Ok(bundles)
     }
+}
+
+type Layers = Vec<(Vec<u8>, std::collections::BTreeMap<String, String>)>;
+
+/// Evidence as read, before any of it is verified.
+struct RawEvidence {
+    needs_signatures: bool,
+    needs_attestations: bool,
+    sig_layers: Layers,
+    att_layers: Layers,
+    bundles: Vec<sigstore_types::Bundle>,
+}
+
+/// Every signature and attestation of `evidence`, verified (pure).
+fn verify_evidence(
+    evidence: RawEvidence,
+    trust: &Trust<'_>,
+    digest: &Digest,
+) -> (Vec<SignatureOutcome>, Vec<AttestationOutcome>) {
+    let signatures: Vec<SignatureOutcome> = if evidence.needs_signatures {
+        evidence
+            .sig_layers
+            .into_iter()
+            .map(|(payload, annotations)| {
+                signature::check_layer(
+                    &SignatureLayer {
+                        payload,
+                        annotations,
+                    },
+                    trust,
+                    digest,
+                )
+            })
+            .chain(
+                evidence
+                    .bundles
+                    .iter()
+                    .filter_map(|b| signature::check_bundle(b, trust, digest)),
+            )
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let attestations: Vec<AttestationOutcome> = if evidence.needs_attestations {
+        evidence
+            .att_layers
+            .into_iter()
+            .map(|(envelope, annotations)| {
+                attestation::check_layer(
+                    &AttestationLayer {
+                        envelope,
+                        annotations,
+                    },
+                    trust,
+                    digest,
+                )
+            })
+            .chain(
+                evidence
+                    .bundles
+                    .iter()
+                    .filter_map(|b| attestation::check_bundle(b, trust, digest)),
+            )
+            .collect()
+    } else {
+        Vec::new()
+    };
+    (signatures, attestations)
 }
 
 /// A blob read up to the size its descriptor declares: more bytes cannot be the blob named, so

@@ -28,6 +28,9 @@ pub struct Policy {
     pub action: Option<StaticAction>,
     /// Rules on the image config (`image:`), checked on every platform.
     pub image_rules: Option<crate::checks::image::ImageRules>,
+    /// Where this policy's signatures, attestations and referrers are read (cosign's
+    /// `COSIGN_REPOSITORY`), for the image's digest; the image's own repository when unset.
+    pub signatures_repository: Option<crate::reference::RegistryRef>,
     pub signatures: Option<SignatureRequirement>,
     pub attestations: Vec<AttestationRequirement>,
     /// Hash of the policy's content (not its name), for verdict cache keys.
@@ -687,6 +690,7 @@ mod tests {
             mode: Mode::Enforce,
             action: None,
             image_rules: None,
+            signatures_repository: None,
             signatures: None,
             attestations: Vec::new(),
             fingerprint: [0; 32],

@@ -786,9 +786,13 @@ fn no_request_field_can_widen_trust() {
             .map(|f| f.name().to_owned())
             .collect()
     };
-    // A request names an image, picks one of the configured policies, and may skip the cache;
-    // nothing in it can add keys, roots, registries or insecure settings.
-    assert_eq!(fields("VerifyRequest"), ["image", "policy", "bypass_cache"]);
+    // A request names an image, picks one of the configured policies, may skip cache lookups
+    // and names the namespace asking (which only chooses among configured policies); nothing in
+    // it can add keys, roots, registries or insecure settings.
+    assert_eq!(
+        fields("VerifyRequest"),
+        ["image", "policy", "bypass_cache", "namespace"]
+    );
     assert_eq!(fields("VerifyBatchRequest"), ["requests"]);
 }
 

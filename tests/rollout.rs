@@ -286,3 +286,44 @@ async fn image_rules_are_checked_on_the_verified_config_of_every_platform() {
         "{r:?}"
     );
 }
+
+#[tokio::test]
+async fn signatures_are_read_from_another_repository_when_a_policy_says_so() {
+    let s = Setup::new().await;
+    let host = s.registry.host();
+    // Signed, but the signature lives in sigs/app (cosign's COSIGN_REPOSITORY).
+    let image = s
+        .registry
+        .push_image(REPO, "elsewhere", &Image::new("signed elsewhere"))
+        .await;
+    s.registry
+        .push_signatures(
+            "sigs/app",
+            &image,
+            vec![signature_layer(&s.release, payload("x", &image))],
+        )
+        .await;
+    let policy = |extra: &str| {
+        format!(
+            "  - name: prod\n    images: [\"{host}/team/**\"]\n{extra}    signatures:\n      authorities: [ {{ key: release }} ]\n"
+        )
+    };
+    let served = Served::start(
+        &s.yaml(
+            &policy(&format!("    signatures_repository: {host}/sigs/app\n")),
+            "",
+        ),
+        &[],
+    )
+    .await;
+    let r = ask(&served, &s.img(&format!("{REPO}:elsewhere")), "").await;
+    assert!(r.allowed, "{r:?}");
+    assert_eq!(r.digest, image);
+    // The image's own signature is not read from there.
+    let r = ask(&served, &s.img(&format!("{REPO}:signed")), "").await;
+    assert_eq!(codes(&r.findings), ["NO_SIGNATURES"], "{r:?}");
+    drop(served);
+    let served = Served::start(&s.yaml(&policy(""), ""), &[]).await;
+    let r = ask(&served, &s.img(&format!("{REPO}:elsewhere")), "").await;
+    assert_eq!(codes(&r.findings), ["NO_SIGNATURES"], "{r:?}");
+}
