@@ -162,6 +162,10 @@ pub struct Config {
     pub trust_fingerprint: [u8; 32],
     /// Where it was loaded from (`None` for the built-in default).
     pub source: Option<PathBuf>,
+    /// Every file it names (keys, trusted roots, Rego, certificates), for reloads.
+    pub files: Vec<PathBuf>,
+    /// Things that load but deserve a look (`umpire config check` prints them).
+    pub warnings: Vec<String>,
 }
 
 // ---- the file's shape -------------------------------------------------------------------------
@@ -471,6 +475,82 @@ impl Config {
     }
 
     /// The built-in default configuration (paths relative to the current directory).
+    /// Each policy's scope in canonical form, one line each (for `umpire config check`).
+    pub fn scopes(&self) -> Vec<String> {
+        self.policies
+            .iter()
+            .map(|p| {
+                let list = |v: Vec<&str>| v.join(", ");
+                let mut line = format!(
+                    "policy {}: images [{}]",
+                    p.name,
+                    list(p.images.iter().map(Glob::as_str).collect())
+                );
+                if !p.exclude.is_empty() {
+                    line.push_str(&format!(
+                        " exclude [{}]",
+                        list(p.exclude.iter().map(Glob::as_str).collect())
+                    ));
+                }
+                if !p.namespaces.is_empty() {
+                    line.push_str(&format!(
+                        " namespaces [{}]",
+                        list(p.namespaces.iter().map(Wildcard::as_str).collect())
+                    ));
+                }
+                line.push_str(match p.mode {
+                    crate::policy::Mode::Enforce => " mode enforce",
+                    crate::policy::Mode::Warn => " mode warn",
+                });
+                match p.action {
+                    Some(StaticAction::Allow) => line.push_str(" action allow"),
+                    Some(StaticAction::Deny) => line.push_str(" action deny"),
+                    None => {}
+                }
+                if let Some(r) = &p.signatures_repository {
+                    line.push_str(&format!(" signatures from {}/{}", r.registry, r.repository));
+                }
+                line
+            })
+            .collect()
+    }
+
+    /// Trust entries no authority uses (a typo in an authority's name shows up here).
+    pub fn unused_trust(&self) -> Vec<String> {
+        let mut keys_used = std::collections::BTreeSet::new();
+        let mut roots_used = std::collections::BTreeSet::new();
+        for p in &self.policies {
+            let authorities = p
+                .signatures
+                .iter()
+                .flat_map(|s| s.authorities.iter())
+                .chain(p.attestations.iter().flat_map(|a| a.authorities.iter()));
+            for a in authorities {
+                match a {
+                    Authority::Key { name } => {
+                        keys_used.insert(name.as_str());
+                    }
+                    Authority::Keyless(k) => {
+                        roots_used.insert(k.trust.as_str());
+                    }
+                }
+            }
+        }
+        let mut out: Vec<String> = self
+            .keys
+            .keys()
+            .filter(|k| !keys_used.contains(k.as_str()))
+            .map(|k| format!("trust.keys.{k} is used by no authority"))
+            .collect();
+        out.extend(
+            self.sigstore
+                .keys()
+                .filter(|k| !roots_used.contains(k.as_str()))
+                .map(|k| format!("trust.sigstore.{k} is used by no authority")),
+        );
+        out
+    }
+
     pub fn builtin() -> Result<Self, ConfigError> {
         Self::from_yaml(BUILTIN_DEFAULT, Path::new("."), "built-in default")
     }
@@ -496,6 +576,8 @@ impl Config {
         Validator {
             base,
             invalid: &invalid,
+            files: Default::default(),
+            warnings: Default::default(),
         }
         .config(raw)
     }
@@ -504,9 +586,20 @@ impl Config {
 struct Validator<'a, F: Fn(&str, String) -> ConfigError> {
     base: &'a Path,
     invalid: &'a F,
+    /// Every file the configuration names, for reloading when one changes.
+    files: std::cell::RefCell<Vec<PathBuf>>,
+    /// What loads but deserves a look (globs that can never match...).
+    warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
+    /// `path` under the config's folder, remembered as a file the configuration depends on.
+    fn named(&self, path: impl AsRef<Path>) -> PathBuf {
+        let full = self.base.join(path);
+        self.files.borrow_mut().push(full.clone());
+        full
+    }
+
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let bad = self.invalid;
         let listen = self.addr("listen", raw.listen.as_deref().unwrap_or("127.0.0.1:50051"))?;
@@ -550,7 +643,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             } else if value == "embedded" {
                 sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT.to_owned()
             } else {
-                let path = self.base.join(&value);
+                let path = self.named(&value);
                 std::fs::read_to_string(&path)
                     .map_err(|e| bad(&key, format!("cannot read {}: {e}", path.display())))?
             };
@@ -585,7 +678,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             let pem = if value.trim_start().starts_with("-----BEGIN") {
                 value.into_bytes()
             } else {
-                let path = self.base.join(&value);
+                let path = self.named(&value);
                 std::fs::read(&path)
                     .map_err(|e| bad(&key, format!("cannot read {}: {e}", path.display())))?
             };
@@ -631,10 +724,11 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 .collect::<Result<Vec<_>, _>>()?;
             for (j, g) in images.iter().enumerate() {
                 if let Some(why) = g.never_matches() {
-                    tracing::warn!(
-                        key = %at(&format!("images[{j}]")),
-                        "this glob can never match an image: {why}"
-                    );
+                    let key = at(&format!("images[{j}]"));
+                    tracing::warn!(key = %key, "this glob can never match an image: {why}");
+                    self.warnings
+                        .borrow_mut()
+                        .push(format!("{key}: can never match an image: {why}"));
                 }
             }
             let exclude = p
@@ -1000,6 +1094,8 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             cache,
             trust_fingerprint,
             source: None,
+            files: self.files.borrow().clone(),
+            warnings: self.warnings.borrow().clone(),
         })
     }
 
@@ -1178,7 +1274,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         let rego = match a.rego {
             None => None,
             Some(path) => {
-                let file = self.base.join(&path);
+                let file = self.named(&path);
                 let source = std::fs::read_to_string(&file).map_err(|e| {
                     bad(
                         &format!("{key}.rego"),
@@ -1269,9 +1365,9 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         allowed_clients: Vec<String>,
     ) -> Result<TlsSettings, ConfigError> {
         let settings = TlsSettings {
-            cert: self.base.join(cert),
-            key: self.base.join(private_key),
-            client_ca: client_ca.map(|c| self.base.join(c)),
+            cert: self.named(cert),
+            key: self.named(private_key),
+            client_ca: client_ca.map(|c| self.named(c)),
             allowed_clients,
         };
         if !settings.allowed_clients.is_empty() && settings.client_ca.is_none() {

@@ -44,14 +44,151 @@ enum Command {
         /// Output: text (a block per image), json (JSON lines) or table (one line per image).
         #[arg(long, value_parser = ["text", "json", "table"], default_value = "text")]
         format: String,
+        #[command(flatten)]
+        adhoc: AdHoc,
         #[arg(required = true)]
         images: Vec<String>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// The sigstore-conformance client protocol (see ../shared/conformance/README.md).
     Conformance {
         #[command(subcommand)]
         command: ConformanceCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate like `serve`; print each policy's scope in canonical form and what
+    /// deserves a look (globs that can never match, unused trust entries). Exit 0 valid, 2 invalid.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// cosign-like ad-hoc verification: a one-policy configuration built in memory.
+#[derive(clap::Args, Default)]
+struct AdHoc {
+    /// Require a signature by this public key (PEM file), as `cosign verify --key`.
+    #[arg(long, conflicts_with = "config")]
+    key: Option<PathBuf>,
+    /// Require a keyless signature for this certificate identity (exact).
+    #[arg(long, conflicts_with_all = ["config", "key"])]
+    certificate_identity: Option<String>,
+    /// ... or for identities matching this regex (whole value).
+    #[arg(long, conflicts_with_all = ["config", "key", "certificate_identity"])]
+    certificate_identity_regexp: Option<String>,
+    /// The OIDC issuer of a keyless identity (exact).
+    #[arg(long, conflicts_with = "config")]
+    certificate_oidc_issuer: Option<String>,
+    /// ... or issuers matching this regex (whole value).
+    #[arg(long, conflicts_with_all = ["config", "certificate_oidc_issuer"])]
+    certificate_oidc_issuer_regexp: Option<String>,
+    /// A Sigstore trusted_root.json for keyless (default: the embedded public-good root).
+    #[arg(long, conflicts_with = "config")]
+    trusted_root: Option<PathBuf>,
+    /// Also require an attestation of this predicate type by the same signer.
+    #[arg(long, conflicts_with = "config")]
+    attestation_type: Option<String>,
+    /// Talk plain HTTP to the images' registries (cosign's flag; for local registries only).
+    #[arg(long, conflicts_with = "config")]
+    allow_insecure_registry: bool,
+}
+
+impl AdHoc {
+    fn given(&self) -> bool {
+        self.key.is_some()
+            || self.certificate_identity.is_some()
+            || self.certificate_identity_regexp.is_some()
+            || self.certificate_oidc_issuer.is_some()
+            || self.certificate_oidc_issuer_regexp.is_some()
+            || self.trusted_root.is_some()
+            || self.attestation_type.is_some()
+            || self.allow_insecure_registry
+    }
+
+    /// The one-policy configuration these flags describe (JSON, which is YAML).
+    fn config(&self, images: &[String]) -> anyhow::Result<umpire::config::Config> {
+        use serde_json::json;
+        let cwd = std::env::current_dir()?;
+        let absolute = |p: &PathBuf| cwd.join(p).display().to_string();
+        let mut trust = json!({});
+        let authority = match &self.key {
+            Some(key) => {
+                trust["keys"] = json!({ "cli": absolute(key) });
+                json!({ "key": "cli" })
+            }
+            None => {
+                let mut keyless = json!({ "trust": "cli" });
+                match (
+                    &self.certificate_identity,
+                    &self.certificate_identity_regexp,
+                ) {
+                    (Some(s), _) => keyless["subject"] = json!(s),
+                    (None, Some(r)) => keyless["subject_regex"] = json!(r),
+                    (None, None) => anyhow::bail!(
+                        "give --key, or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]"
+                    ),
+                }
+                match (
+                    &self.certificate_oidc_issuer,
+                    &self.certificate_oidc_issuer_regexp,
+                ) {
+                    (Some(s), _) => keyless["issuer"] = json!(s),
+                    (None, Some(r)) => keyless["issuer_regex"] = json!(r),
+                    (None, None) => anyhow::bail!(
+                        "a keyless identity needs --certificate-oidc-issuer or --certificate-oidc-issuer-regexp"
+                    ),
+                }
+                let root = self
+                    .trusted_root
+                    .as_ref()
+                    .map_or_else(|| "embedded".to_owned(), absolute);
+                trust["sigstore"] = json!({ "cli": root });
+                json!({ "keyless": keyless })
+            }
+        };
+        let mut policy = json!({
+            "name": "command-line",
+            "images": ["**"],
+            "signatures": { "authorities": [authority.clone()] },
+        });
+        if let Some(t) = &self.attestation_type {
+            policy["attestations"] = json!([{ "type": t, "authorities": [authority] }]);
+        }
+        let mut config = json!({ "trust": trust, "policies": [policy], "default": "deny" });
+        if self.allow_insecure_registry {
+            let mut hosts: Vec<String> = images
+                .iter()
+                .filter_map(|i| match ImageRef::parse(i) {
+                    Ok(ImageRef::Registry(r)) => Some(r.registry),
+                    _ => None,
+                })
+                .collect();
+            hosts.sort();
+            hosts.dedup();
+            eprintln!(
+                "umpire: WARNING --allow-insecure-registry: plain HTTP to {}",
+                hosts.join(", ")
+            );
+            config["registries"] = json!(
+                hosts
+                    .iter()
+                    .map(|h| json!({ "host": h, "insecure": true }))
+                    .collect::<Vec<_>>()
+            );
+        }
+        Ok(umpire::config::Config::from_yaml(
+            &config.to_string(),
+            &cwd,
+            "the command line",
+        )?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -101,11 +238,19 @@ fn main() -> ExitCode {
             policy,
             json,
             format,
+            adhoc,
             images,
         } => {
             init_logging("warn");
             let format = if json { "json".to_owned() } else { format };
-            runtime.block_on(verify(config, policy, &format, images))
+            let adhoc = adhoc.given().then_some(adhoc);
+            runtime.block_on(verify(config, policy, adhoc, &format, images))
+        }
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => {
+            init_logging("error");
+            config_check(config)
         }
         Command::Conformance {
             command: ConformanceCommand::VerifyBundle(args),
@@ -208,14 +353,41 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     result
 }
 
+fn config_check(path: Option<PathBuf>) -> ExitCode {
+    let config = match load_config(path.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("umpire: invalid configuration: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let origin = path.as_ref().map_or_else(
+        || "the built-in default".to_owned(),
+        |p| p.display().to_string(),
+    );
+    println!("{origin}: valid");
+    for line in config.scopes() {
+        println!("  {line}");
+    }
+    for w in config.warnings.iter().chain(&config.unused_trust()) {
+        println!("warning: {w}");
+    }
+    ExitCode::SUCCESS
+}
+
 async fn verify(
     config: Option<PathBuf>,
     policy: Option<String>,
+    adhoc: Option<AdHoc>,
     format: &str,
     images: Vec<String>,
 ) -> ExitCode {
     let setup = || -> anyhow::Result<Arc<Engine>> {
-        Engine::standalone(load_config(config.as_ref())?, credentials()?)
+        let config = match &adhoc {
+            Some(a) => a.config(&images)?,
+            None => load_config(config.as_ref())?,
+        };
+        Engine::standalone(config, credentials()?)
     };
     let engine = match setup() {
         Ok(e) => e,

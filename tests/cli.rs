@@ -187,3 +187,183 @@ fn table_output_has_one_line_per_image() {
     );
     assert!(lines[2].contains("NO_SIGNATURES"));
 }
+
+#[test]
+fn config_check_prints_canonical_scopes_and_what_deserves_a_look() {
+    let key = SigningKey::p256();
+    let yaml = config_yaml(
+        "LOCALHOST:5000",
+        &[
+            ("release", &key.public_pem()),
+            ("spare", &SigningKey::p256().public_pem()),
+        ],
+        "  - name: prod\n    images: [\"LOCALHOST:5000/team/**\", \"team/App\"]\n    mode: warn\n    signatures:\n      authorities: [ { key: release } ]\n",
+        "",
+    );
+    let (_dir, path) = config_file(&yaml);
+    let out = umpire(&["config", "check", "--config", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("policy prod: images [localhost:5000/team/**, team/App] mode warn"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: policies[0].images[1]: can never match"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: trust.keys.spare is used by no authority"),
+        "{stdout}"
+    );
+
+    let (_dir, bad) = config_file(&yaml.replace("key: release", "key: relase"));
+    let out = umpire(&["config", "check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("relase"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = umpire(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "the built-in default is valid");
+}
+
+#[tokio::test]
+async fn cosign_like_flags_verify_without_a_config_file() {
+    use support::cosign::{self, attestation_layer, statement};
+    let registry = Registry::start().await;
+    let key = SigningKey::p256();
+    let signed = registry
+        .push_image(REPO, "signed", &Image::new("cli flags"))
+        .await;
+    registry
+        .push_signatures(
+            REPO,
+            &signed,
+            vec![signature_layer(&key, payload("x", &signed))],
+        )
+        .await;
+    registry
+        .push_image(REPO, "unsigned", &Image::new("cli unsigned"))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("release.pub");
+    std::fs::write(&pem, key.public_pem()).unwrap();
+    let img = |t: &str| format!("{}/{REPO}:{t}", registry.host());
+    let flags = |extra: &[&str], image: &str| {
+        let mut args = vec![
+            "verify",
+            "--key",
+            pem.to_str().unwrap(),
+            "--allow-insecure-registry",
+        ];
+        args.extend_from_slice(extra);
+        args.push(image);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        umpire(&refs)
+    };
+    let out = run(flags(&[], &img("signed")));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = run(flags(&[], &img("unsigned")));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+
+    // --attestation-type: the same signer must also have attested.
+    let provenance = "https://slsa.dev/provenance/v1";
+    let out = run(flags(&["--attestation-type", provenance], &img("signed")));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("ATTESTATION_MISSING"),
+        "{}",
+        text(&out.stdout)
+    );
+    registry
+        .push_attestations(
+            REPO,
+            &signed,
+            vec![attestation_layer(
+                Some(&key),
+                &statement(
+                    &signed,
+                    provenance,
+                    serde_json::json!({"buildDefinition": {}}),
+                ),
+            )],
+        )
+        .await;
+    let out = run(flags(&["--attestation-type", provenance], &img("signed")));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let _ = cosign::OCI_MANIFEST;
+
+    // Flags and --config do not mix.
+    let out = umpire(&["verify", "--config", "x.yaml", "--key", "k.pem", "a/b:c"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn cosign_like_keyless_flags_match_the_identity() {
+    use support::sigstore::{GITHUB_ISSUER, Identity, TestSigstore};
+    let registry = Registry::start().await;
+    let sigstore = TestSigstore::new();
+    let digest = registry
+        .push_image(REPO, "v1", &Image::new("cli keyless"))
+        .await;
+    let layer = sigstore.legacy_layer(
+        &Identity::github("acme/app"),
+        payload(&format!("{}/{REPO}", registry.host()), &digest),
+    );
+    registry.push_signatures(REPO, &digest, vec![layer]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("trusted_root.json");
+    std::fs::write(&root, sigstore.trusted_root_json()).unwrap();
+    let image = format!("{}/{REPO}:v1", registry.host());
+    let keyless = |identity_flag: &str, identity: &str| {
+        let args = [
+            "verify",
+            identity_flag,
+            identity,
+            "--certificate-oidc-issuer",
+            GITHUB_ISSUER,
+            "--trusted-root",
+            root.to_str().unwrap(),
+            "--allow-insecure-registry",
+            &image,
+        ];
+        umpire(&args)
+    };
+    let out = keyless(
+        "--certificate-identity-regexp",
+        "https://github\\.com/acme/.+",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = keyless(
+        "--certificate-identity",
+        "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = keyless(
+        "--certificate-identity-regexp",
+        "https://github\\.com/evil/.+",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("IDENTITY_MISMATCH"),
+        "{}",
+        text(&out.stdout)
+    );
+}
