@@ -278,6 +278,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let live = Arc::new(Live::new(cfg, config_path, credentials()?)?);
     #[cfg(unix)]
     tokio::spawn(umpire::service::reload_on_sighup(Arc::clone(&live)));
+    tokio::spawn(umpire::service::reload_on_change(Arc::clone(&live)));
     tokio::spawn(umpire::tuf::refresh_forever(Arc::clone(&live)));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub shed: Counter,
     /// Failures reported by warn-mode policies, by policy (names come from the configuration).
     pub policy_warnings: Family<PolicyLabels, Counter>,
+    /// The configuration generation live: 0 at start, one more per successful reload.
+    pub config_generation: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -93,6 +95,7 @@ impl Metrics {
             reloads: Family::default(),
             shed: Counter::default(),
             policy_warnings: Family::default(),
+            config_generation: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -139,6 +142,11 @@ impl Metrics {
             "reloads",
             "Configuration reloads, by result",
             m.reloads.clone(),
+        );
+        registry.register(
+            "config_generation",
+            "Successful configuration reloads since start (the generation live)",
+            m.config_generation.clone(),
         );
         registry.register(
             "policy_warnings",

@@ -114,6 +114,14 @@ impl Live {
         result
     }
 
+    /// The config file and every file it names (what a change on disk reloads).
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let engine = self.engine();
+        let mut files: Vec<PathBuf> = self.config_path.iter().cloned().collect();
+        files.extend(engine.config().files.iter().cloned());
+        files
+    }
+
     fn try_reload(&self) -> anyhow::Result<()> {
         let config = load_config(self.config_path.as_ref()).context("loading the configuration")?;
         let old = self.engine();
@@ -128,6 +136,7 @@ impl Live {
         };
         let engine = Arc::new(Engine::new(config, credentials()?, shared)?);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = engine;
+        self.metrics.config_generation.inc();
         Ok(())
     }
 }
@@ -144,5 +153,83 @@ pub async fn reload_on_sighup(live: Arc<Live>) {
         let live = Arc::clone(&live);
         // Loading reads files and parses keys: keep it off the async workers.
         let _ = tokio::task::spawn_blocking(move || live.reload()).await;
+    }
+}
+
+/// What the watched files hold now: reloads happen when this changes, not on every event in
+/// their folders.
+fn contents_of(files: &[PathBuf]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for f in files {
+        h.update(f.as_os_str().as_encoded_bytes());
+        h.update(b"\0");
+        // Read through symlinks: a ConfigMap update swaps `..data`, not the file's own link.
+        match std::fs::read(f) {
+            Ok(bytes) => h.update(&bytes),
+            Err(e) => h.update(e.to_string().as_bytes()),
+        }
+        h.update(b"\0");
+    }
+    h.finalize().to_vec()
+}
+
+/// How long the files must stay quiet before a reload (editors and kubelet write in steps).
+const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Reloads when the config file or a file it names changes on disk (inotify on their folders,
+/// so ConfigMap and Secret volume updates count), debounced; a bad config keeps the running one.
+pub async fn reload_on_change(live: Arc<Live>) {
+    use notify::Watcher as _;
+    if live.config_path.is_none() {
+        return;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(64);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.try_send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("cannot watch the configuration files ({e}); reload with SIGHUP");
+            return;
+        }
+    };
+    let mut watched: std::collections::BTreeSet<PathBuf> = Default::default();
+    let mut files = live.watched_files();
+    let mut seen = contents_of(&files);
+    loop {
+        for dir in files.iter().filter_map(|f| f.parent()) {
+            let dir = if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir.to_path_buf()
+            };
+            if watched.insert(dir.clone())
+                && let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive)
+            {
+                tracing::warn!(dir = %dir.display(), "cannot watch: {e}");
+            }
+        }
+        if rx.recv().await.is_none() {
+            return;
+        }
+        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+        let current = {
+            let files = files.clone();
+            tokio::task::spawn_blocking(move || contents_of(&files))
+                .await
+                .unwrap_or_default()
+        };
+        if current == seen {
+            continue;
+        }
+        tracing::info!("a configuration file changed on disk: reloading");
+        let l = Arc::clone(&live);
+        let _ = tokio::task::spawn_blocking(move || l.reload()).await;
+        files = live.watched_files();
+        seen = contents_of(&files);
     }
 }

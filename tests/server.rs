@@ -238,3 +238,112 @@ async fn the_binary_serves_metrics_and_reloads_on_sighup() {
     assert!(reloaded, "SIGHUP reloaded the configuration");
     let _ = child.kill().await;
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_binary_reloads_when_its_config_changes_on_disk_without_a_signal() {
+    // As a Kubernetes ConfigMap volume does: the file is a symlink through `..data`, and an
+    // update swaps `..data` to a new folder.
+    let port = support::registry::free_port();
+    let metrics_port = support::registry::free_port();
+    let key = support::cosign::SigningKey::p256();
+    let base = support::config_yaml(
+        "127.0.0.1:1",
+        &[("k", &key.public_pem())],
+        &DEMO_ONLY["policies:\n".len()..],
+        "",
+    );
+    let yaml =
+        format!("listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics_port}\n{base}");
+    let volume = tempfile::tempdir().unwrap();
+    let v1 = volume.path().join("..2026_12_01_v1");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::write(v1.join("umpire.yaml"), &yaml).unwrap();
+    std::os::unix::fs::symlink("..2026_12_01_v1", volume.path().join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/umpire.yaml", volume.path().join("umpire.yaml")).unwrap();
+    let config = volume.path().join("umpire.yaml");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("UMPIRE_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut client = None;
+    for _ in 0..200 {
+        if let Ok(c) = umpire::proto::verifier_client::VerifierClient::connect(url.clone()).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut client = client.expect("umpire serve listens");
+    let ask = |image: &str| VerifyRequest {
+        image: image.into(),
+        ..Default::default()
+    };
+    let r = client
+        .verify(ask("127.0.0.1:2/app:1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.findings[0].code, "NO_MATCHING_POLICY");
+
+    // A bad update first: the running configuration stays.
+    let bad = volume.path().join("..2026_12_01_bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("umpire.yaml"), "policies: [not: valid\n").unwrap();
+    let swap = |target: &str| {
+        let tmp = volume.path().join("..data_tmp");
+        std::os::unix::fs::symlink(target, &tmp).unwrap();
+        std::fs::rename(&tmp, volume.path().join("..data")).unwrap();
+    };
+    swap("..2026_12_01_bad");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = client
+        .verify(ask("127.0.0.1:2/app:1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.findings[0].code, "NO_MATCHING_POLICY", "still serving");
+
+    // A good update: applied without SIGHUP.
+    let v2 = volume.path().join("..2026_12_01_v2");
+    std::fs::create_dir(&v2).unwrap();
+    std::fs::write(
+        v2.join("umpire.yaml"),
+        yaml.replace("127.0.0.1:1/**", "127.0.0.1:2/**"),
+    )
+    .unwrap();
+    swap("..2026_12_01_v2");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = client
+            .verify(ask("127.0.0.1:2/app:1"))
+            .await
+            .unwrap()
+            .into_inner();
+        if r.findings[0].code != "NO_MATCHING_POLICY" {
+            assert!(!r.allowed);
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "the change on disk was applied");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("umpire_config_generation_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("umpire_reloads_total{result=\"rejected\"} 1"),
+        "{metrics}"
+    );
+    let _ = child.kill().await;
+}
