@@ -166,6 +166,8 @@ pub struct Config {
     pub files: Vec<PathBuf>,
     /// Things that load but deserve a look (`umpire config check` prints them).
     pub warnings: Vec<String>,
+    /// `log_format: json`: one JSON object per log line (read at start).
+    pub log_json: bool,
 }
 
 // ---- the file's shape -------------------------------------------------------------------------
@@ -175,6 +177,8 @@ pub struct Config {
 struct RawConfig {
     #[serde(default)]
     listen: Option<String>,
+    #[serde(default)]
+    log_format: Option<String>,
     #[serde(default)]
     registries: Vec<RawRegistry>,
     #[serde(default)]
@@ -978,6 +982,16 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             )? as usize,
         };
 
+        let log_json = match raw.log_format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(bad(
+                    "log_format",
+                    format!("expected text or json, found {other:?}"),
+                ));
+            }
+        };
         let cache = self.cache(raw.cache)?;
         let grpc_tls = raw
             .tls
@@ -1096,6 +1110,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             source: None,
             files: self.files.borrow().clone(),
             warnings: self.warnings.borrow().clone(),
+            log_json,
         })
     }
 

@@ -197,16 +197,20 @@ enum ConformanceCommand {
     VerifyBundle(umpire::conformance::VerifyBundleArgs),
 }
 
-fn init_logging(default_level: &str) {
+fn init_logging(default_level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UMPIRE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     // Colours only on a terminal: escape sequences in a collected log are noise at best.
     use std::io::IsTerminal as _;
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn main() -> ExitCode {
@@ -223,7 +227,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve { config } => {
-            init_logging("info");
+            // Logging as the configuration asks; a config that does not load is reported as text.
+            let json = load_config(config.as_ref()).is_ok_and(|c| c.log_json);
+            init_logging("info", json);
             match runtime.block_on(serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -241,7 +247,7 @@ fn main() -> ExitCode {
             adhoc,
             images,
         } => {
-            init_logging("warn");
+            init_logging("warn", false);
             let format = if json { "json".to_owned() } else { format };
             let adhoc = adhoc.given().then_some(adhoc);
             runtime.block_on(verify(config, policy, adhoc, &format, images))
@@ -249,7 +255,7 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {
-            init_logging("error");
+            init_logging("error", false);
             config_check(config)
         }
         Command::Conformance {

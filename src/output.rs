@@ -42,6 +42,17 @@ pub fn human(v: &Verdict) -> String {
     out
 }
 
+/// `text` cut to at most `max` characters at a space, never inside a word (a digest stays
+/// whole or goes), with an ellipsis when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let head: String = text.chars().take(max).collect();
+    let cut = head.rfind(' ').unwrap_or(head.len());
+    format!("{}…", head[..cut].trim_end())
+}
+
 /// A table, one line per verdict: verdict, image, digest, policy and the leading reason.
 pub fn table(verdicts: &[Verdict]) -> String {
     let rows: Vec<[String; 5]> = verdicts
@@ -52,13 +63,7 @@ pub fn table(verdicts: &[Verdict]) -> String {
                 .iter()
                 .find(|f| f.code != crate::verdict::Code::Satisfied)
                 .or(v.findings.first())
-                .map(|f| {
-                    format!(
-                        "{} {}",
-                        f.code.as_str(),
-                        f.message.chars().take(100).collect::<String>()
-                    )
-                })
+                .map(|f| format!("{} {}", f.code.as_str(), shorten(&f.message, 100)))
                 .unwrap_or_default();
             let digest = if v.digest.len() > 19 {
                 format!("{}…", &v.digest[..19])
@@ -105,4 +110,19 @@ pub fn table(verdicts: &[Verdict]) -> String {
         out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
     }
     out
+}
+
+#[cfg(test)]
+mod shorten_tests {
+    use super::shorten;
+
+    #[test]
+    fn a_digest_is_never_cut_in_half() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let message = format!("no cosign signatures found for {digest} (tag x)");
+        let short = shorten(&message, 60);
+        assert_eq!(short, "no cosign signatures found for…");
+        assert_eq!(shorten("short", 60), "short");
+        assert!(shorten(&message, 200).contains(&digest));
+    }
 }

@@ -214,6 +214,15 @@ fn the_shipped_configuration_loads_and_matches_the_ports() {
     // SAFETY: this test binary reads this variable only here.
     unsafe { std::env::set_var("UMPIRE_CACHE_KEY", "0123456789abcdef0123456789abcdef") };
     let config = umpire::config::Config::load(&dir.path().join("umpire.yaml")).unwrap();
+    // A sample policy rolls out warn-first, and the shipped config draws no warning.
+    assert!(
+        config
+            .policies
+            .iter()
+            .any(|p| p.mode == umpire::policy::Mode::Warn),
+        "deploy/ shows warn mode"
+    );
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 
     let container = &get(&r, "Deployment", "umpire")["spec"]["template"]["spec"]["containers"][0];
     let port = |name: &str| {

@@ -347,3 +347,43 @@ async fn the_binary_reloads_when_its_config_changes_on_disk_without_a_signal() {
     );
     let _ = child.kill().await;
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn log_format_json_writes_one_json_object_per_line() {
+    let port = support::registry::free_port();
+    let (_dir, path) = support::config_file(&format!(
+        "listen: 127.0.0.1:{port}\nlog_format: json\n{}",
+        yaml_with_key()
+    ));
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("UMPIRE_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
+}
