@@ -33,10 +33,11 @@ pub const BUILTIN_DEFAULT: &str = include_str!("../examples/default-config.yaml"
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    // The cause is part of the message, not a `source`: printed with its chain, it would repeat.
+    #[error("cannot read config {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config {origin}: at `{key}`: {message}")]
     Invalid {
@@ -468,9 +469,9 @@ struct RawLimits {
 impl Config {
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut config = Self::from_yaml(&text, &base, &path.display().to_string())?;

@@ -233,7 +233,7 @@ fn main() -> ExitCode {
             match runtime.block_on(serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
+                    // Once, on stderr (where the logs go too).
                     eprintln!("umpire: {e:#}");
                     ExitCode::from(2)
                 }

@@ -367,3 +367,22 @@ async fn cosign_like_keyless_flags_match_the_identity() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn a_missing_config_file_is_reported_once() {
+    for args in [
+        ["serve", "--config", "/nonexistent/umpire.yaml", ""],
+        ["verify", "--config", "/nonexistent/umpire.yaml", "a/b:c"],
+    ] {
+        let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+        let out = umpire(&args);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            stderr.matches("/nonexistent/umpire.yaml").count(),
+            1,
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+    }
+}
