@@ -39,22 +39,30 @@ impl From<&Limits> for Ceilings {
     }
 }
 
+/// HTTP/2 keep-alive: idle clients are pinged a few times per idle timeout (their acks are
+/// bytes from the peer), and a peer that does not ack within this is gone.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How often an idle HTTP/2 client is pinged: three times per idle timeout.
+pub fn keepalive_interval(ceilings: Ceilings) -> Duration {
+    (ceilings.idle_timeout / 3).max(Duration::from_secs(1))
+}
+
 /// How long in-flight HTTP requests may take to finish once shutdown begins.
 const DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// Accept-error back-off: first wait and ceiling.
 const BACKOFF_FIRST: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// A connection that fails with `TimedOut` when no byte has moved either way for its current
-/// allowance: `header_timeout` until the first byte arrives, then `idle_timeout`. It holds its
+/// A connection that fails with `TimedOut` when the peer has sent nothing for its current
+/// allowance: `header_timeout` until its first byte, then `idle_timeout` between bytes. Only the
+/// peer's bytes count (a half-open peer cannot be kept alive by what the server writes); HTTP/2
+/// listeners ping idle clients, whose acknowledgements keep live connections open. It holds its
 /// listener's connection slot until dropped.
 pub struct Guarded<S> {
     inner: S,
     deadline: Pin<Box<Sleep>>,
     idle: Duration,
-    /// Whether the peer has sent anything: until then only its bytes extend the allowance (a
-    /// server's own greeting, such as HTTP/2 SETTINGS, does not).
-    heard: bool,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -64,7 +72,6 @@ impl<S> Guarded<S> {
             inner,
             deadline: Box::pin(tokio::time::sleep(ceilings.header_timeout)),
             idle: ceilings.idle_timeout,
-            heard: false,
             _slot: slot,
         }
     }
@@ -76,12 +83,6 @@ impl<S> Guarded<S> {
     fn moved(&mut self) {
         let next = tokio::time::Instant::now() + self.idle;
         self.deadline.as_mut().reset(next);
-    }
-
-    fn wrote(&mut self) {
-        if self.heard {
-            self.moved();
-        }
     }
 
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
@@ -103,7 +104,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    self.heard = true;
                     self.moved();
                 }
                 Poll::Ready(Ok(()))
@@ -122,12 +122,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.wrote();
-                }
-                Poll::Ready(Ok(n))
-            }
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
             Poll::Pending => Poll::Pending,
@@ -148,12 +143,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.wrote();
-                }
-                Poll::Ready(Ok(n))
-            }
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
             Poll::Pending => Poll::Pending,
@@ -325,7 +315,11 @@ pub async fn serve_http(
                     .http1()
                     .timer(TokioTimer::new())
                     .header_read_timeout(ceilings.header_timeout);
-                builder.http2().timer(TokioTimer::new());
+                builder
+                    .http2()
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(keepalive_interval(ceilings))
+                    .keep_alive_timeout(KEEPALIVE_TIMEOUT);
                 macro_rules! drive {
                     ($io:expr) => {{
                         let connection = builder.serve_connection($io, service);

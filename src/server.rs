@@ -125,7 +125,10 @@ async fn router(live: Arc<Live>) -> anyhow::Result<tonic::transport::server::Rou
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection")?;
+    let ceilings = ceilings(&live);
     Ok(tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(crate::listener::keepalive_interval(ceilings)))
+        .http2_keepalive_timeout(Some(crate::listener::KEEPALIVE_TIMEOUT))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(proto::verifier_server::VerifierServer::new(
@@ -150,7 +153,10 @@ pub async fn serve_ext_authz_on(
         ceilings(&live),
         Arc::clone(live.metrics()),
     );
+    let ceilings = ceilings(&live);
     tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(crate::listener::keepalive_interval(ceilings)))
+        .http2_keepalive_timeout(Some(crate::listener::KEEPALIVE_TIMEOUT))
         .add_service(reflection)
         .add_service(crate::envoy_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer::new(
             crate::ext_authz::Gate::new(live),

@@ -149,7 +149,11 @@ fn durations() {
     assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
     assert_eq!(parse_duration("5"), None);
     assert_eq!(parse_duration("m"), None);
-    assert_eq!(parse_duration("1d"), None);
+    assert_eq!(
+        parse_duration("90d"),
+        Some(Duration::from_secs(90 * 86_400))
+    );
+    assert_eq!(parse_duration("1w"), None);
 }
 
 #[test]
