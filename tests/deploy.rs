@@ -201,9 +201,8 @@ fn the_shipped_configuration_loads_and_matches_the_ports() {
     // The files the Deployment mounts, made real for the test.
     let pki = support::certs::Pki::new("ca");
     let (cert, key) = pki.server().write(dir.path(), "tls");
-    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
     std::fs::write(
-        dir.path().join("policies/release.pub"),
+        dir.path().join("release.pub"),
         support::cosign::SigningKey::p256().public_pem(),
     )
     .unwrap();
@@ -267,4 +266,33 @@ fn the_dockerfile_is_multi_stage_distroless_and_non_root() {
             .any(|l| l.starts_with("USER ") && !l.contains("root") && !l.starts_with("USER 0"))
     );
     assert!(text.contains("--locked"));
+}
+
+#[test]
+fn config_updates_reach_the_pod_and_a_bad_config_stops_the_rollout() {
+    let r = resources();
+    let spec = &get(&r, "Deployment", "umpire")["spec"]["template"]["spec"];
+    let container = &spec["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let config_path = args[args.iter().position(|a| *a == "--config").unwrap() + 1];
+    // A subPath mount never sees ConfigMap updates: the folder is mounted instead.
+    let mounts = container["volumeMounts"].as_sequence().unwrap();
+    let config_mount = mounts.iter().find(|m| m["name"] == "config").unwrap();
+    assert!(config_mount.get("subPath").is_none(), "{config_mount:?}");
+    assert!(config_path.starts_with(config_mount["mountPath"].as_str().unwrap()));
+    // The init container checks the same file with `umpire config check`.
+    let init = &spec["initContainers"][0];
+    let init_args: Vec<&str> = init["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(init_args, ["config", "check", "--config", config_path]);
+    assert_eq!(init["image"], container["image"]);
 }
