@@ -63,6 +63,12 @@ pub struct UnsafePath(String);
 /// control or non-ASCII characters), a `/v2/` path that names an invalid repository, or one that
 /// two registry routes could both claim, is refused.
 pub fn classify(path: &str) -> Result<RegistryPath, UnsafePath> {
+    if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(UnsafePath(format!(
+            "path {:?} refused: only printable ASCII is accepted",
+            truncate(path)
+        )));
+    }
     let path = path.split('?').next().unwrap_or(path);
     let refuse = |why: &str| {
         Err(UnsafePath(format!(
@@ -179,8 +185,13 @@ fn deny(http: StatusCode, message: String) -> authz::CheckResponse {
 
 /// An allowed tag request: the client is sent to the digest that was verified, so that what it
 /// fetches is that digest and never whatever the tag names by then.
-fn redirect_to(name: &str, digest: &str) -> authz::CheckResponse {
-    let location = format!("/v2/{name}/manifests/{digest}");
+fn redirect_to(name: &str, digest: &str, query: Option<&str>) -> authz::CheckResponse {
+    // The query goes along (mirrors such as containerd's send `?ns=`): a digest names the same
+    // bytes wherever they are fetched from.
+    let location = match query {
+        Some(q) => format!("/v2/{name}/manifests/{digest}?{q}"),
+        None => format!("/v2/{name}/manifests/{digest}"),
+    };
     authz::CheckResponse {
         status: Some(rpc::Status {
             code: PERMISSION_DENIED,
@@ -270,6 +281,10 @@ async fn judge(
         Err(e) => return deny(StatusCode::BadRequest, e.to_string()),
     };
     let reads = method == "GET" || method == "HEAD";
+    let query = path
+        .split_once('?')
+        .map(|(_, q)| q)
+        .filter(|q| !q.is_empty());
     let host = &settings.upstream;
     let other = |what: &str| {
         if settings.pass_through {
@@ -292,7 +307,7 @@ async fn judge(
             let image = format!("{host}/{name}:{tag}");
             match engine.fetch_manifest(&image).await {
                 Ok(m) if m.is_evidence() || m.is_referrers_list() => {
-                    redirect_to(&name, m.digest.as_str())
+                    redirect_to(&name, m.digest.as_str(), query)
                 }
                 Ok(m) => deny(
                     StatusCode::Forbidden,
@@ -312,7 +327,7 @@ async fn judge(
             };
             tracing::info!(image = ?image, allowed = verdict.allowed, digest = %verdict.digest, "registry gate");
             if verdict.allowed && verdict.digest.starts_with("sha256:") {
-                redirect_to(&name, &verdict.digest)
+                redirect_to(&name, &verdict.digest, query)
             } else if verdict.allowed {
                 deny(
                     StatusCode::ServiceUnavailable,

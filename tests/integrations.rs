@@ -479,6 +479,21 @@ async fn gate_never_passes_a_tag_upstream_and_redirects_to_the_verified_digest()
             "{method}"
         );
     }
+    // A mirror's query (containerd's `?ns=`) goes along with the redirect.
+    let r = check(
+        &mut client,
+        "GET",
+        "registry.example",
+        &format!("{path}?ns=docker.io"),
+    )
+    .await;
+    assert_eq!(
+        outcome(&r),
+        (
+            307,
+            Some(format!("/v2/{REPO}/manifests/{}?ns=docker.io", s.signed))
+        )
+    );
     // The attacker re-points the tag at an unsigned image while umpire's tag cache still holds
     // the old resolution: the client is still sent to the digest that was verified, never to
     // whatever the tag names now.
