@@ -1109,3 +1109,20 @@ async fn registry_metrics_label_only_the_hosts_the_configuration_names() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_registry_without_a_referrers_api_is_not_asked_for_it_again() {
+    let (server, key, digest) = Content::new().serve().await;
+    let engine = engine_for(&server.host(), &key, "", Credentials::default());
+    let image = format!("{}/{REPO}@{digest}", server.host());
+    for _ in 0..3 {
+        let v = engine.verify_with(&image, None, bypass()).await.unwrap();
+        assert!(v.allowed, "{v:?}");
+    }
+    let requests = server.requests();
+    let count = |part: &str| requests.iter().filter(|r| r.path.contains(part)).count();
+    // The API answered 404 once; afterwards the fallback tag alone is read.
+    assert_eq!(count("/referrers/"), 1, "{requests:?}");
+    let fallback = format!("/v2/{REPO}/manifests/{}", digest.replace(':', "-"));
+    assert_eq!(requests.iter().filter(|r| r.path == fallback).count(), 3);
+}

@@ -42,6 +42,8 @@ type AuthLock = Arc<tokio::sync::Mutex<()>>;
 /// hosts are chosen by whoever submits images, so these maps are bounded and expire.
 const MAX_HOST_ENTRIES: usize = 4096;
 const TOKEN_TTL: Duration = Duration::from_secs(240);
+/// How long a registry without a referrers API is not asked for it again.
+const NO_REFERRERS_API_TTL: Duration = Duration::from_secs(600);
 
 /// Token responses larger than this are refused.
 const MAX_TOKEN_RESPONSE_BYTES: u64 = 64 * 1024;
@@ -59,6 +61,9 @@ pub struct RegistryClient {
     breakers: Mutex<HashMap<String, Breaker>>,
     /// Requests to registries in flight at once, across every verification.
     outbound: Arc<tokio::sync::Semaphore>,
+    /// Registries whose referrers API answered 404 (unsupported, per the distribution spec), until
+    /// when: the fallback tag alone is read meanwhile.
+    no_referrers_api: Mutex<HashMap<String, Instant>>,
     /// Hosts the configuration names: metrics label these by name, every other host as `other`
     /// (whoever submits images chooses hosts; series must stay bounded).
     known_hosts: std::collections::HashSet<String>,
@@ -89,6 +94,7 @@ impl RegistryClient {
             auth_locks: Mutex::new(HashMap::new()),
             breakers: Mutex::new(HashMap::new()),
             outbound: Arc::new(tokio::sync::Semaphore::new(max_outbound.max(1))),
+            no_referrers_api: Mutex::new(HashMap::new()),
             known_hosts,
             metrics,
         })
@@ -100,6 +106,31 @@ impl RegistryClient {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
         }
+    }
+
+    fn referrers_api_missing(&self, registry: &str) -> bool {
+        let known = self
+            .no_referrers_api
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        known
+            .get(registry)
+            .is_some_and(|until| Instant::now() < *until)
+    }
+
+    fn remember_no_referrers_api(&self, registry: &str) {
+        let mut known = self
+            .no_referrers_api
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if known.len() >= MAX_HOST_ENTRIES {
+            known.retain(|_, until| now < *until);
+            if known.len() >= MAX_HOST_ENTRIES {
+                return;
+            }
+        }
+        known.insert(registry.to_owned(), now + NO_REFERRERS_API_TTL);
     }
 
     fn host_label<'a>(&self, registry: &'a str) -> &'a str {
@@ -662,14 +693,24 @@ impl Source for RegistrySource {
         };
         let fallback_tag = ManifestRef::Tag(digest.cosign_tag(""));
         let fallback = self.manifest(&fallback_tag, max_bytes);
+        let only_fallback = |fallback: Result<Manifest, FetchError>| match fallback {
+            Ok(m) => Ok(Some(m)),
+            Err(FetchError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        };
+        // A registry known to lack the API is not asked again for a while: one request, not two.
+        if self.client.referrers_api_missing(&self.registry) {
+            return only_fallback(fallback.await);
+        }
         let (api, fallback) = futures::join!(api, fallback);
         match api {
             Ok(m) => Ok(Some(m)),
-            Err(FetchError::NotFound { .. }) | Err(FetchError::Protocol { .. }) => match fallback {
-                Ok(m) => Ok(Some(m)),
-                Err(FetchError::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            },
+            Err(FetchError::NotFound { .. }) => {
+                // The spec forbids a 404 from a registry that has the API: it has none.
+                self.client.remember_no_referrers_api(&self.registry);
+                only_fallback(fallback)
+            }
+            Err(FetchError::Protocol { .. }) => only_fallback(fallback),
             Err(e) => Err(e),
         }
     }
