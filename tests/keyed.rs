@@ -629,3 +629,28 @@ async fn a_plain_http_registry_not_listed_insecure_is_a_lasting_denial_that_says
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn bypass_cache_is_per_entry_in_a_batch() {
+    let s = Setup::new().await;
+    s.sign_with(&s.release).await;
+    let umpire = Umpire::start(&s.yaml(1, &["release"], "")).await;
+    assert!(verify(&umpire, &s.by_digest()).await.allowed);
+    let entry = |bypass_cache: bool| VerifyRequest {
+        image: s.by_digest(),
+        bypass_cache,
+        ..Default::default()
+    };
+    let r = umpire
+        .client()
+        .await
+        .verify_batch(VerifyBatchRequest {
+            requests: vec![entry(true), entry(false)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // One flagged entry does not make the whole batch skip the cache.
+    assert!(!r.responses[0].cached, "{:?}", r.responses[0]);
+    assert!(r.responses[1].cached, "{:?}", r.responses[1]);
+}
