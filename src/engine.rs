@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use futures::future::join_all;
 
 use crate::cache::{VerdictCache, verdict_key};
@@ -15,9 +14,10 @@ use crate::coalesce::Coalescer;
 use crate::config::{Config, DefaultAction};
 use crate::digest::Digest;
 use crate::evidence::auth::Credentials;
+use crate::evidence::discovery::{self, EvidenceBudget, Needs};
 use crate::evidence::layout::LayoutSource;
 use crate::evidence::registry::RegistryClient;
-use crate::evidence::{FetchError, Manifest, ManifestKind, ManifestRef, Source};
+use crate::evidence::{Manifest, ManifestKind, ManifestRef, Source};
 use crate::metrics::{CachedLabels, Metrics, VerdictLabels};
 use crate::policy::{self, Policy};
 use crate::reference::{ImageRef, ReferenceError};
@@ -26,56 +26,6 @@ use crate::verify::attestation::{self, AttestationLayer, AttestationOutcome};
 use crate::verify::keys::PublicKey;
 use crate::verify::signature::{self, SignatureLayer, SignatureOutcome, Trust};
 use crate::verify::sigstore::SigstoreRoot;
-
-/// Media types (prefix) of Sigstore bundles attached as referrers.
-const SIGSTORE_BUNDLE_TYPE: &str = "application/vnd.dev.sigstore.bundle";
-/// Bundles may be larger than simple-signing payloads (certificates, proofs).
-const MIN_BUNDLE_BYTES: u64 = 1024 * 1024;
-/// Signature layer blobs fetched at once for one image.
-const BLOB_CONCURRENCY: usize = 8;
-
-/// The evidence bytes one verification may still read (`limits.max_evidence_bytes`), shared by
-/// its concurrent fetches, and the blob digests it has already read (each is read once).
-struct EvidenceBudget {
-    limit: u64,
-    remaining: std::sync::atomic::AtomicU64,
-    seen: std::sync::Mutex<std::collections::HashSet<Digest>>,
-}
-
-impl EvidenceBudget {
-    fn new(limit: u64) -> Self {
-        Self {
-            limit,
-            remaining: std::sync::atomic::AtomicU64::new(limit),
-            seen: std::sync::Mutex::new(std::collections::HashSet::new()),
-        }
-    }
-
-    /// Takes `bytes` from the budget, or fails naming `what` when they do not fit.
-    fn charge(&self, bytes: u64, what: &str) -> Result<(), FetchError> {
-        use std::sync::atomic::Ordering;
-        self.remaining
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(bytes)
-            })
-            .map(|_| ())
-            .map_err(|_| FetchError::LimitExceeded {
-                what: format!(
-                    "{what}: the evidence of one verification (limits.max_evidence_bytes)"
-                ),
-                limit: self.limit,
-                unit: "bytes",
-            })
-    }
-
-    /// True the first time `digest` is offered: identical blobs are read and verified once.
-    fn first_time(&self, digest: &Digest) -> bool {
-        self.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(digest.clone())
-    }
-}
 
 /// A request that cannot be answered with a verdict: the caller's mistake (gRPC INVALID_ARGUMENT).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -799,18 +749,28 @@ impl Engine {
             .iter()
             .map(|(repo, _)| repo.map(|r| Arc::new(self.registry.source(r)) as Arc<dyn Source>))
             .collect();
-        let gathered = join_all(groups.iter().zip(&elsewhere).map(|((_, members), other)| {
-            let group: Vec<&Policy> = members.iter().map(|i| policies[*i]).collect();
-            let evidence_source: &dyn Source = match other {
-                Some(o) => o.as_ref(),
-                None => source,
-            };
-            let budget = &budget;
-            async move { self.gather(&group, evidence_source, digest, budget).await }
-        }));
+        let gathered =
+            join_all(
+                groups.iter().zip(&elsewhere).map(|((_, members), other)| {
+                    let group: Vec<&Policy> = members.iter().map(|i| policies[*i]).collect();
+                    let evidence_source: &dyn Source = match other {
+                        Some(o) => o.as_ref(),
+                        None => source,
+                    };
+                    let budget = &budget;
+                    let needs = Needs {
+                        signatures: group.iter().any(|p| p.signatures.is_some()),
+                        attestations: group.iter().any(|p| !p.attestations.is_empty()),
+                    };
+                    let limits = &self.config.limits;
+                    async move {
+                        discovery::gather(needs, evidence_source, digest, budget, limits).await
+                    }
+                }),
+            );
         let configs = async {
             if needs_image_config {
-                self.image_configs(source, digest, &budget).await
+                discovery::image_configs(source, digest, &budget, limits).await
             } else {
                 Ok(Vec::new())
             }
@@ -910,335 +870,11 @@ impl Engine {
         verdict.warnings = warnings;
         verdict
     }
-
-    /// The layers under cosign's `sha256-<hex>.<suffix>` tag (`sig`, `att`): each blob with the
-    /// annotations beside it. A missing tag means none; every other failure is an error.
-    async fn tagged_layers(
-        &self,
-        source: &dyn Source,
-        digest: &Digest,
-        suffix: &str,
-        max_layer_bytes: u64,
-        budget: &EvidenceBudget,
-    ) -> Result<Vec<(Vec<u8>, std::collections::BTreeMap<String, String>)>, FetchError> {
-        let limits = &self.config.limits;
-        let tag = ManifestRef::Tag(digest.cosign_tag(suffix));
-        let manifest = match source.manifest(&tag, limits.max_manifest_bytes).await {
-            Ok(m) => m,
-            Err(FetchError::NotFound { .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let what = format!(".{suffix} evidence of {}@{digest}", source.name());
-        budget.charge(manifest.size, &what)?;
-        let ManifestKind::Image { layers } = manifest.kind else {
-            return Err(FetchError::Protocol {
-                what,
-                detail: format!("the .{suffix} tag points to an index, not an image manifest"),
-            });
-        };
-        if layers.len() > limits.max_signatures {
-            return Err(FetchError::LimitExceeded {
-                what: format!("{what}: {} layers", layers.len()),
-                limit: limits.max_signatures as u64,
-                unit: "layers",
-            });
-        }
-        let mut wanted = Vec::with_capacity(layers.len());
-        let mut distinct = std::collections::HashSet::new();
-        for layer in layers {
-            if layer.size > max_layer_bytes {
-                return Err(FetchError::LimitExceeded {
-                    what: format!("{what}: layer {} ({} bytes)", layer.digest, layer.size),
-                    limit: max_layer_bytes,
-                    unit: "bytes",
-                });
-            }
-            let layer_digest = Digest::parse(&layer.digest).map_err(|e| FetchError::Protocol {
-                what: what.clone(),
-                detail: e.to_string(),
-            })?;
-            // The same layer twice is one signature. (The same blob under other annotations is
-            // another: cosign's payload is identical for every signer of an image.)
-            if !distinct.insert((layer_digest.clone(), layer.annotations.clone())) {
-                continue;
-            }
-            // Each copy held counts, so the budget bounds memory, not only traffic.
-            budget.charge(layer.size, &what)?;
-            wanted.push((layer_digest, layer.size, layer.annotations));
-        }
-        // Each distinct blob is read once, whatever number of layers name it.
-        let mut blobs: Vec<(Digest, u64)> = Vec::new();
-        for (d, size, _) in &wanted {
-            if !blobs.iter().any(|(b, _)| b == d) {
-                blobs.push((d.clone(), *size));
-            }
-        }
-        let fetched: Vec<Result<(Digest, Vec<u8>), FetchError>> = futures::stream::iter(blobs)
-            .map(|(d, size)| async move {
-                let bytes = read_declared(source, &d, size).await?;
-                Ok((d, bytes))
-            })
-            .buffered(BLOB_CONCURRENCY)
-            .collect()
-            .await;
-        let fetched: std::collections::HashMap<Digest, Vec<u8>> =
-            fetched.into_iter().collect::<Result<_, _>>()?;
-        Ok(wanted
-            .into_iter()
-            .filter_map(|(d, _, annotations)| {
-                fetched.get(&d).map(|bytes| (bytes.clone(), annotations))
-            })
-            .collect())
-    }
-
-    /// The evidence `policies` need for `digest` from `source`: `.sig` and `.att` layers and
-    /// referrer bundles, read under the verification's byte budget.
-    async fn gather(
-        &self,
-        policies: &[&Policy],
-        source: &dyn Source,
-        digest: &Digest,
-        budget: &EvidenceBudget,
-    ) -> Result<RawEvidence, FetchError> {
-        let limits = &self.config.limits;
-        let needs_signatures = policies.iter().any(|p| p.signatures.is_some());
-        let needs_attestations = policies.iter().any(|p| !p.attestations.is_empty());
-        let skip = || async { Ok(Vec::new()) };
-        let (sig_layers, att_layers, bundles) = futures::join!(
-            async {
-                if needs_signatures {
-                    self.tagged_layers(
-                        source,
-                        digest,
-                        "sig",
-                        limits.max_signature_layer_bytes,
-                        budget,
-                    )
-                    .await
-                } else {
-                    skip().await
-                }
-            },
-            async {
-                if needs_attestations {
-                    self.tagged_layers(source, digest, "att", limits.max_attestation_bytes, budget)
-                        .await
-                } else {
-                    skip().await
-                }
-            },
-            self.referrer_bundles(source, digest, budget)
-        );
-        Ok(RawEvidence {
-            needs_signatures,
-            needs_attestations,
-            sig_layers: sig_layers?,
-            att_layers: att_layers?,
-            bundles: bundles?,
-        })
-    }
-
-    /// The image config of `digest`, or of every platform when it is an index: (which, config).
-    /// Each is fetched by the digest its verified manifest names, and hashed.
-    async fn image_configs(
-        &self,
-        source: &dyn Source,
-        digest: &Digest,
-        budget: &EvidenceBudget,
-    ) -> Result<Vec<(String, serde_json::Value)>, FetchError> {
-        let limits = &self.config.limits;
-        let what = format!("image config of {}@{digest}", source.name());
-        let top = source
-            .manifest(
-                &ManifestRef::Digest(digest.clone()),
-                limits.max_manifest_bytes,
-            )
-            .await?;
-        budget.charge(top.size, &what)?;
-        let mut images = Vec::new();
-        match &top.kind {
-            ManifestKind::Image { .. } => images.push(top.clone()),
-            ManifestKind::Index { manifests } => {
-                if manifests.len() > limits.max_signatures {
-                    return Err(FetchError::LimitExceeded {
-                        what: format!("{what}: {} platforms", manifests.len()),
-                        limit: limits.max_signatures as u64,
-                        unit: "platforms",
-                    });
-                }
-                for d in manifests {
-                    let d = Digest::parse(&d.digest).map_err(|e| FetchError::Protocol {
-                        what: what.clone(),
-                        detail: e.to_string(),
-                    })?;
-                    let m = source
-                        .manifest(&ManifestRef::Digest(d), limits.max_manifest_bytes)
-                        .await?;
-                    budget.charge(m.size, &what)?;
-                    images.push(m);
-                }
-            }
-        }
-        let mut out = Vec::new();
-        for m in images {
-            let Some(config) = &m.config else {
-                return Err(FetchError::Protocol {
-                    what: what.clone(),
-                    detail: format!("manifest {} has no config", m.digest),
-                });
-            };
-            let d = Digest::parse(&config.digest).map_err(|e| FetchError::Protocol {
-                what: what.clone(),
-                detail: e.to_string(),
-            })?;
-            if config.size > limits.max_manifest_bytes {
-                return Err(FetchError::LimitExceeded {
-                    what: format!("{what}: config {d}"),
-                    limit: limits.max_manifest_bytes,
-                    unit: "bytes",
-                });
-            }
-            budget.charge(config.size, &what)?;
-            let bytes = read_declared(source, &d, config.size).await?;
-            let json = serde_json::from_slice(&bytes).map_err(|e| FetchError::Protocol {
-                what: what.clone(),
-                detail: format!("the config {d} is not JSON: {e}"),
-            })?;
-            let which = if top.is_index() {
-                format!("platform {}", m.digest)
-            } else {
-                "the image".to_owned()
-            };
-            out.push((which, json));
-        }
-        Ok(out)
-    }
-
-    /// Sigstore bundles attached to `digest` as OCI referrers (the referrers API, or the
-    /// `sha256-<hex>` fallback tag). Each referring manifest is read itself, since fallback indexes
-    /// may lack the descriptors' artifact types, and must name `digest` as its subject.
-    async fn referrer_bundles(
-        &self,
-        source: &dyn Source,
-        digest: &Digest,
-        budget: &EvidenceBudget,
-    ) -> Result<Vec<sigstore_types::Bundle>, FetchError> {
-        let limits = &self.config.limits;
-        let Some(index) = source.referrers(digest, limits.max_manifest_bytes).await? else {
-            return Ok(Vec::new());
-        };
-        let what = format!("referrers of {}@{digest}", source.name());
-        budget.charge(index.size, &what)?;
-        let ManifestKind::Index { manifests } = index.kind else {
-            return Err(FetchError::Protocol {
-                what,
-                detail: "the referrers answer is not an index".into(),
-            });
-        };
-        let candidates: Vec<_> = manifests
-            .into_iter()
-            .filter(|d| {
-                d.artifact_type
-                    .as_deref()
-                    .is_none_or(|t| t.starts_with(SIGSTORE_BUNDLE_TYPE))
-            })
-            .collect();
-        if candidates.len() > limits.max_signatures {
-            return Err(FetchError::LimitExceeded {
-                what: format!("{what}: {} referrers", candidates.len()),
-                limit: limits.max_signatures as u64,
-                unit: "referrers",
-            });
-        }
-        let max_manifest = limits.max_manifest_bytes;
-        let max_bundle = limits
-            .max_signature_layer_bytes
-            .max(limits.max_attestation_bytes)
-            .max(MIN_BUNDLE_BYTES);
-        let fetched: Vec<Result<Option<sigstore_types::Bundle>, FetchError>> =
-            futures::stream::iter(candidates)
-                .map(|d| {
-                    let what = what.clone();
-                    async move {
-                        let d = Digest::parse(&d.digest).map_err(|e| FetchError::Protocol {
-                            what: what.clone(),
-                            detail: e.to_string(),
-                        })?;
-                        let m = source
-                            .manifest(&ManifestRef::Digest(d), max_manifest)
-                            .await?;
-                        budget.charge(m.size, &what)?;
-                        let is_bundle = m
-                            .artifact_type
-                            .as_deref()
-                            .is_some_and(|t| t.starts_with(SIGSTORE_BUNDLE_TYPE));
-                        let about_this_image = m
-                            .subject
-                            .as_ref()
-                            .is_some_and(|s| s.digest == digest.as_str());
-                        let ManifestKind::Image { layers } = m.kind else {
-                            return Ok(None);
-                        };
-                        let Some(layer) = layers
-                            .into_iter()
-                            .find(|l| l.media_type.starts_with(SIGSTORE_BUNDLE_TYPE))
-                        else {
-                            return Ok(None);
-                        };
-                        if !is_bundle || !about_this_image {
-                            return Ok(None);
-                        }
-                        if layer.size > max_bundle {
-                            return Err(FetchError::LimitExceeded {
-                                what: format!("{what}: bundle {}", layer.digest),
-                                limit: max_bundle,
-                                unit: "bytes",
-                            });
-                        }
-                        let ld =
-                            Digest::parse(&layer.digest).map_err(|e| FetchError::Protocol {
-                                what: what.clone(),
-                                detail: e.to_string(),
-                            })?;
-                        // Many referrers may name one blob: it is one bundle, read once.
-                        if !budget.first_time(&ld) {
-                            return Ok(None);
-                        }
-                        budget.charge(layer.size, &what)?;
-                        let bytes = read_declared(source, &ld, layer.size).await?;
-                        // An unparsable bundle is a signature that does not verify, not an error.
-                        Ok(std::str::from_utf8(&bytes)
-                            .ok()
-                            .and_then(|json| sigstore_types::Bundle::from_json(json).ok()))
-                    }
-                })
-                .buffered(BLOB_CONCURRENCY)
-                .collect()
-                .await;
-        let mut bundles = Vec::new();
-        for f in fetched {
-            if let Some(b) = f? {
-                bundles.push(b);
-            }
-        }
-        Ok(bundles)
-    }
-}
-
-type Layers = Vec<(Vec<u8>, std::collections::BTreeMap<String, String>)>;
-
-/// Evidence as read, before any of it is verified.
-struct RawEvidence {
-    needs_signatures: bool,
-    needs_attestations: bool,
-    sig_layers: Layers,
-    att_layers: Layers,
-    bundles: Vec<sigstore_types::Bundle>,
 }
 
 /// Every signature and attestation of `evidence`, verified (pure).
 fn verify_evidence(
-    evidence: RawEvidence,
+    evidence: discovery::Evidence,
     trust: &Trust<'_>,
     digest: &Digest,
 ) -> (Vec<SignatureOutcome>, Vec<AttestationOutcome>) {
@@ -1291,23 +927,6 @@ fn verify_evidence(
         Vec::new()
     };
     (signatures, attestations)
-}
-
-/// A blob read up to the size its descriptor declares: more bytes cannot be the blob named, so
-/// they are a mismatch (not a limit), and are never buffered past that size.
-async fn read_declared(
-    source: &dyn Source,
-    digest: &Digest,
-    declared: u64,
-) -> Result<Vec<u8>, FetchError> {
-    match source.blob(digest, declared).await {
-        Err(FetchError::LimitExceeded { what, .. }) => Err(FetchError::DigestMismatch {
-            what,
-            expected: digest.to_string(),
-            found: format!("longer than the {declared} bytes its descriptor declares"),
-        }),
-        other => other,
-    }
 }
 
 fn internal_error(what: &str) -> Verdict {

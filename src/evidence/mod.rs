@@ -3,6 +3,7 @@
 //! asked for; failures are typed so that the engine can tell "unsigned" from "registry down".
 
 pub mod auth;
+pub mod discovery;
 pub mod layout;
 pub mod manifest;
 pub mod registry;
