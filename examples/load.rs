@@ -23,29 +23,22 @@ use umpire::proto::verifier_server::{Verifier, VerifierServer};
 use umpire::proto::{VerifyBatchRequest, VerifyBatchResponse, VerifyRequest, VerifyResponse};
 use umpire::service::Live;
 
+#[derive(clap::Parser)]
+#[command(about = "Drives umpire over gRPC on loopback and prints throughput and latency")]
 struct Args {
+    /// Cached requests per scenario.
+    #[arg(long, default_value_t = 50_000)]
     requests: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Distinct signed images for the cold scenario.
+    #[arg(long, default_value_t = 300)]
     images: usize,
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        requests: 50_000,
-        concurrency: 64,
-        images: 300,
-    };
-    let argv: Vec<String> = std::env::args().collect();
-    for pair in argv[1..].chunks(2) {
-        let value = pair.get(1).and_then(|v| v.parse().ok());
-        match (pair[0].as_str(), value) {
-            ("--requests", Some(v)) => a.requests = v,
-            ("--concurrency", Some(v)) => a.concurrency = v,
-            ("--images", Some(v)) => a.images = v,
-            _ => eprintln!("ignoring argument {:?}", pair[0]),
-        }
-    }
-    a
+    <Args as clap::Parser>::parse()
 }
 
 /// A Verifier that answers at once with a constant: what tonic itself costs.
