@@ -271,6 +271,8 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    // Before anything listens: a SIGTERM during start-up still stops cleanly.
+    let shutdown = server::shutdown_signal();
     let cfg = load_config(config_path.as_ref())?;
     match &cfg.source {
         Some(p) => {
@@ -347,8 +349,8 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // SIGTERM stops the gRPC listener (tonic finishes in-flight calls), then the others, each
     // of which answers what it has in flight before its task ends.
     let result = match grpc_tls {
-        Some(tls) => server::serve_tls_on(live, listener, tls, server::shutdown_signal()).await,
-        None => server::serve_on(live, listener, server::shutdown_signal()).await,
+        Some(tls) => server::serve_tls_on(live, listener, tls, shutdown).await,
+        None => server::serve_on(live, listener, shutdown).await,
     };
     let _ = stop_tx.send(true);
     while let Some(done) = listeners.join_next().await {

@@ -141,18 +141,22 @@ impl Live {
     }
 }
 
-/// Reloads on every SIGHUP, for as long as the process runs.
+/// Reloads on every SIGHUP, for as long as the process runs. The handler is installed when this
+/// is called, so a SIGHUP during start-up reloads instead of ending the process.
 #[cfg(unix)]
-pub async fn reload_on_sighup(live: Arc<Live>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; reload by restarting");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading the configuration");
-        let live = Arc::clone(&live);
-        // Loading reads files and parses keys: keep it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || live.reload()).await;
+pub fn reload_on_sighup(live: Arc<Live>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        let Ok(mut hup) = hup else {
+            tracing::warn!("cannot listen for SIGHUP; reload by restarting");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            let live = Arc::clone(&live);
+            // Loading reads files and parses keys: keep it off the async workers.
+            let _ = tokio::task::spawn_blocking(move || live.reload()).await;
+        }
     }
 }
 
