@@ -22,7 +22,27 @@ pub struct Registry {
     client: Client,
 }
 
+/// A loopback port free now, for a server a test starts. Chosen outside the kernel's ephemeral
+/// range (32768–60999 here) and at a random place in 20000–32767, so that neither another test's
+/// `bind(0)` nor the source port of an outgoing connection takes it before the server binds it.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+        h.finish()
+    };
+    const LOW: u64 = 20_000;
+    const SPAN: u64 = 12_768;
+    for i in 0..SPAN {
+        let port = (LOW + (seed + i * 7_919) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
