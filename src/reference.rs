@@ -228,7 +228,12 @@ fn valid_host(h: &str) -> bool {
 /// aliases folded into `docker.io`. Policy selection, caches and credentials all see this form.
 pub fn canonical_host(host: &str) -> String {
     let lower = host.to_ascii_lowercase();
-    let host = lower.strip_suffix(":443").unwrap_or(&lower);
+    // Dropping the port must leave something that still reads as a host (`1:443/x` must not
+    // become the Docker Hub repository `1/x`; found by fuzzing).
+    let host = match lower.strip_suffix(":443") {
+        Some(h) if h.contains('.') || h == "localhost" || h.starts_with('[') => h,
+        _ => &lower,
+    };
     match host {
         "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_owned(),
         h => h.to_owned(),
@@ -429,6 +434,9 @@ mod tests {
         );
         assert_eq!(reg("Index.Docker.IO/nginx").repository, "library/nginx");
         assert_eq!(reg("ghcr.io:8443/a").registry, "ghcr.io:8443");
+        // Found by fuzzing: without its port, `1` would read as a Docker Hub namespace.
+        let odd = ImageRef::parse("1:443/1.1.1").unwrap();
+        assert_eq!(ImageRef::parse(&odd.to_string()).unwrap(), odd);
     }
 
     #[test]
