@@ -84,7 +84,7 @@ impl Checks {
     ) -> Result<Vec<String>, String> {
         match self {
             Checks::Provenance(c) => Ok(c.violations(statement)),
-            Checks::Sbom(c) => Ok(c.violations(statement)),
+            Checks::Sbom(c) => c.violations(statement),
             Checks::Vulnerabilities(c) => c.violations(statement, now),
         }
     }

@@ -119,11 +119,30 @@ pub fn packages(statement: &Statement) -> Result<Vec<Package>, String> {
 /// Violations reported per SBOM, at most; the rest are counted.
 const MAX_REPORTED: usize = 10;
 
+/// Whether the SBOM has the package list its format names (`packages` for SPDX, `components` for
+/// CycloneDX): without it, a check has nothing it can read.
+fn has_package_list(statement: &Statement) -> bool {
+    let key = if is_cyclonedx(&statement.predicate_type) {
+        "components"
+    } else {
+        "packages"
+    };
+    statement.predicate.get(key).is_some_and(Value::is_array)
+}
+
 impl SbomCheck {
-    pub fn violations(&self, statement: &Statement) -> Vec<String> {
+    /// Violations, or `Err` when the SBOM has no package list umpire can read (every configured
+    /// rule would otherwise pass on nothing).
+    pub fn violations(&self, statement: &Statement) -> Result<Vec<String>, String> {
+        if !has_package_list(statement) {
+            return Err(format!(
+                "the SBOM ({}) has no package list umpire reads (SPDX 2.x `packages`, CycloneDX `components`)",
+                statement.predicate_type
+            ));
+        }
         let packages = match packages(statement) {
             Ok(p) => p,
-            Err(e) => return vec![e],
+            Err(e) => return Ok(vec![e]),
         };
         let mut out = Vec::new();
         if self.require_packages && packages.is_empty() {
@@ -155,7 +174,7 @@ impl SbomCheck {
             out.truncate(MAX_REPORTED);
             out.push(format!("and {more} more SBOM violations"));
         }
-        out
+        Ok(out)
     }
 }
 
@@ -189,7 +208,7 @@ mod tests {
                 {"name": "db", "versionInfo": "1", "licenseDeclared": "(MIT OR AGPL-3.0-only)"},
             ]}),
         );
-        let v = check().violations(&s);
+        let v = check().violations(&s).unwrap();
         assert_eq!(v.len(), 2, "{v:?}");
         assert!(v[0].contains("pkg:npm/event-stream@3.3.6"));
         assert!(v[1].contains("AGPL-3.0-only") && v[1].contains("db@1"));
@@ -203,14 +222,34 @@ mod tests {
                 {"name": "x", "version": "1", "purl": "pkg:npm/x@1", "licenses": [{"license": {"id": "AGPL-3.0-or-later"}}]},
             ]}),
         );
-        assert_eq!(check().violations(&s).len(), 1);
+        assert_eq!(check().violations(&s).unwrap().len(), 1);
         let empty = statement(
             "https://spdx.dev/Document",
             serde_json::json!({"packages": []}),
         );
         assert_eq!(
-            check().violations(&empty),
+            check().violations(&empty).unwrap(),
             ["the SBOM lists no packages; at least one is required"]
         );
+    }
+
+    #[test]
+    fn an_sbom_without_a_package_list_is_unreadable_not_clean() {
+        // A denied package in a shape umpire does not read must not pass deny_packages.
+        let odd = statement(
+            "https://spdx.dev/Document",
+            serde_json::json!({"spdxVersion": "SPDX-2.3", "pkgs": [{"name": "event-stream"}]}),
+        );
+        let lenient = SbomCheck {
+            require_packages: false,
+            ..check()
+        };
+        let e = lenient.violations(&odd).unwrap_err();
+        assert!(e.contains("no package list"), "{e}");
+        let cdx = statement(
+            "https://cyclonedx.org/bom",
+            serde_json::json!({"packages": [{"name": "x"}]}),
+        );
+        assert!(lenient.violations(&cdx).is_err());
     }
 }
