@@ -1126,3 +1126,26 @@ async fn a_registry_without_a_referrers_api_is_not_asked_for_it_again() {
     let fallback = format!("/v2/{REPO}/manifests/{}", digest.replace(':', "-"));
     assert_eq!(requests.iter().filter(|r| r.path == fallback).count(), 3);
 }
+
+#[tokio::test]
+async fn one_outbound_place_is_enough_behind_a_token_challenge() {
+    // With a single place for outbound requests, a fetch that met a 401 must give its place back
+    // before asking for the token (and the body of each answer is read before the next request).
+    let c = Content::new();
+    let digest = c.digest();
+    let key_pem = c.key.public_pem();
+    let server = bearer_on_own_host(c.routes).await;
+    let yaml = config_yaml(
+        &server.host(),
+        &[("release", &key_pem)],
+        &key_policy("prod", &server.host(), 1, &["release"]),
+        "limits:\n  max_registry_requests: 1\n  deadline: 5s\n",
+    );
+    let engine = Engine::standalone(
+        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
+        user_secret(&server.host()),
+    )
+    .unwrap();
+    let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
+    assert!(v.allowed, "{v:?}");
+}

@@ -22,6 +22,27 @@ use crate::digest::Digest;
 use crate::metrics::Metrics;
 use crate::reference::{DOCKER_HUB, RegistryRef};
 
+/// A registry's answer, holding its place among the outbound requests until its body has been
+/// read (or it is dropped): the ceiling bounds open connections, not only requests being sent.
+pub(crate) struct Answer {
+    response: reqwest::Response,
+    _place: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Answer {
+    type Target = reqwest::Response;
+
+    fn deref(&self) -> &reqwest::Response {
+        &self.response
+    }
+}
+
+impl std::ops::DerefMut for Answer {
+    fn deref_mut(&mut self) -> &mut reqwest::Response {
+        &mut self.response
+    }
+}
+
 /// Retries of a transient failure, and the first back-off (then ×4).
 const RETRIES: usize = 2;
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
@@ -200,12 +221,11 @@ impl RegistryClient {
         registry: &str,
         request: reqwest::RequestBuilder,
         what: &str,
-    ) -> Result<reqwest::Response, FetchError> {
+    ) -> Result<Answer, FetchError> {
         // A global ceiling on outbound requests; waiting for a place counts against the
         // verification's deadline like the request itself.
-        let _place = self
-            .outbound
-            .acquire()
+        let place = Arc::clone(&self.outbound)
+            .acquire_owned()
             .await
             .map_err(|_| FetchError::Unavailable {
                 what: what.to_owned(),
@@ -215,7 +235,10 @@ impl RegistryClient {
             Ok(r) => {
                 self.metrics
                     .registry_request(self.host_label(registry), r.status().as_str());
-                Ok(r)
+                Ok(Answer {
+                    response: r,
+                    _place: place,
+                })
             }
             Err(e) => {
                 self.metrics
@@ -235,7 +258,7 @@ impl RegistryClient {
         path: &str,
         accept: Option<&str>,
         what: &str,
-    ) -> Result<reqwest::Response, FetchError> {
+    ) -> Result<Answer, FetchError> {
         for attempt in 0..=RETRIES {
             self.breaker_admits(registry, what)?;
             let result = self
@@ -266,7 +289,7 @@ impl RegistryClient {
         }
     }
 
-    fn breaker_records(&self, registry: &str, result: &Result<reqwest::Response, FetchError>) {
+    fn breaker_records(&self, registry: &str, result: &Result<Answer, FetchError>) {
         let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         if breakers.len() >= MAX_HOST_ENTRIES && !breakers.contains_key(registry) {
             // Closed circuits carry nothing worth keeping; open ones stay until they close.
@@ -303,7 +326,7 @@ impl RegistryClient {
         path: &str,
         accept: Option<&str>,
         what: &str,
-    ) -> Result<reqwest::Response, FetchError> {
+    ) -> Result<Answer, FetchError> {
         let base = self.api_base(registry);
         let url = Url::parse(&format!("{base}/v2/{repository}/{path}")).map_err(|e| {
             FetchError::Protocol {
@@ -330,6 +353,9 @@ impl RegistryClient {
                         status: 401,
                     });
                 };
+                // Its outbound place goes back before the token request needs one: fetches
+                // waiting on authentication must not hold every place.
+                drop(response);
                 // One authentication per (registry, repository) at a time: concurrent fetches
                 // that met the same challenge wait for it and use its token.
                 let lock = self.auth_lock(registry, repository);
@@ -358,7 +384,7 @@ impl RegistryClient {
         accept: Option<&str>,
         auth: Option<(Url, String)>,
         what: &str,
-    ) -> Result<reqwest::Response, FetchError> {
+    ) -> Result<Answer, FetchError> {
         let mut url = url;
         for _hop in 0..=MAX_REDIRECTS {
             let mut request = self.http.get(url.clone());
@@ -530,7 +556,7 @@ fn unavailable(what: &str, e: &reqwest::Error) -> FetchError {
     }
 }
 
-fn check_status(response: reqwest::Response, what: &str) -> Result<reqwest::Response, FetchError> {
+fn check_status(response: Answer, what: &str) -> Result<Answer, FetchError> {
     let status = response.status();
     let what = what.to_owned();
     match status {
@@ -558,11 +584,7 @@ fn check_status(response: reqwest::Response, what: &str) -> Result<reqwest::Resp
 }
 
 /// Reads a body, refusing it as soon as it would pass `max` bytes (whatever Content-Length says).
-async fn read_bounded(
-    mut response: reqwest::Response,
-    max: u64,
-    what: &str,
-) -> Result<Vec<u8>, FetchError> {
+async fn read_bounded(mut response: Answer, max: u64, what: &str) -> Result<Vec<u8>, FetchError> {
     let limit = || FetchError::LimitExceeded {
         what: what.to_owned(),
         limit: max,
