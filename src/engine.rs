@@ -215,23 +215,8 @@ impl Engine {
         requests: &[(String, Option<String>)],
         options: Options,
     ) -> Result<Vec<Verdict>, RequestError> {
-        let prepared = requests
-            .iter()
-            .enumerate()
-            .map(|(index, (image, policy))| {
-                self.prepare(image, policy.as_deref(), options.namespace.as_deref())
-                    .map_err(|e| RequestError::InBatch {
-                        index,
-                        error: Box::new(e),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(join_all(
-            prepared
-                .into_iter()
-                .map(|p| self.answer(p, options.clone())),
-        )
-        .await)
+        self.verify_batch_each(requests, &vec![options; requests.len()])
+            .await
     }
 
     /// Like [`Engine::verify_batch_with`], with each request's own options (`bypass_cache`,

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::certs::Pki;
+use support::certs::TestWebhook;
 use support::cosign::{
     self, Image, SigningKey, payload, sig_tag, signature_layer, signature_manifest,
 };
@@ -46,20 +46,17 @@ async fn closed_within(port: u16, within: Duration) -> bool {
 
 #[tokio::test]
 async fn silent_connections_are_closed_within_the_header_timeout_on_every_listener() {
-    let pki = Pki::new("load CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key_path) = pki.server().write(dir.path(), "server");
-    let (webhook, metrics, gate) = (
-        support::registry::free_port(),
+    let hook = TestWebhook::new();
+    let webhook = hook.port;
+    let (metrics, gate) = (
         support::registry::free_port(),
         support::registry::free_port(),
     );
     let key = SigningKey::p256();
     let yaml = format!(
-        "{}metrics_listen: 127.0.0.1:{metrics}\next_authz_listen: 127.0.0.1:{gate}\next_authz:\n  upstream: 127.0.0.1:1\nwebhook:\n  listen: 127.0.0.1:{webhook}\n  tls_cert: {}\n  tls_key: {}\nlimits:\n  header_timeout: 1s\n",
+        "{}{}metrics_listen: 127.0.0.1:{metrics}\next_authz_listen: 127.0.0.1:{gate}\next_authz:\n  upstream: 127.0.0.1:1\nlimits:\n  header_timeout: 1s\n",
         keyed(&key, "127.0.0.1:1", ""),
-        cert.display(),
-        key_path.display()
+        hook.yaml
     );
     let served = Served::start(&yaml, &[]).await;
     for port in [served.grpc, webhook, metrics, gate] {
@@ -101,31 +98,20 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
 
 #[tokio::test]
 async fn a_fifteen_thousand_key_gatekeeper_request_is_refused_with_memory_flat() {
-    let pki = Pki::new("load CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key_path) = pki.server().write(dir.path(), "server");
-    let webhook = support::registry::free_port();
+    let hook = TestWebhook::new();
     let key = SigningKey::p256();
-    let yaml = format!(
-        "{}webhook:\n  listen: 127.0.0.1:{webhook}\n  tls_cert: {}\n  tls_key: {}\n",
-        keyed(&key, "127.0.0.1:1", ""),
-        cert.display(),
-        key_path.display()
-    );
+    let yaml = format!("{}{}", keyed(&key, "127.0.0.1:1", ""), hook.yaml);
     let served = Served::start(&yaml, &[]).await;
-    served.wait_for(webhook).await;
+    served.wait_for(hook.port).await;
     let keys: Vec<String> = (0..15_000)
         .map(|i| format!("127.0.0.1:1/team/app{i}:v1"))
         .collect();
     let body = serde_json::json!({"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest", "request": {"keys": keys}});
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
-        .build()
-        .unwrap();
     let before = served.memory("VmRSS:");
     let started = Instant::now();
-    let r: serde_json::Value = client
-        .post(format!("https://127.0.0.1:{webhook}/gatekeeper/provider"))
+    let r: serde_json::Value = hook
+        .client()
+        .post(hook.url("/gatekeeper/provider"))
         .json(&body)
         .send()
         .await
@@ -339,23 +325,12 @@ async fn an_admission_request_in_flight_at_sigterm_gets_its_answer() {
     let registry =
         Scripted::start(|_: &Request| Reply::new(404, "{}").delayed(Duration::from_millis(1500)))
             .await;
-    let pki = Pki::new("drain CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key_path) = pki.server().write(dir.path(), "server");
-    let webhook = support::registry::free_port();
+    let hook = TestWebhook::new();
     let key = SigningKey::p256();
-    let yaml = format!(
-        "{}webhook:\n  listen: 127.0.0.1:{webhook}\n  tls_cert: {}\n  tls_key: {}\n",
-        keyed(&key, &registry.host(), ""),
-        cert.display(),
-        key_path.display()
-    );
+    let yaml = format!("{}{}", keyed(&key, &registry.host(), ""), hook.yaml);
     let mut served = Served::start(&yaml, &[]).await;
-    served.wait_for(webhook).await;
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
-        .build()
-        .unwrap();
+    served.wait_for(hook.port).await;
+    let client = hook.client();
     let review = serde_json::json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {"uid": "in-flight", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "apps", "operation": "CREATE",
@@ -363,7 +338,7 @@ async fn an_admission_request_in_flight_at_sigterm_gets_its_answer() {
     });
     let call = tokio::spawn(
         client
-            .post(format!("https://127.0.0.1:{webhook}/admission/validate"))
+            .post(hook.url("/admission/validate"))
             .json(&review)
             .send(),
     );
@@ -468,17 +443,14 @@ async fn batches_abandoned_at_their_deadline_leave_no_connections_or_requests_be
 #[cfg(unix)]
 #[tokio::test]
 async fn request_fields_cannot_forge_log_lines() {
-    let pki = Pki::new("log CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key_path) = pki.server().write(dir.path(), "server");
-    let webhook = support::registry::free_port();
+    let hook = TestWebhook::new();
+    let webhook = hook.port;
     let grpc = support::registry::free_port();
     let key = SigningKey::p256();
     let yaml = format!(
-        "listen: 127.0.0.1:{grpc}\n{}webhook:\n  listen: 127.0.0.1:{webhook}\n  tls_cert: {}\n  tls_key: {}\n",
+        "listen: 127.0.0.1:{grpc}\n{}{}",
         keyed(&key, "127.0.0.1:1", ""),
-        cert.display(),
-        key_path.display()
+        hook.yaml
     );
     let (_cfg_dir, path) = support::config_file(&yaml);
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
@@ -504,12 +476,8 @@ async fn request_fields_cannot_forge_log_lines() {
         "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod\nFORGED kind"}, "namespace": forged, "operation": "CREATE",
                     "object": {"spec": {"containers": [{"name": "c", "image": "127.0.0.1:1/team/app:v1"}]}}}
     });
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
-        .build()
-        .unwrap();
-    client
-        .post(format!("https://127.0.0.1:{webhook}/admission/validate"))
+    hook.client()
+        .post(hook.url("/admission/validate"))
         .json(&review)
         .send()
         .await

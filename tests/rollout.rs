@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::certs::Pki;
+use support::certs::TestWebhook;
 use support::cosign::{Image, SigningKey, payload, signature_layer};
 use support::registry::Registry;
 use support::served::Served;
@@ -111,30 +111,20 @@ async fn a_warn_policy_reports_and_never_denies() {
 async fn warn_findings_reach_admission_as_warnings() {
     let s = Setup::new().await;
     let host = s.registry.host();
-    let pki = Pki::new("rollout CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = pki.server().write(dir.path(), "server");
-    let webhook = support::registry::free_port();
+    let hook = TestWebhook::new();
     let policies = format!(
         "  - name: trial\n    mode: warn\n    images: [\"{host}/**\"]\n    signatures:\n      authorities: [ {{ key: release }} ]\n"
     );
-    let extra = format!(
-        "webhook:\n  listen: 127.0.0.1:{webhook}\n  tls_cert: {}\n  tls_key: {}\n",
-        cert.display(),
-        key.display()
-    );
-    let served = Served::start(&s.yaml(&policies, &extra), &[]).await;
-    served.wait_for(webhook).await;
+    let served = Served::start(&s.yaml(&policies, &hook.yaml), &[]).await;
+    served.wait_for(hook.port).await;
     let review = serde_json::json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {"uid": "w", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "apps", "operation": "CREATE",
                     "object": {"spec": {"containers": [{"name": "c", "image": s.img(&format!("{REPO}:unsigned"))}]}}}
     });
-    let r: serde_json::Value = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
-        .build()
-        .unwrap()
-        .post(format!("https://127.0.0.1:{webhook}/admission/validate"))
+    let r: serde_json::Value = hook
+        .client()
+        .post(hook.url("/admission/validate"))
         .json(&review)
         .send()
         .await

@@ -102,3 +102,44 @@ impl Pki {
         self.issue(sans, cn, ExtendedKeyUsagePurpose::ClientAuth)
     }
 }
+
+/// A webhook listener for a test: a CA, a server certificate written to a temp folder, a free
+/// port, the `webhook:` YAML that uses them, and an HTTPS client that trusts the CA.
+pub struct TestWebhook {
+    pub pki: Pki,
+    pub port: u16,
+    /// `webhook:` section (top level), ending in a newline.
+    pub yaml: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestWebhook {
+    pub fn new() -> Self {
+        let pki = Pki::new("webhook test CA");
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = pki.server().write(dir.path(), "server");
+        let port = super::registry::free_port();
+        let yaml = format!(
+            "webhook:\n  listen: 127.0.0.1:{port}\n  tls_cert: {}\n  tls_key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        Self {
+            pki,
+            port,
+            yaml,
+            _dir: dir,
+        }
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.pki.ca_pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+}
