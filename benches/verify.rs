@@ -38,6 +38,7 @@ fn bench(c: &mut Criterion) {
         keys: &keys,
         roots: &[],
         offline: &offline,
+        now: jiff::Timestamp::now(),
     };
     let raw_signature = key.sign(&payload);
     c.bench_function("keyed: one cosign signature layer", |b| {
@@ -57,6 +58,7 @@ fn bench(c: &mut Criterion) {
         keys: &[],
         roots: &roots,
         offline: &offline,
+        now: jiff::Timestamp::now(),
     };
     assert!(matches!(
         check_layer(&keyless, &keyless_trust, &image_digest),
@@ -90,6 +92,7 @@ fn attestation(c: &mut Criterion) {
         keys: &keys,
         roots: &[],
         offline: &offline,
+        now: jiff::Timestamp::now(),
     };
     let provenance = cosign::provenance(cosign::GITHUB_BUILDER, "acme/app", "refs/heads/main", &[]);
     let statement = cosign::statement(&digest, cosign::SLSA_V1, provenance);

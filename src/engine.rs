@@ -785,6 +785,7 @@ impl Engine {
             keys: &keys,
             roots: &roots,
             offline: &self.offline,
+            now: jiff::Timestamp::now(),
         };
         // Outcomes per group, and each policy's group.
         let mut outcomes: Vec<(Vec<SignatureOutcome>, Vec<AttestationOutcome>)> = Vec::new();

@@ -94,9 +94,9 @@ impl LayoutSource {
             .manifests
             .iter()
             .filter(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(tag));
-        let descriptor = found
-            .next()
-            .ok_or_else(|| FetchError::NotFound { what: what.clone() })?;
+        let Some(descriptor) = found.next().or_else(|| cosign_saved(&index, tag)) else {
+            return Err(FetchError::NotFound { what: what.clone() });
+        };
         if found.any(|d| d.digest != descriptor.digest) {
             return Err(FetchError::Protocol {
                 what,
@@ -108,6 +108,35 @@ impl LayoutSource {
             detail: e.to_string(),
         })
     }
+}
+
+/// `cosign save` tags nothing: it marks the one image it saved and that image's signatures and
+/// attestations with a `kind` annotation. The evidence tag `sha256-<hex>.sig` / `.att` names the
+/// `sigs` / `atts` entry only when the saved image is exactly `sha256:<hex>` (and there is one of each).
+fn cosign_saved<'a>(index: &'a Index, tag: &str) -> Option<&'a Descriptor> {
+    let (subject, kind) = tag
+        .strip_suffix(".sig")
+        .map(|s| (s, "dev.cosignproject.cosign/sigs"))
+        .or_else(|| {
+            tag.strip_suffix(".att")
+                .map(|s| (s, "dev.cosignproject.cosign/atts"))
+        })?;
+    let subject = subject.strip_prefix("sha256-")?;
+    let with_kind = |k: &'static str| {
+        index
+            .manifests
+            .iter()
+            .filter(move |d| d.annotations.get("kind").map(String::as_str) == Some(k))
+    };
+    let mut images = with_kind("dev.cosignproject.cosign/image")
+        .chain(with_kind("dev.cosignproject.cosign/imageIndex"));
+    let image = images.next()?;
+    if images.next().is_some() || image.digest.strip_prefix("sha256:") != Some(subject) {
+        return None;
+    }
+    let mut evidence = with_kind(kind);
+    let found = evidence.next()?;
+    evidence.next().is_none().then_some(found)
 }
 
 #[async_trait]

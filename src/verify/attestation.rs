@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use sigstore_types::{Bundle, SignatureContent};
 
+use super::cosign_legacy::CERTIFICATE_ANNOTATION;
 use super::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use super::legacy_attestation;
 use super::signature::{COSIGN_SIGN_PREDICATE, Signer, Trust, bundle_signers};
 use super::statement::Statement;
 use crate::digest::Digest;
@@ -48,7 +50,8 @@ fn invalid(claimed_type: Option<String>, reason: impl Into<String>) -> Attestati
     }
 }
 
-/// Checks a cosign `.att` layer (keyed: the DSSE signatures under the configured keys).
+/// Checks a cosign `.att` layer: the DSSE signatures under the configured keys and, when the layer
+/// carries a certificate (legacy keyless), under every configured Sigstore root.
 pub fn check_layer(
     layer: &AttestationLayer,
     trust: &Trust<'_>,
@@ -71,20 +74,43 @@ pub fn check_layer(
             ),
         );
     }
-    let signers: Vec<Signer> = envelope
+    let mut signers: Vec<Signer> = envelope
         .signers(&payload, trust.keys)
         .into_iter()
         .map(Signer::Key)
         .collect();
+    let mut failure = None;
+    if layer.annotations.contains_key(CERTIFICATE_ANNOTATION) {
+        if trust.roots.is_empty() {
+            failure = Some(
+                "it carries a certificate, but no trust.sigstore root is configured".to_owned(),
+            );
+        }
+        for root in trust.roots {
+            match legacy_attestation::verify(
+                root,
+                &layer.envelope,
+                &envelope,
+                &payload,
+                &layer.annotations,
+                image_digest,
+                trust.now,
+            ) {
+                Ok(identity) => signers.push(Signer::Keyless {
+                    trust: root.name.clone(),
+                    identity,
+                }),
+                Err(f) => {
+                    failure
+                        .get_or_insert(format!("under trust root {:?}: {}", root.name, f.reason));
+                }
+            }
+        }
+    }
     if signers.is_empty() {
-        let why = if layer
-            .annotations
-            .contains_key(super::cosign_legacy::CERTIFICATE_ANNOTATION)
-        {
-            "it carries a certificate, but legacy keyless attestations (Rekor intoto 0.0.1 entries) are not supported: attach keyless attestations as Sigstore bundles (cosign v3)"
-        } else {
-            "its DSSE signature verifies under none of the configured keys"
-        };
+        let why = failure.unwrap_or_else(|| {
+            "its DSSE signature verifies under none of the configured keys".to_owned()
+        });
         return invalid(claimed, why);
     }
     statement_outcome(signers, &payload, claimed, image_digest)

@@ -79,6 +79,8 @@ pub struct Trust<'a> {
     pub roots: &'a [&'a SigstoreRoot],
     /// A root with no authorities, for keyed bundles when no Sigstore root is configured.
     pub offline: &'a SigstoreRoot,
+    /// The verification time: no log entry may be integrated after it.
+    pub now: jiff::Timestamp,
 }
 
 /// Checks one legacy `.sig` layer for the image at `image_digest`.
@@ -316,6 +318,7 @@ mod tests {
             keys: &keys,
             roots: &[],
             offline: &offline,
+            now: jiff::Timestamp::now(),
         };
         let img = Digest::of(b"img");
         let key = |k: &str| Signer::Key(k.into());
@@ -385,6 +388,7 @@ mod tests {
             keys: &[],
             roots: &[],
             offline: &offline,
+            now: jiff::Timestamp::now(),
         };
         assert!(matches!(
             check_layer(&l, &trust, &img),

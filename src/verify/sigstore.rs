@@ -9,13 +9,22 @@ use sigstore_trust_root::TrustedRoot;
 use sigstore_types::{Artifact, Bundle, DerPublicKey};
 use sigstore_verify::{Error, PublicKeyVerificationPolicy, VerificationPolicy, Verifier};
 
+use super::fulcio::FulcioTrust;
 use super::identity::{CertIdentity, read_workflow_claims};
 use crate::verdict::Code;
+use sigstore_verify::crypto::Keyring;
 
 /// A named Sigstore trusted root (`trust.sigstore.<name>`), ready to verify with.
 pub struct SigstoreRoot {
     pub name: String,
     verifier: Verifier,
+    /// For the evidence umpire verifies itself (legacy `intoto` 0.0.1 entries).
+    fulcio: FulcioTrust,
+    rekor_keys: Keyring,
+    /// GitHub's instance logs nothing: its signing times come from its TSA alone.
+    has_tlogs: bool,
+    /// Without CT logs, certificates carry no SCT to check.
+    has_ctlogs: bool,
     /// The Fulcio CA certificates: (subject, issuer, not before, not after) in Unix seconds.
     ca_certs: Vec<CaCert>,
 }
@@ -68,6 +77,12 @@ impl SigstoreRoot {
         Ok(Self {
             name: name.to_owned(),
             verifier,
+            fulcio: FulcioTrust::from_root(&root)?,
+            rekor_keys: root
+                .rekor_keys()
+                .map_err(|e| format!("unusable transparency log key: {e}"))?,
+            has_tlogs: !root.tlogs.is_empty(),
+            has_ctlogs: !root.ctlogs.is_empty(),
             ca_certs: ca_certs(&root),
         })
     }
@@ -84,6 +99,14 @@ impl SigstoreRoot {
         Self::from_json(name, sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT)
     }
 
+    pub(super) fn fulcio(&self) -> &FulcioTrust {
+        &self.fulcio
+    }
+
+    pub(super) fn rekor_keys(&self) -> &Keyring {
+        &self.rekor_keys
+    }
+
     /// Verifies a certificate (keyless) bundle for `artifact` and returns the identity that signed.
     pub fn verify_keyless(
         &self,
@@ -97,9 +120,28 @@ impl SigstoreRoot {
                 reason: "the bundle's certificate chain carries a self-signed root; roots come only from the trusted root".into(),
             });
         }
+        let mut policy = VerificationPolicy::any_identity();
+        if !self.has_tlogs {
+            // A root with no transparency log (GitHub's) proves signing time with its TSA alone:
+            // sigstore-verify still demands a verified timestamp, which then can only be RFC 3161.
+            if !has_rfc3161_timestamp(bundle) {
+                return Err(Failure {
+                    code: Code::TlogInvalid,
+                    reason: format!(
+                        "trusted root {:?} has no transparency log, so a signature needs an RFC 3161 timestamp, and this one has none",
+                        self.name
+                    ),
+                });
+            }
+            policy = policy.skip_tlog_unsafe();
+        }
+        if !self.has_ctlogs {
+            // No CT log to check an SCT against: the root's CAs do not issue them.
+            policy = policy.skip_sct();
+        }
         let result = self
             .verifier
-            .verify(artifact, bundle, &VerificationPolicy::any_identity())
+            .verify(artifact, bundle, &policy)
             .map_err(|e| classify(&e))?;
         let (Some(subject), Some(issuer)) = (result.identity(), result.issuer()) else {
             return Err(Failure {
@@ -131,7 +173,11 @@ impl SigstoreRoot {
     /// Every CA certificate above the leaf, intermediates included, must be valid at every verified
     /// signing time. (sigstore-verify takes each certificate of a trusted chain as an anchor, and
     /// anchors carry no validity of their own: an expired intermediate would still vouch.)
-    fn check_issuers_valid_at(&self, leaf_der: &[u8], times: &[i64]) -> Result<(), Failure> {
+    pub(super) fn check_issuers_valid_at(
+        &self,
+        leaf_der: &[u8],
+        times: &[i64],
+    ) -> Result<(), Failure> {
         use x509_parser::prelude::{FromDer, X509Certificate};
         let invalid = |reason: String| Failure {
             code: Code::CertificateInvalid,
@@ -200,6 +246,16 @@ impl SigstoreRoot {
             .map(|_| ())
             .map_err(|e| classify(&e))
     }
+}
+
+fn has_rfc3161_timestamp(bundle: &Bundle) -> bool {
+    bundle
+        .verification_material
+        .timestamp_verification_data
+        .rfc3161_timestamps
+        .iter()
+        .next()
+        .is_some()
 }
 
 /// Every certificate of a bundle's `x509CertificateChain` (leaf first), as DER.

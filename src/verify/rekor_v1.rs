@@ -1,0 +1,282 @@
+//! A Rekor v1 log entry as cosign's legacy annotations carry it (`dev.sigstore.cosign/bundle`): the
+//! signed entry timestamp (SET) over the RFC 8785 canonical JSON of body, integrated time, log
+//! index and log ID, under a log key of the trusted root valid at the integrated time; and the
+//! entry bodies umpire binds itself (`intoto` 0.0.1 and `dsse` 0.0.1 name the envelope, the payload
+//! and the signer, so a SET for another envelope or certificate vouches for nothing here).
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sigstore_types::{Sha256Hash, SignatureBytes};
+use sigstore_verify::crypto::Keyring;
+
+/// A logged entry, read from the annotation (nothing here is trusted before [`LoggedEntry::verify_set`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedEntry {
+    pub body: Vec<u8>,
+    pub integrated_time: i64,
+    pub log_index: i64,
+    pub log_id: Vec<u8>,
+    pub set: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RekorError {
+    #[error("the Rekor bundle annotation is malformed: {0}")]
+    Malformed(String),
+    #[error("the log entry's SET does not verify: {0}")]
+    Set(String),
+    #[error("the log entry records another {0}")]
+    Mismatch(&'static str),
+    #[error("the log entry is a {kind} {version} entry; expected {expected}")]
+    Kind {
+        kind: String,
+        version: String,
+        expected: &'static str,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Annotation {
+    signed_entry_timestamp: String,
+    payload: AnnotationPayload,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnnotationPayload {
+    body: String,
+    integrated_time: i64,
+    log_index: i64,
+    #[serde(rename = "logID")]
+    log_id: String,
+}
+
+/// What the SET signs; serialised as RFC 8785 canonical JSON.
+#[derive(Serialize)]
+struct SetPayload<'a> {
+    body: &'a str,
+    #[serde(rename = "integratedTime")]
+    integrated_time: i64,
+    #[serde(rename = "logID")]
+    log_id: &'a str,
+    #[serde(rename = "logIndex")]
+    log_index: i64,
+}
+
+impl LoggedEntry {
+    /// Reads the `dev.sigstore.cosign/bundle` annotation.
+    pub fn from_annotation(json: &str) -> Result<Self, RekorError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let a: Annotation =
+            serde_json::from_str(json).map_err(|e| RekorError::Malformed(e.to_string()))?;
+        Ok(Self {
+            body: b64
+                .decode(&a.payload.body)
+                .map_err(|_| RekorError::Malformed("body is not base64".into()))?,
+            integrated_time: a.payload.integrated_time,
+            log_index: a.payload.log_index,
+            log_id: hex::decode(&a.payload.log_id)
+                .map_err(|_| RekorError::Malformed("logID is not hex".into()))?,
+            set: b64
+                .decode(a.signed_entry_timestamp.trim())
+                .map_err(|_| RekorError::Malformed("SignedEntryTimestamp is not base64".into()))?,
+        })
+    }
+
+    /// `(kind, apiVersion)` of the body.
+    pub fn kind(&self) -> Option<(String, String)> {
+        #[derive(Deserialize)]
+        struct Head {
+            kind: String,
+            #[serde(rename = "apiVersion")]
+            api_version: String,
+        }
+        let head: Head = serde_json::from_slice(&self.body).ok()?;
+        Some((head.kind, head.api_version))
+    }
+
+    /// The integrated time, once the SET that covers it verifies under a log key of `keys` valid
+    /// at that time, and it is not in the future (`now`).
+    pub fn verify_set(
+        &self,
+        keys: &Keyring,
+        now: jiff::Timestamp,
+    ) -> Result<jiff::Timestamp, RekorError> {
+        let time = jiff::Timestamp::from_second(self.integrated_time)
+            .map_err(|_| RekorError::Set("integrated time out of range".into()))?;
+        if time > now {
+            return Err(RekorError::Set(format!(
+                "integrated time {time} is in the future"
+            )));
+        }
+        let id = Sha256Hash::try_from(self.log_id.as_slice())
+            .map_err(|_| RekorError::Set("the log ID is not 32 bytes".into()))?;
+        let body = base64::engine::general_purpose::STANDARD.encode(&self.body);
+        let log_id = hex::encode(&self.log_id);
+        let payload = SetPayload {
+            body: &body,
+            integrated_time: self.integrated_time,
+            log_id: &log_id,
+            log_index: self.log_index,
+        };
+        let canonical = serde_json_canonicalizer::to_vec(&payload)
+            .map_err(|e| RekorError::Set(e.to_string()))?;
+        keys.verify_with_key_id_at(&id, time, canonical, &SignatureBytes::new(self.set.clone()))
+            .map_err(|e| {
+                RekorError::Set(format!(
+                    "not signed by a trusted log key valid at {time} ({e})"
+                ))
+            })?;
+        Ok(time)
+    }
+}
+
+#[derive(Deserialize)]
+struct Hash {
+    algorithm: String,
+    value: String,
+}
+
+impl Hash {
+    fn is_sha256_of(&self, bytes: &[u8]) -> bool {
+        use sha2::Digest as _;
+        self.algorithm == "sha256"
+            && self
+                .value
+                .eq_ignore_ascii_case(&hex::encode(sha2::Sha256::digest(bytes)))
+    }
+}
+
+#[derive(Deserialize)]
+struct IntotoBody {
+    spec: IntotoSpec,
+}
+
+#[derive(Deserialize)]
+struct IntotoSpec {
+    content: IntotoContent,
+    #[serde(rename = "publicKey")]
+    public_key: String,
+}
+
+#[derive(Deserialize)]
+struct IntotoContent {
+    hash: Hash,
+    #[serde(rename = "payloadHash")]
+    payload_hash: Hash,
+}
+
+#[derive(Deserialize)]
+struct DsseBody {
+    spec: DsseSpec,
+}
+
+#[derive(Deserialize)]
+struct DsseSpec {
+    #[serde(rename = "envelopeHash")]
+    envelope_hash: Hash,
+    #[serde(rename = "payloadHash")]
+    payload_hash: Hash,
+    signatures: Vec<DsseBodySignature>,
+}
+
+#[derive(Deserialize)]
+struct DsseBodySignature {
+    signature: String,
+    verifier: String,
+}
+
+/// The certificate DER of a body's base64-encoded PEM signer.
+fn verifier_der(b64_pem: &str) -> Option<Vec<u8>> {
+    let pem_bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64_pem)
+        .ok()?;
+    let parsed = pem::parse(pem_bytes).ok()?;
+    (parsed.tag() == "CERTIFICATE").then(|| parsed.into_contents())
+}
+
+/// The envelope, its payload and its signer as an entry of either kind must record them.
+pub struct Logged<'a> {
+    /// The envelope exactly as stored (the layer blob).
+    pub envelope: &'a [u8],
+    pub payload: &'a [u8],
+    /// The signatures of the envelope (base64, as in the envelope).
+    pub signatures: &'a [String],
+    pub certificate_der: &'a [u8],
+}
+
+impl LoggedEntry {
+    /// Checks that an `intoto` 0.0.1 body records this envelope (`content.hash`), payload
+    /// (`payloadHash`) and certificate (`publicKey`).
+    pub fn binds_intoto(&self, what: &Logged<'_>) -> Result<(), RekorError> {
+        self.expect_kind("intoto", "0.0.1")?;
+        let body: IntotoBody = serde_json::from_slice(&self.body)
+            .map_err(|e| RekorError::Malformed(format!("intoto body: {e}")))?;
+        if !body.spec.content.hash.is_sha256_of(what.envelope) {
+            return Err(RekorError::Mismatch("envelope"));
+        }
+        if !body.spec.content.payload_hash.is_sha256_of(what.payload) {
+            return Err(RekorError::Mismatch("payload"));
+        }
+        if verifier_der(&body.spec.public_key).as_deref() != Some(what.certificate_der) {
+            return Err(RekorError::Mismatch("certificate"));
+        }
+        Ok(())
+    }
+
+    /// Checks that a `dsse` 0.0.1 body records this envelope (`envelopeHash`), payload
+    /// (`payloadHash`) and exactly the envelope's signatures, each with this certificate.
+    pub fn binds_dsse(&self, what: &Logged<'_>) -> Result<(), RekorError> {
+        self.expect_kind("dsse", "0.0.1")?;
+        let body: DsseBody = serde_json::from_slice(&self.body)
+            .map_err(|e| RekorError::Malformed(format!("dsse body: {e}")))?;
+        if !body.spec.envelope_hash.is_sha256_of(what.envelope) {
+            return Err(RekorError::Mismatch("envelope"));
+        }
+        if !body.spec.payload_hash.is_sha256_of(what.payload) {
+            return Err(RekorError::Mismatch("payload"));
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let decode = |s: &str| b64.decode(s.trim()).ok();
+        let mut logged: Vec<Option<Vec<u8>>> = body
+            .spec
+            .signatures
+            .iter()
+            .map(|s| decode(&s.signature))
+            .collect();
+        let mut ours: Vec<Option<Vec<u8>>> = what.signatures.iter().map(|s| decode(s)).collect();
+        logged.sort();
+        ours.sort();
+        if logged != ours || logged.iter().any(Option::is_none) {
+            return Err(RekorError::Mismatch("signature"));
+        }
+        if body
+            .spec
+            .signatures
+            .iter()
+            .any(|s| verifier_der(&s.verifier).as_deref() != Some(what.certificate_der))
+        {
+            return Err(RekorError::Mismatch("certificate"));
+        }
+        Ok(())
+    }
+
+    fn expect_kind(&self, kind: &'static str, version: &'static str) -> Result<(), RekorError> {
+        match self.kind() {
+            Some((k, v)) if k == kind && v == version => Ok(()),
+            Some((k, v)) => Err(RekorError::Kind {
+                kind: k.chars().take(40).collect(),
+                version: v.chars().take(20).collect(),
+                expected: if kind == "intoto" {
+                    "intoto 0.0.1"
+                } else {
+                    "dsse 0.0.1"
+                },
+            }),
+            None => Err(RekorError::Malformed(
+                "body names no kind and apiVersion".into(),
+            )),
+        }
+    }
+}
