@@ -64,7 +64,14 @@ pub fn check_layer(
     let Ok(payload) = envelope.payload_bytes() else {
         return invalid(None, "the DSSE payload is not base64");
     };
-    let claimed = claimed_type(&payload);
+    // Only for reporting "invalid" rather than "missing": an unreadable payload falls back to the
+    // layer's (unsigned) predicateType annotation. Neither ever satisfies a requirement.
+    let claimed = claimed_type(&payload).or_else(|| {
+        layer
+            .annotations
+            .get("predicateType")
+            .map(|t| t.chars().take(200).collect())
+    });
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
         return invalid(
             claimed,

@@ -92,14 +92,15 @@ pub fn verify(
             verify_intoto(root, entry, &logged, envelope, &leaf, now)
         }
         _ => {
-            let bundle = as_bundle(envelope, &leaf, entry.as_ref(), annotations)?;
-            let artifact = Sha256Hash::from_hex(image_digest.hex())
-                .map_err(|_| fail(Code::SignatureInvalid, "unusable image digest"))?;
-            let identity = root.verify_keyless(&bundle, artifact.into())?;
+            // The binding first: an entry for another envelope is reported as that, whatever
+            // else about it (its time, its certificate) would also fail.
             if let Some(entry) = &entry {
                 entry.binds_dsse(&logged).map_err(tlog)?;
             }
-            Ok(identity)
+            let bundle = as_bundle(envelope, &leaf, entry.as_ref(), annotations)?;
+            let artifact = Sha256Hash::from_hex(image_digest.hex())
+                .map_err(|_| fail(Code::SignatureInvalid, "unusable image digest"))?;
+            root.verify_keyless(&bundle, artifact.into())
         }
     }
 }

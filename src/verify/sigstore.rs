@@ -249,13 +249,11 @@ impl SigstoreRoot {
 }
 
 fn has_rfc3161_timestamp(bundle: &Bundle) -> bool {
-    bundle
+    !bundle
         .verification_material
         .timestamp_verification_data
         .rfc3161_timestamps
-        .iter()
-        .next()
-        .is_some()
+        .is_empty()
 }
 
 /// Every certificate of a bundle's `x509CertificateChain` (leaf first), as DER.
