@@ -412,12 +412,25 @@ struct RawSignatures {
     authorities: Vec<RawAuthority>,
 }
 
-/// Exactly one of the fields is set (checked at validation).
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawTransparencyLog {
+    Required,
+    Optional,
+}
+
+/// Exactly one of `key` and `keyless` is set (checked at validation).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAuthority {
     #[serde(default)]
     key: Option<String>,
+    /// With `key`: `required` asks for a log entry under the `trust` root's logs.
+    #[serde(default)]
+    transparency_log: Option<RawTransparencyLog>,
+    /// With `key` and `transparency_log: required`: the `trust.sigstore` root whose log.
+    #[serde(default)]
+    trust: Option<String>,
     #[serde(default)]
     keyless: Option<RawKeyless>,
 }
@@ -532,8 +545,11 @@ impl Config {
                 .chain(p.attestations.iter().flat_map(|a| a.authorities.iter()));
             for a in authorities {
                 match a {
-                    Authority::Key { name } => {
+                    Authority::Key { name, logged_in } => {
                         keys_used.insert(name.as_str());
+                        if let Some(root) = logged_in {
+                            roots_used.insert(root.as_str());
+                        }
                     }
                     Authority::Keyless(k) => {
                         roots_used.insert(k.trust.as_str());
@@ -1134,9 +1150,41 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                             format!("no key named {name:?} under trust.keys"),
                         ));
                     }
-                    Authority::Key { name }
+                    let logged_in = match (a.transparency_log, a.trust) {
+                        (Some(RawTransparencyLog::Required), Some(root)) => {
+                            if !sigstore.contains_key(&root) {
+                                return Err(bad(
+                                    &format!("{akey}.trust"),
+                                    format!("no Sigstore root named {root:?} under trust.sigstore"),
+                                ));
+                            }
+                            Some(root)
+                        }
+                        (Some(RawTransparencyLog::Required), None) => {
+                            return Err(bad(
+                                &format!("{akey}.trust"),
+                                "transparency_log: required names the trust.sigstore root whose log must hold the signature (trust: NAME)".into(),
+                            ));
+                        }
+                        (_, Some(_)) => {
+                            return Err(bad(
+                                &format!("{akey}.trust"),
+                                "a key authority takes `trust` only with transparency_log: required".into(),
+                            ));
+                        }
+                        (Some(RawTransparencyLog::Optional) | None, None) => None,
+                    };
+                    Authority::Key { name, logged_in }
                 }
-                (None, Some(k)) => self.keyless(&format!("{akey}.keyless"), k, sigstore)?,
+                (None, Some(k)) => {
+                    if a.transparency_log.is_some() || a.trust.is_some() {
+                        return Err(bad(
+                            &akey,
+                            "transparency_log and trust belong to key authorities (keyless ones name their root under keyless.trust)".into(),
+                        ));
+                    }
+                    self.keyless(&format!("{akey}.keyless"), k, sigstore)?
+                }
                 _ => {
                     return Err(bad(
                         &akey,

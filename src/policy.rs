@@ -72,8 +72,12 @@ pub struct SignatureRequirement {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Authority {
-    /// A public key from `trust.keys`, by name.
-    Key { name: String },
+    /// A public key from `trust.keys`, by name; with `logged_in`, only signatures whose
+    /// transparency-log entry verifies under a log of that `trust.sigstore` root count.
+    Key {
+        name: String,
+        logged_in: Option<String>,
+    },
     /// A Fulcio certificate identity under a `trust.sigstore` root.
     Keyless(KeylessAuthority),
 }
@@ -121,7 +125,14 @@ impl KeylessAuthority {
 impl fmt::Display for Authority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Authority::Key { name } => write!(f, "key:{name}"),
+            Authority::Key {
+                name,
+                logged_in: None,
+            } => write!(f, "key:{name}"),
+            Authority::Key {
+                name,
+                logged_in: Some(root),
+            } => write!(f, "key:{name} (logged in {root})"),
             Authority::Keyless(k) => {
                 write!(
                     f,
@@ -140,7 +151,20 @@ impl fmt::Display for Authority {
 impl Authority {
     pub fn accepts(&self, signer: &Signer) -> bool {
         match (self, signer) {
-            (Authority::Key { name }, Signer::Key(k)) => name == k,
+            (
+                Authority::Key {
+                    name,
+                    logged_in: None,
+                },
+                Signer::Key(k) | Signer::LoggedKey { name: k, .. },
+            ) => name == k,
+            (
+                Authority::Key {
+                    name,
+                    logged_in: Some(root),
+                },
+                Signer::LoggedKey { name: k, trust },
+            ) => name == k && root == trust,
             (Authority::Keyless(a), Signer::Keyless { trust, identity }) => {
                 a.trust == *trust && a.mismatch(identity).is_none()
             }
@@ -389,7 +413,7 @@ pub fn evaluate_signatures(
 /// subject). Two signatures by the same signer are one signer, whatever names accept them.
 fn signer_identity(signers: &[Signer]) -> Option<String> {
     signers.first().map(|s| match s {
-        Signer::Key(name) => format!("key\0{name}"),
+        Signer::Key(name) | Signer::LoggedKey { name, .. } => format!("key\0{name}"),
         Signer::Keyless { identity, .. } => {
             format!("cert\0{}\0{}", identity.issuer, identity.subject)
         }
@@ -474,6 +498,30 @@ fn names(signers: &[Signer]) -> String {
 /// a keyless authority of the same trust root was looking for another identity, UNTRUSTED_SIGNER
 /// otherwise.
 fn unaccepted(n: usize, policy: &str, req: &SignatureRequirement, signers: &[Signer]) -> Finding {
+    for signer in signers {
+        let (Signer::Key(name) | Signer::LoggedKey { name, .. }) = signer else {
+            continue;
+        };
+        let wants_log = req
+            .authorities
+            .iter()
+            .find(|a| matches!(a, Authority::Key { name: n, logged_in: Some(_) } if n == name));
+        if let Some(
+            authority @ Authority::Key {
+                logged_in: Some(root),
+                ..
+            },
+        ) = wants_log
+        {
+            return Finding::new(
+                Code::TlogInvalid,
+                format!(
+                    "signature {n} verifies under key:{name}, but {authority} also requires a transparency-log entry that verifies under a log of {root} and binds this signature; it has none"
+                ),
+            )
+            .with_authority(authority.to_string());
+        }
+    }
     for signer in signers {
         let Signer::Keyless { trust, identity } = signer else {
             continue;
@@ -664,6 +712,7 @@ mod tests {
             authorities: keys
                 .iter()
                 .map(|k| Authority::Key {
+                    logged_in: None,
                     name: k.to_string(),
                 })
                 .collect(),
@@ -839,8 +888,14 @@ mod tests {
         let req = SignatureRequirement {
             threshold: 2,
             authorities: vec![
-                Authority::Key { name: "a".into() },
-                Authority::Key { name: "b".into() },
+                Authority::Key {
+                    name: "a".into(),
+                    logged_in: None,
+                },
+                Authority::Key {
+                    name: "b".into(),
+                    logged_in: None,
+                },
             ],
         };
         let x = SignatureOutcome::Valid {

@@ -437,3 +437,243 @@ async fn a_bundle_whose_chain_carries_the_root_is_certificate_invalid() {
     assert_eq!(codes(&r), ["CERTIFICATE_INVALID"], "{r:?}");
     assert!(r.findings[0].message.contains("root"), "{r:?}");
 }
+
+/// The `key` authority's transparency-log rule: no log needed by default; with
+/// `transparency_log: required` an entry that verifies under the named root's log and binds this
+/// signature, for every form a keyed signature takes.
+mod keyed_transparency_log {
+    use super::*;
+    use support::cosign::{SigningKey, attestation_layer, statement};
+
+    fn yaml(s: &Setup, key: &SigningKey, authority: &str, attest: bool) -> String {
+        let host = s.registry.host();
+        let requirement = if attest {
+            format!(
+                "    attestations:\n      - type: {}\n        authorities:\n          - {authority}\n",
+                cosign::SLSA_V1
+            )
+        } else {
+            format!("    signatures:\n      authorities:\n        - {authority}\n")
+        };
+        let mut pem = String::new();
+        for line in key.public_pem().lines() {
+            pem.push_str(&format!("      {line}\n"));
+        }
+        format!(
+            "registries:\n  - host: {host}\n    insecure: true\ntrust:\n  keys:\n    release: |\n{pem}  sigstore:\n    test: {}\npolicies:\n  - name: prod\n    images: [\"{host}/**\"]\n{requirement}",
+            s.root_path.display()
+        )
+    }
+
+    const REQUIRED: &str = "{ key: release, transparency_log: required, trust: test }";
+
+    async fn image(s: &Setup, label: &str) -> String {
+        s.registry.push_image(REPO, label, &Image::new(label)).await
+    }
+
+    fn reference(s: &Setup, digest: &str) -> String {
+        format!("{}/{REPO}@{digest}", s.registry.host())
+    }
+
+    #[tokio::test]
+    async fn keyed_bundles_verify_with_or_without_a_log_entry_under_a_plain_key_authority() {
+        let s = Setup::new().await;
+        let key = SigningKey::p256();
+        let umpire = Umpire::start(&yaml(&s, &key, "key: release", false)).await;
+
+        let unlogged = image(&s, "unlogged").await;
+        let bundle =
+            TestSigstore::unlogged_keyed_dsse_bundle(&key, &cosign_sign_statement("x", &unlogged));
+        s.registry
+            .push_referrer_bundles(REPO, &unlogged, &[bundle])
+            .await;
+        let r = verify(&umpire, &reference(&s, &unlogged)).await;
+        assert!(r.allowed, "{r:?}");
+
+        // Unlogged, but about another image: a copied signature is not this image's.
+        let copied = image(&s, "copied").await;
+        let bundle =
+            TestSigstore::unlogged_keyed_dsse_bundle(&key, &cosign_sign_statement("x", &unlogged));
+        s.registry
+            .push_referrer_bundles(REPO, &copied, &[bundle])
+            .await;
+        let r = verify(&umpire, &reference(&s, &copied)).await;
+        assert!(!r.allowed, "{r:?}");
+
+        // Unlogged and signed by another key.
+        let forged = image(&s, "forged").await;
+        let bundle = TestSigstore::unlogged_keyed_dsse_bundle(
+            &SigningKey::p256(),
+            &cosign_sign_statement("x", &forged),
+        );
+        s.registry
+            .push_referrer_bundles(REPO, &forged, &[bundle])
+            .await;
+        let r = verify(&umpire, &reference(&s, &forged)).await;
+        assert!(!r.allowed, "{r:?}");
+        assert_eq!(codes(&r), ["SIGNATURE_INVALID"]);
+
+        let logged = image(&s, "logged").await;
+        let bundle = s
+            .sigstore
+            .keyed_dsse_bundle(&key, &cosign_sign_statement("x", &logged));
+        s.registry
+            .push_referrer_bundles(REPO, &logged, &[bundle])
+            .await;
+        assert!(verify(&umpire, &reference(&s, &logged)).await.allowed);
+    }
+
+    #[tokio::test]
+    async fn required_log_entries_are_enforced_for_bundles_sig_layers_and_att_layers() {
+        let s = Setup::new().await;
+        let key = SigningKey::p256();
+        let umpire = Umpire::start(&yaml(&s, &key, REQUIRED, false)).await;
+
+        // A bundle logged in the test root's log: allowed. The same signature unlogged: denied.
+        let logged = image(&s, "logged").await;
+        let bundle = s
+            .sigstore
+            .keyed_dsse_bundle(&key, &cosign_sign_statement("x", &logged));
+        s.registry
+            .push_referrer_bundles(REPO, &logged, &[bundle])
+            .await;
+        let r = verify(&umpire, &reference(&s, &logged)).await;
+        assert!(r.allowed, "{r:?}");
+
+        let unlogged = image(&s, "unlogged").await;
+        let bundle =
+            TestSigstore::unlogged_keyed_dsse_bundle(&key, &cosign_sign_statement("x", &unlogged));
+        s.registry
+            .push_referrer_bundles(REPO, &unlogged, &[bundle])
+            .await;
+        let r = verify(&umpire, &reference(&s, &unlogged)).await;
+        assert!(!r.allowed, "{r:?}");
+        assert_eq!(codes(&r), ["TLOG_INVALID"]);
+
+        // Logged, but in a log the named root does not trust.
+        let elsewhere = image(&s, "elsewhere").await;
+        let bundle =
+            TestSigstore::new().keyed_dsse_bundle(&key, &cosign_sign_statement("x", &elsewhere));
+        s.registry
+            .push_referrer_bundles(REPO, &elsewhere, &[bundle])
+            .await;
+        let r = verify(&umpire, &reference(&s, &elsewhere)).await;
+        assert!(!r.allowed, "{r:?}");
+        assert_eq!(codes(&r), ["TLOG_INVALID"]);
+
+        // Legacy `.sig` layers: with cosign's hashedrekord entry, and without any.
+        let sig_logged = image(&s, "sig-logged").await;
+        let layer = s.sigstore.keyed_legacy_layer(
+            &key,
+            payload(&format!("{}/{REPO}", s.registry.host()), &sig_logged),
+        );
+        s.registry
+            .push_signatures(REPO, &sig_logged, vec![layer])
+            .await;
+        let r = verify(&umpire, &reference(&s, &sig_logged)).await;
+        assert!(r.allowed, "{r:?}");
+
+        let sig_plain = image(&s, "sig-plain").await;
+        let layer = cosign::signature_layer(
+            &key,
+            payload(&format!("{}/{REPO}", s.registry.host()), &sig_plain),
+        );
+        s.registry
+            .push_signatures(REPO, &sig_plain, vec![layer])
+            .await;
+        let r = verify(&umpire, &reference(&s, &sig_plain)).await;
+        assert!(!r.allowed, "{r:?}");
+        assert_eq!(codes(&r), ["TLOG_INVALID"]);
+        assert!(
+            r.findings[0].message.contains("transparency-log entry"),
+            "{r:?}"
+        );
+
+        // A `.sig` entry for another payload does not bind this signature.
+        let sig_swapped = image(&s, "sig-swapped").await;
+        let mut layer = cosign::signature_layer(
+            &key,
+            payload(&format!("{}/{REPO}", s.registry.host()), &sig_swapped),
+        );
+        let other = s.sigstore.keyed_legacy_layer(
+            &key,
+            payload(&format!("{}/{REPO}", s.registry.host()), &sig_logged),
+        );
+        layer.annotations.extend(
+            other
+                .annotations
+                .into_iter()
+                .filter(|(k, _)| k == "dev.sigstore.cosign/bundle"),
+        );
+        s.registry
+            .push_signatures(REPO, &sig_swapped, vec![layer])
+            .await;
+        let r = verify(&umpire, &reference(&s, &sig_swapped)).await;
+        assert!(!r.allowed, "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn required_log_entries_are_enforced_for_keyed_att_layers() {
+        let s = Setup::new().await;
+        let key = SigningKey::p256();
+        let umpire = Umpire::start(&yaml(&s, &key, REQUIRED, true)).await;
+        let predicate = serde_json::json!({"buildDefinition": {}, "runDetails": {}});
+
+        let logged = image(&s, "att-logged").await;
+        let layer = s.sigstore.keyed_intoto_layer(
+            &key,
+            &statement(&logged, cosign::SLSA_V1, predicate.clone()),
+        );
+        s.registry
+            .push_attestations(REPO, &logged, vec![layer])
+            .await;
+        let r = verify(&umpire, &reference(&s, &logged)).await;
+        assert!(r.allowed, "{r:?}");
+
+        let plain = image(&s, "att-plain").await;
+        let layer = attestation_layer(
+            Some(&key),
+            &statement(&plain, cosign::SLSA_V1, predicate.clone()),
+        );
+        s.registry
+            .push_attestations(REPO, &plain, vec![layer])
+            .await;
+        let r = verify(&umpire, &reference(&s, &plain)).await;
+        assert!(!r.allowed, "{r:?}");
+        assert_eq!(codes(&r), ["TLOG_INVALID"]);
+
+        // Without the requirement, the same unlogged layer is enough.
+        let relaxed = Umpire::start(&yaml(&s, &key, "key: release", true)).await;
+        assert!(verify(&relaxed, &reference(&s, &plain)).await.allowed);
+    }
+
+    #[test]
+    fn a_required_log_names_a_configured_root() {
+        let s_root = TestSigstore::new().trusted_root_json();
+        let (_dir, root) = config_file(&s_root);
+        let key = SigningKey::p256();
+        let mut pem = String::new();
+        for line in key.public_pem().lines() {
+            pem.push_str(&format!("      {line}\n"));
+        }
+        let config = |authority: &str| {
+            format!(
+                "trust:\n  keys:\n    release: |\n{pem}  sigstore:\n    test: {}\npolicies:\n  - name: p\n    images: [\"r.example/**\"]\n    signatures:\n      authorities:\n        - {authority}\n",
+                root.display()
+            )
+        };
+        let load = |authority: &str| {
+            umpire::config::Config::from_yaml(&config(authority), std::path::Path::new("."), "t")
+        };
+        assert!(load(REQUIRED).is_ok());
+        let err = load("{ key: release, transparency_log: required }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trust"), "{err}");
+        let err = load("{ key: release, transparency_log: required, trust: nowhere }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nowhere"), "{err}");
+        assert!(load("{ key: release, trust: test }").is_err());
+    }
+}

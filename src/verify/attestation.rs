@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use sigstore_types::{Bundle, SignatureContent};
 
-use super::cosign_legacy::CERTIFICATE_ANNOTATION;
+use super::cosign_legacy::{BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION};
 use super::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use super::legacy_attestation;
-use super::signature::{COSIGN_SIGN_PREDICATE, Signer, Trust, bundle_signers};
+use super::signature::{COSIGN_SIGN_PREDICATE, Signer, Trust, bundle_signers, with_log_entries};
 use super::statement::Statement;
 use crate::digest::Digest;
 
@@ -81,11 +81,30 @@ pub fn check_layer(
             ),
         );
     }
+    let rekor_bundle = layer
+        .annotations
+        .get(BUNDLE_ANNOTATION)
+        .filter(|_| !layer.annotations.contains_key(CERTIFICATE_ANNOTATION));
     let mut signers: Vec<Signer> = envelope
         .signers(&payload, trust.keys)
         .into_iter()
         .map(Signer::Key)
         .collect();
+    if let Some(json) = rekor_bundle {
+        // A keyed layer logged by cosign: which trusted logs hold it, for `transparency_log:
+        // required` authorities (one that is not logged still counts for the others).
+        signers = with_log_entries(signers, trust, |root, spki| {
+            legacy_attestation::logged_for_key(
+                root,
+                &layer.envelope,
+                &envelope,
+                &payload,
+                json,
+                spki,
+                trust.now,
+            )
+        });
+    }
     let mut failure = None;
     if layer.annotations.contains_key(CERTIFICATE_ANNOTATION) {
         if trust.roots.is_empty() {

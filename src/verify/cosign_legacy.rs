@@ -1,6 +1,6 @@
-//! cosign's legacy keyless signatures (`sha256-<hex>.sig` layers carrying a certificate, chain and
-//! Rekor bundle in annotations) restated as a Sigstore v0.1 bundle, so that one verifier checks
-//! every keyless signature the same way. Only the leaf certificate is taken from the annotations:
+//! cosign's legacy signatures (`sha256-<hex>.sig` layers carrying a certificate, chain and Rekor
+//! bundle in annotations, or a keyed signature with its Rekor bundle) restated as a Sigstore v0.1
+//! bundle, so that one verifier checks every logged signature the same way. Only the leaf certificate is taken from the annotations:
 //! intermediates and roots come from the trusted root, never from the registry.
 
 use base64::Engine as _;
@@ -49,19 +49,24 @@ pub enum LegacyError {
     Signature,
 }
 
-/// Builds the v0.1 bundle for a legacy keyless signature over `payload`.
+/// Builds the v0.1 bundle for a legacy signature over `payload`: keyless with `certificate_pem`,
+/// keyed (the key named by a hint; the caller supplies it) without.
 pub fn to_bundle(
     payload: &[u8],
     signature_b64: &str,
-    certificate_pem: &str,
+    certificate_pem: Option<&str>,
     rekor_bundle_json: Option<&str>,
     rfc3161_json: Option<&str>,
 ) -> Result<Bundle, LegacyError> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let leaf = pem::parse(certificate_pem.trim()).map_err(|_| LegacyError::Certificate)?;
-    if leaf.tag() != "CERTIFICATE" {
-        return Err(LegacyError::Certificate);
-    }
+    let leaf = certificate_pem
+        .map(|pem_text| {
+            pem::parse(pem_text.trim())
+                .ok()
+                .filter(|p| p.tag() == "CERTIFICATE")
+                .ok_or(LegacyError::Certificate)
+        })
+        .transpose()?;
     b64.decode(signature_b64.trim())
         .map_err(|_| LegacyError::Signature)?;
 
@@ -85,10 +90,13 @@ pub fn to_bundle(
             "canonicalizedBody": rb.payload.body,
         }));
     }
-    let mut material = serde_json::json!({
-        "x509CertificateChain": {"certificates": [{"rawBytes": b64.encode(leaf.contents())}]},
-        "tlogEntries": tlog_entries,
-    });
+    let mut material = match &leaf {
+        Some(leaf) => serde_json::json!({
+            "x509CertificateChain": {"certificates": [{"rawBytes": b64.encode(leaf.contents())}]},
+        }),
+        None => serde_json::json!({"publicKey": {"hint": "umpire"}}),
+    };
+    material["tlogEntries"] = tlog_entries.into();
     if let Some(json) = rfc3161_json {
         let ts: Rfc3161 =
             serde_json::from_str(json).map_err(|e| LegacyError::Timestamp(e.to_string()))?;
@@ -126,24 +134,24 @@ mod tests {
     #[test]
     fn rejects_malformed_annotations() {
         assert_eq!(
-            to_bundle(b"p", "AAAA", "junk", None, None).unwrap_err(),
+            to_bundle(b"p", "AAAA", Some("junk"), None, None).unwrap_err(),
             LegacyError::Certificate
         );
         assert_eq!(
-            to_bundle(b"p", "%%", CERT, None, None).unwrap_err(),
+            to_bundle(b"p", "%%", Some(CERT), None, None).unwrap_err(),
             LegacyError::Signature
         );
         assert!(matches!(
-            to_bundle(b"p", "AAAA", CERT, Some("{}"), None),
+            to_bundle(b"p", "AAAA", Some(CERT), Some("{}"), None),
             Err(LegacyError::RekorBundle(_))
         ));
         let bad_id = r#"{"SignedEntryTimestamp":"AA==","Payload":{"body":"e30=","integratedTime":1,"logIndex":1,"logID":"zz"}}"#;
         assert!(matches!(
-            to_bundle(b"p", "AAAA", CERT, Some(bad_id), None),
+            to_bundle(b"p", "AAAA", Some(CERT), Some(bad_id), None),
             Err(LegacyError::RekorBundle(_))
         ));
         assert!(matches!(
-            to_bundle(b"p", "AAAA", CERT, None, Some("[]")),
+            to_bundle(b"p", "AAAA", Some(CERT), None, Some("[]")),
             Err(LegacyError::Timestamp(_))
         ));
     }

@@ -20,7 +20,7 @@ use sigstore_verify::crypto::{parse_certificate_info, verify_signature};
 use super::cosign_legacy::{BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, RFC3161_ANNOTATION};
 use super::dsse::{Envelope, pae};
 use super::identity::{CertIdentity, read_workflow_claims};
-use super::rekor_v1::{Logged, LoggedEntry, RekorError};
+use super::rekor_v1::{Logged, LoggedEntry, LoggedSigner, RekorError};
 use super::sigstore::{Failure, SigstoreRoot};
 use crate::digest::Digest;
 use crate::verdict::Code;
@@ -82,7 +82,7 @@ pub fn verify(
         envelope: envelope_bytes,
         payload,
         signatures: &signatures,
-        certificate_der: &leaf,
+        signer: LoggedSigner::Certificate(&leaf),
     };
     match entry.as_ref().and_then(LoggedEntry::kind) {
         Some((kind, version)) if kind == "intoto" && version == "0.0.1" => {
@@ -222,4 +222,32 @@ fn verify_intoto(
     };
     read_workflow_claims(leaf, &mut identity);
     Ok(identity)
+}
+
+/// Whether a keyed `.att` layer (its DSSE signature already verified under `key_spki`) is logged
+/// in `root`'s transparency log: the SET verifies under a log key of the root and the entry
+/// (`intoto` or `dsse` 0.0.1) records this envelope, payload and key.
+pub fn logged_for_key(
+    root: &SigstoreRoot,
+    envelope_bytes: &[u8],
+    envelope: &Envelope,
+    payload: &[u8],
+    rekor_bundle_json: &str,
+    key_spki: &[u8],
+    now: jiff::Timestamp,
+) -> Result<(), Failure> {
+    let entry = LoggedEntry::from_annotation(rekor_bundle_json).map_err(tlog)?;
+    entry.verify_set(root.rekor_keys(), now).map_err(tlog)?;
+    let signatures: Vec<String> = envelope.signatures.iter().map(|s| s.sig.clone()).collect();
+    let logged = Logged {
+        envelope: envelope_bytes,
+        payload,
+        signatures: &signatures,
+        signer: LoggedSigner::Key(key_spki),
+    };
+    match entry.kind() {
+        Some((kind, _)) if kind == "dsse" => entry.binds_dsse(&logged),
+        _ => entry.binds_intoto(&logged),
+    }
+    .map_err(tlog)
 }

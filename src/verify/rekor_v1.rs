@@ -187,13 +187,30 @@ struct DsseBodySignature {
     verifier: String,
 }
 
-/// The certificate DER of a body's base64-encoded PEM signer.
-fn verifier_der(b64_pem: &str) -> Option<Vec<u8>> {
-    let pem_bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64_pem)
-        .ok()?;
-    let parsed = pem::parse(pem_bytes).ok()?;
-    (parsed.tag() == "CERTIFICATE").then(|| parsed.into_contents())
+/// Who signed, as an entry records it (a base64-encoded PEM certificate or public key).
+#[derive(Clone, Copy)]
+pub enum LoggedSigner<'a> {
+    /// A Fulcio certificate (DER).
+    Certificate(&'a [u8]),
+    /// A configured public key (SubjectPublicKeyInfo DER).
+    Key(&'a [u8]),
+}
+
+impl LoggedSigner<'_> {
+    fn is(&self, b64_pem: &str) -> bool {
+        let Ok(pem_bytes) = base64::engine::general_purpose::STANDARD.decode(b64_pem) else {
+            return false;
+        };
+        let Ok(parsed) = pem::parse(pem_bytes) else {
+            return false;
+        };
+        match self {
+            LoggedSigner::Certificate(der) => {
+                parsed.tag() == "CERTIFICATE" && parsed.contents() == *der
+            }
+            LoggedSigner::Key(spki) => parsed.tag() == "PUBLIC KEY" && parsed.contents() == *spki,
+        }
+    }
 }
 
 /// The envelope, its payload and its signer as an entry of either kind must record them.
@@ -203,12 +220,12 @@ pub struct Logged<'a> {
     pub payload: &'a [u8],
     /// The signatures of the envelope (base64, as in the envelope).
     pub signatures: &'a [String],
-    pub certificate_der: &'a [u8],
+    pub signer: LoggedSigner<'a>,
 }
 
 impl LoggedEntry {
     /// Checks that an `intoto` 0.0.1 body records this envelope (`content.hash`), payload
-    /// (`payloadHash`) and certificate (`publicKey`).
+    /// (`payloadHash`) and signer (`publicKey`).
     pub fn binds_intoto(&self, what: &Logged<'_>) -> Result<(), RekorError> {
         self.expect_kind("intoto", "0.0.1")?;
         let body: IntotoBody = serde_json::from_slice(&self.body)
@@ -219,14 +236,14 @@ impl LoggedEntry {
         if !body.spec.content.payload_hash.is_sha256_of(what.payload) {
             return Err(RekorError::Mismatch("payload"));
         }
-        if verifier_der(&body.spec.public_key).as_deref() != Some(what.certificate_der) {
-            return Err(RekorError::Mismatch("certificate"));
+        if !what.signer.is(&body.spec.public_key) {
+            return Err(RekorError::Mismatch("signer"));
         }
         Ok(())
     }
 
     /// Checks that a `dsse` 0.0.1 body records this envelope (`envelopeHash`), payload
-    /// (`payloadHash`) and exactly the envelope's signatures, each with this certificate.
+    /// (`payloadHash`) and exactly the envelope's signatures, each with this signer.
     pub fn binds_dsse(&self, what: &Logged<'_>) -> Result<(), RekorError> {
         self.expect_kind("dsse", "0.0.1")?;
         let body: DsseBody = serde_json::from_slice(&self.body)
@@ -255,9 +272,9 @@ impl LoggedEntry {
             .spec
             .signatures
             .iter()
-            .any(|s| verifier_der(&s.verifier).as_deref() != Some(what.certificate_der))
+            .any(|s| !what.signer.is(&s.verifier))
         {
-            return Err(RekorError::Mismatch("certificate"));
+            return Err(RekorError::Mismatch("signer"));
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use sigstore_types::{Bundle, Sha256Hash, SignatureContent};
 use super::cosign_legacy::{self, BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, RFC3161_ANNOTATION};
 use super::identity::CertIdentity;
 use super::keys::PublicKey;
-use super::sigstore::{Failure, SigstoreRoot};
+use super::sigstore::{Failure, KeyedLog, SigstoreRoot};
 use super::simple_signing::SimpleSigning;
 use crate::digest::Digest;
 use crate::verdict::Code;
@@ -38,8 +38,11 @@ pub struct SignatureLayer {
 /// Who made a signature that verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signer {
-    /// A key from `trust.keys`, by name.
+    /// A key from `trust.keys`, by name (no log entry verified).
     Key(String),
+    /// A key from `trust.keys` whose signature's log entry verified under a log of the named
+    /// `trust.sigstore` root and binds this signature.
+    LoggedKey { name: String, trust: String },
     /// A Fulcio certificate that verified under the named `trust.sigstore` root.
     Keyless {
         trust: String,
@@ -51,6 +54,7 @@ impl std::fmt::Display for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Signer::Key(k) => write!(f, "key:{k}"),
+            Signer::LoggedKey { name, trust } => write!(f, "key:{name} (logged in {trust})"),
             Signer::Keyless { trust, identity } => {
                 write!(f, "a certificate from {trust} for {identity}")
             }
@@ -107,6 +111,24 @@ pub fn check_layer(
         .filter(|(_, key)| key.verify(&layer.payload, &signature))
         .map(|(name, _)| Signer::Key(name.clone()))
         .collect();
+    if let (Some(rekor), None) = (
+        layer.annotations.get(BUNDLE_ANNOTATION),
+        layer.annotations.get(CERTIFICATE_ANNOTATION),
+    ) {
+        signers = with_log_entries(signers, trust, |root, spki| {
+            let bundle = cosign_legacy::to_bundle(&layer.payload, sig_b64, None, Some(rekor), None)
+                .map_err(|e| Failure {
+                    code: Code::TlogInvalid,
+                    reason: e.to_string(),
+                })?;
+            root.verify_keyed(
+                &bundle,
+                layer.payload.as_slice().into(),
+                spki,
+                KeyedLog::Verify,
+            )
+        });
+    }
     let mut failure = None;
     // The chain annotation (cosign writes intermediate and root) is never read: the legacy layer
     // becomes a bundle with the leaf alone, so intermediates and roots come only from the trusted
@@ -115,7 +137,7 @@ pub fn check_layer(
         let bundle = cosign_legacy::to_bundle(
             &layer.payload,
             sig_b64,
-            cert,
+            Some(cert),
             layer.annotations.get(BUNDLE_ANNOTATION).map(String::as_str),
             layer
                 .annotations
@@ -229,15 +251,47 @@ pub(crate) fn bundle_signers(
     }
     let mut signers = Vec::new();
     let mut failure = None;
-    let roots: Vec<&SigstoreRoot> = if trust.roots.is_empty() {
-        vec![trust.offline]
-    } else {
-        trust.roots.to_vec()
-    };
+    let material = &bundle.verification_material;
+    let unlogged = material.tlog_entries.is_empty()
+        && material
+            .timestamp_verification_data
+            .rfc3161_timestamps
+            .is_empty();
     for (name, key) in trust.keys {
         let Some(spki) = key.spki_der() else { continue };
-        for root in &roots {
-            match root.verify_keyed(bundle, artifact.into(), spki, false) {
+        if unlogged {
+            // sigstore-verify refuses a bundle with neither a log entry nor a timestamp, which a
+            // key authority does not need: the DSSE signature under the key, and the statement
+            // naming the image, are the whole check.
+            match keyed_unlogged(bundle, key, image_digest) {
+                Ok(()) => signers.push(Signer::Key(name.clone())),
+                Err(f) => {
+                    failure.get_or_insert(f);
+                }
+            }
+            continue;
+        }
+        let logged_in: Vec<Signer> = trust
+            .roots
+            .iter()
+            .filter(|root| root.has_tlogs())
+            .filter(|root| {
+                root.verify_keyed(bundle, artifact.into(), spki, KeyedLog::Verify)
+                    .is_ok()
+            })
+            .map(|root| Signer::LoggedKey {
+                name: name.clone(),
+                trust: root.name.clone(),
+            })
+            .collect();
+        if !logged_in.is_empty() {
+            signers.extend(logged_in);
+            continue;
+        }
+        // Logged nowhere umpire trusts: the key alone, as a `key` authority asks by default. Any
+        // timestamp must still verify (under some root's TSA), any entry must still match.
+        for root in trust.roots.iter().copied().chain([trust.offline]) {
+            match root.verify_keyed(bundle, artifact.into(), spki, KeyedLog::NotRequired) {
                 Ok(()) => {
                     signers.push(Signer::Key(name.clone()));
                     break;
@@ -249,6 +303,77 @@ pub(crate) fn bundle_signers(
         }
     }
     (signers, failure)
+}
+
+/// A keyed DSSE bundle with no log entry and no timestamp: its signature over PAE under `key`, and
+/// its in-toto statement about `image_digest`.
+fn keyed_unlogged(bundle: &Bundle, key: &PublicKey, image_digest: &Digest) -> Result<(), Failure> {
+    let SignatureContent::DsseEnvelope(envelope) = &bundle.content else {
+        return Err(Failure {
+            code: Code::SignatureInvalid,
+            reason: "a bundle with no log entry binds an image only as a DSSE statement".into(),
+        });
+    };
+    if !key.verify(&envelope.pae(), envelope.signature.sig.as_bytes()) {
+        return Err(Failure {
+            code: Code::SignatureInvalid,
+            reason: "the bundle's DSSE signature verifies under none of the configured keys".into(),
+        });
+    }
+    match super::statement::Statement::parse(envelope.payload.as_bytes()) {
+        Ok(statement) if statement.is_about(image_digest) => Ok(()),
+        Ok(statement) => Err(Failure {
+            code: Code::DigestMismatch,
+            reason: format!(
+                "the bundle's statement is about {}, not about {image_digest}",
+                statement.subject_digests().join(", ")
+            ),
+        }),
+        Err(e) => Err(Failure {
+            code: Code::SignatureInvalid,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Each `Key` signer becomes one `LoggedKey` per trusted root whose log holds its signature
+/// (`logged` says whether it does), or stays `Key` when none does.
+pub(crate) fn with_log_entries(
+    signers: Vec<Signer>,
+    trust: &Trust<'_>,
+    logged: impl Fn(&SigstoreRoot, &[u8]) -> Result<(), Failure>,
+) -> Vec<Signer> {
+    let mut out = Vec::new();
+    for signer in signers {
+        let Signer::Key(name) = &signer else {
+            out.push(signer);
+            continue;
+        };
+        let Some(spki) = trust
+            .keys
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, k)| k.spki_der())
+        else {
+            out.push(signer);
+            continue;
+        };
+        let found: Vec<Signer> = trust
+            .roots
+            .iter()
+            .filter(|root| root.has_tlogs() && logged(root, spki).is_ok())
+            .map(|root| Signer::LoggedKey {
+                name: name.clone(),
+                trust: root.name.clone(),
+            })
+            .collect();
+        if found.is_empty() {
+            out.push(signer);
+        } else {
+            out.extend(found);
+        }
+    }
+    out
 }
 
 /// Signers a keyless bundle verifies as, one per root; the first failure if none.

@@ -228,17 +228,18 @@ impl SigstoreRoot {
         Ok(())
     }
 
-    /// Verifies a public-key bundle for `artifact` under `key` (SPKI DER). Transparency-log inclusion
-    /// is verified only when `require_tlog`; an entry that is present must match either way.
+    /// Verifies a public-key bundle for `artifact` under `key` (SPKI DER). With
+    /// [`KeyedLog::Verify`] its transparency-log entry must verify under this root's logs; an
+    /// entry that is present must match the signature either way.
     pub fn verify_keyed(
         &self,
         bundle: &Bundle,
         artifact: Artifact<'_>,
         key_spki_der: &[u8],
-        require_tlog: bool,
+        log: KeyedLog,
     ) -> Result<(), Failure> {
         let mut policy = PublicKeyVerificationPolicy::new(DerPublicKey::new(key_spki_der.to_vec()));
-        if !require_tlog {
+        if log == KeyedLog::NotRequired {
             policy = policy.skip_tlog_unsafe();
         }
         self.verifier
@@ -246,6 +247,21 @@ impl SigstoreRoot {
             .map(|_| ())
             .map_err(|e| classify(&e))
     }
+
+    /// Whether this root has a transparency log to verify entries under.
+    pub fn has_tlogs(&self) -> bool {
+        self.has_tlogs
+    }
+}
+
+/// Whether a keyed signature's transparency-log entry is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyedLog {
+    /// Its entry must verify under the root's logs (a `key` authority with
+    /// `transparency_log: required`).
+    Verify,
+    /// Not verified: a `key` authority trusts its key, not a log, unless the policy asks for one.
+    NotRequired,
 }
 
 fn has_rfc3161_timestamp(bundle: &Bundle) -> bool {

@@ -94,6 +94,17 @@ pub struct LogEntry {
     pub kind: &'static str,
 }
 
+impl LogEntry {
+    /// The `dev.sigstore.cosign/bundle` annotation cosign writes for this entry.
+    pub fn annotation(&self) -> String {
+        serde_json::json!({
+            "SignedEntryTimestamp": b64(&self.set),
+            "Payload": {"body": b64(&self.body), "integratedTime": self.integrated_time, "logIndex": self.log_index, "logID": hex::encode(self.log_id)},
+        })
+        .to_string()
+    }
+}
+
 pub struct TestSigstore {
     ca_key: RcKeyPair,
     ca_params: CertificateParams,
@@ -407,6 +418,53 @@ impl TestSigstore {
             &key.public_pem(),
             serde_json::json!({"publicKey": {"hint": "release"}}),
         )
+    }
+
+    /// A v0.3 bundle with a DSSE envelope over `statement` signed by `key`, logged nowhere and
+    /// timestamped by nobody: cosign v3 `--key --tlog-upload=false`.
+    pub fn unlogged_keyed_dsse_bundle(key: &super::cosign::SigningKey, statement: &[u8]) -> String {
+        let signature = key.sign(&dsse_pae(statement));
+        serde_json::json!({
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": {"publicKey": {"hint": "release"}},
+            "dsseEnvelope": {"payload": b64(statement), "payloadType": IN_TOTO, "signatures": [{"sig": b64(&signature)}]},
+        })
+        .to_string()
+    }
+
+    /// A keyed legacy `.sig` layer over `payload` logged as cosign does: a `hashedrekord` entry
+    /// naming the key, its SET in the `dev.sigstore.cosign/bundle` annotation.
+    pub fn keyed_legacy_layer(&self, key: &super::cosign::SigningKey, payload: Vec<u8>) -> Blob {
+        let signature = key.sign(&payload);
+        let entry = self.log(
+            Self::hashedrekord_body(&payload, &signature, &key.public_pem()),
+            "hashedrekord",
+        );
+        let mut blob = Blob::new(SIMPLE_SIGNING, payload);
+        blob.annotations
+            .push((SIGNATURE_ANNOTATION.to_owned(), b64(&signature)));
+        blob.annotations
+            .push(("dev.sigstore.cosign/bundle".to_owned(), entry.annotation()));
+        blob
+    }
+
+    /// A keyed `.att` layer over `statement` logged as cosign v2 does: an `intoto` 0.0.1 entry with
+    /// the envelope's hash, the payload's hash and the key.
+    pub fn keyed_intoto_layer(&self, key: &super::cosign::SigningKey, statement: &[u8]) -> Blob {
+        let signature = key.sign(&dsse_pae(statement));
+        let envelope = serde_json::json!({"payloadType": IN_TOTO, "payload": b64(statement), "signatures": [{"keyid": "", "sig": b64(&signature)}]}).to_string().into_bytes();
+        let body = format!(
+            r#"{{"apiVersion":"0.0.1","kind":"intoto","spec":{{"content":{{"hash":{{"algorithm":"sha256","value":"{}"}},"payloadHash":{{"algorithm":"sha256","value":"{}"}}}},"publicKey":"{}"}}}}"#,
+            hex::encode(sha256(&envelope)),
+            hex::encode(sha256(statement)),
+            b64(key.public_pem().as_bytes())
+        )
+        .into_bytes();
+        let entry = self.log(body, "intoto");
+        let mut blob = Blob::new("application/vnd.dsse.envelope.v1+json", envelope);
+        blob.annotations
+            .push(("dev.sigstore.cosign/bundle".to_owned(), entry.annotation()));
+        blob
     }
 
     /// Logs a DSSE signature (its verifier a PEM certificate or key) and wraps it in a bundle whose
