@@ -663,6 +663,11 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 crate::tuf::current_json(&tuf, &name)
             } else if value == "embedded" {
                 sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT.to_owned()
+            } else if value == "github" {
+                // GitHub's own instance (private-repository artifact attestations): no
+                // transparency log, no CT log, signing times from its TSAs. Air-gapped updates
+                // use a path to a newer copy, reloaded on SIGHUP like any file.
+                sigstore_trust_root::SIGSTORE_GITHUB_TRUSTED_ROOT.to_owned()
             } else {
                 let path = self.named(&value);
                 std::fs::read_to_string(&path)

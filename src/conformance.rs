@@ -1,14 +1,17 @@
 //! `umpire conformance verify-bundle`: the sigstore-conformance client protocol, so the public
-//! conformance corpus can exercise the same Sigstore verification umpire uses for images.
+//! conformance corpus exercises umpire's own keyless and keyed verification (the entry points the
+//! image path calls), not the library beneath it.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use sigstore_trust_root::{
-    SIGSTORE_PRODUCTION_TRUSTED_ROOT, SIGSTORE_STAGING_TRUSTED_ROOT, TrustedRoot,
-};
-use sigstore_types::{Bundle, DerPublicKey, Sha256Hash};
-use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, Verifier};
+use sigstore_trust_root::{SIGSTORE_PRODUCTION_TRUSTED_ROOT, SIGSTORE_STAGING_TRUSTED_ROOT};
+use sigstore_types::{Bundle, Sha256Hash};
+
+use crate::policy::KeylessAuthority;
+use crate::verify::identity::Matcher;
+use crate::verify::keys::PublicKey;
+use crate::verify::sigstore::{KeyedLog, SigstoreRoot};
 
 /// Bundles larger than this are refused before parsing.
 const MAX_BUNDLE_BYTES: u64 = 16 * 1024 * 1024;
@@ -48,14 +51,18 @@ fn read_bounded(path: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
+/// Verifies one bundle through the same entry points the image path uses: a [`SigstoreRoot`] built
+/// as `trust.sigstore` roots are (CA validity at the signing time, roots refused in bundle chains,
+/// TSA-only roots), identity matched by a keyless authority with exact matchers, keys read as
+/// `trust.keys` are.
 pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<()> {
-    let root = match (&args.trusted_root, args.staging) {
-        (Some(path), _) => TrustedRoot::from_file(path)
-            .with_context(|| format!("trusted root {}", path.display()))?,
-        (None, true) => TrustedRoot::from_json(SIGSTORE_STAGING_TRUSTED_ROOT)?,
-        (None, false) => TrustedRoot::from_json(SIGSTORE_PRODUCTION_TRUSTED_ROOT)?,
+    let root_json = match (&args.trusted_root, args.staging) {
+        (Some(path), _) => String::from_utf8(read_bounded(path, "trusted root")?)
+            .context("trusted root is not UTF-8")?,
+        (None, true) => SIGSTORE_STAGING_TRUSTED_ROOT.to_owned(),
+        (None, false) => SIGSTORE_PRODUCTION_TRUSTED_ROOT.to_owned(),
     };
-    let verifier = Verifier::new(&root).context("trusted root")?;
+    let root = SigstoreRoot::from_json("conformance", &root_json).map_err(anyhow::Error::msg)?;
     let bundle_json =
         String::from_utf8(read_bounded(&args.bundle, "bundle")?).context("bundle is not UTF-8")?;
     let bundle = Bundle::from_json(&bundle_json).context("bundle")?;
@@ -64,13 +71,16 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<()> {
         Some(hex) => Some(Sha256Hash::from_hex(hex).context("artifact digest")?),
         None => None,
     };
-    let artifact_bytes;
-    let artifact: sigstore_types::Artifact<'_> = match digest {
-        Some(d) => d.into(),
+    let artifact_bytes = match digest {
+        Some(_) => Vec::new(),
         None => {
-            artifact_bytes = std::fs::read(&args.artifact)
-                .with_context(|| format!("artifact {}", args.artifact))?;
-            artifact_bytes.as_slice().into()
+            std::fs::read(&args.artifact).with_context(|| format!("artifact {}", args.artifact))?
+        }
+    };
+    let artifact = || -> sigstore_types::Artifact<'_> {
+        match &digest {
+            Some(d) => d.clone().into(),
+            None => artifact_bytes.as_slice().into(),
         }
     };
 
@@ -80,16 +90,33 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<()> {
         &args.certificate_oidc_issuer,
     ) {
         (Some(key), _, _) => {
-            let pem = String::from_utf8(read_bounded(key, "key")?).context("key is not UTF-8")?;
-            let key = DerPublicKey::from_pem(&pem).context("key")?;
-            verifier.verify(artifact, &bundle, &PublicKeyVerificationPolicy::new(key))?;
+            let key = PublicKey::from_pem(&read_bounded(key, "key")?).context("key")?;
+            let spki = key
+                .spki_der()
+                .context("key has no SubjectPublicKeyInfo form")?;
+            // The corpus's keyed cases carry log entries, and a client must verify them: as a
+            // `transparency_log: required` authority does.
+            let log = if root.has_tlogs() {
+                KeyedLog::Verify
+            } else {
+                KeyedLog::NotRequired
+            };
+            root.verify_keyed(&bundle, artifact(), spki, log)
+                .map_err(|f| anyhow::anyhow!("{}: {}", f.code.as_str(), f.reason))?;
         }
         (None, Some(identity), Some(issuer)) => {
-            verifier.verify(
-                artifact,
-                &bundle,
-                &VerificationPolicy::new(identity.as_str(), issuer.as_str()),
-            )?;
+            let signer = root
+                .verify_keyless(&bundle, artifact())
+                .map_err(|f| anyhow::anyhow!("{}: {}", f.code.as_str(), f.reason))?;
+            let authority = KeylessAuthority {
+                trust: root.name.clone(),
+                issuer: Matcher::Exact(issuer.clone()),
+                subject: Matcher::Exact(identity.clone()),
+                claims: Vec::new(),
+            };
+            if let Some(why) = authority.mismatch(&signer) {
+                bail!("IDENTITY_MISMATCH: {why}");
+            }
         }
         _ => bail!("give --key, or both --certificate-identity and --certificate-oidc-issuer"),
     }
