@@ -677,3 +677,105 @@ mod keyed_transparency_log {
         assert!(load("{ key: release, trust: test }").is_err());
     }
 }
+
+/// A root with no transparency log and no CT log (GitHub's instance): a verified RFC 3161 timestamp
+/// is the signing time, and nothing else stands in for it.
+mod tsa_only_root {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/tsa-only")
+            .join(name)
+    }
+
+    fn read(name: &str) -> String {
+        std::fs::read_to_string(fixture(name)).unwrap()
+    }
+
+    async fn push_fixture_image(registry: &Registry) -> String {
+        for name in ["config.json", "layer"] {
+            let bytes = std::fs::read(fixture(name)).unwrap();
+            registry
+                .push_blob(REPO, &cosign::Blob::new("application/octet-stream", bytes))
+                .await;
+        }
+        let manifest = std::fs::read(fixture("manifest.json")).unwrap();
+        registry
+            .push_manifest(REPO, "v1", &manifest, cosign::OCI_MANIFEST)
+            .await;
+        cosign::sha256(&manifest)
+    }
+
+    fn yaml(host: &str) -> String {
+        format!(
+            "registries:\n  - host: {host}\n    insecure: true\ntrust:\n  sigstore:\n    gh: {}\npolicies:\n  - name: prod\n    images: [\"{host}/**\"]\n    attestations:\n      - type: {}\n        authorities:\n          - keyless:\n              trust: gh\n              issuer: {}\n              subject: {}\n",
+            fixture("trusted_root.json").display(),
+            cosign::SLSA_V1,
+            read("issuer"),
+            read("identity"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_bundle_timestamped_by_the_roots_tsa_verifies_and_one_without_is_denied() {
+        let registry = Registry::start().await;
+        let digest = push_fixture_image(&registry).await;
+        let umpire = Umpire::start(&yaml(&registry.host())).await;
+        let image = format!("{}/{REPO}@{digest}", registry.host());
+
+        registry
+            .push_referrer_bundles(
+                REPO,
+                &digest,
+                &[read("bundle-without-timestamp.sigstore.json")],
+            )
+            .await;
+        let r = verify_fresh(&umpire, &image).await;
+        assert!(!r.allowed, "{r:?}");
+        assert_eq!(codes(&r), ["ATTESTATION_INVALID"]);
+        assert!(r.findings[0].message.contains("RFC 3161"), "{r:?}");
+
+        registry
+            .push_referrer_bundles(REPO, &digest, &[read("bundle.sigstore.json")])
+            .await;
+        let r = verify_fresh(&umpire, &image).await;
+        assert!(r.allowed, "{r:?}");
+    }
+
+    #[test]
+    fn conformance_verify_bundle_takes_the_same_path() {
+        let digest = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                std::fs::read(fixture("manifest.json")).unwrap()
+            ))
+        );
+        let run = |bundle: &str| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
+                .args(["conformance", "verify-bundle", "--bundle"])
+                .arg(fixture(bundle))
+                .args(["--certificate-identity", &read("identity")])
+                .args(["--certificate-oidc-issuer", &read("issuer")])
+                .arg("--trusted-root")
+                .arg(fixture("trusted_root.json"))
+                .arg(&digest)
+                .output()
+                .unwrap()
+        };
+        assert_eq!(run("bundle.sigstore.json").status.code(), Some(0));
+        let out = run("bundle-without-timestamp.sigstore.json");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3161"));
+    }
+
+    #[test]
+    fn the_github_root_is_built_in_and_has_no_transparency_log() {
+        let yaml = "trust:\n  sigstore:\n    gh: github\npolicies:\n  - name: p\n    images: [\"ghcr.io/acme/**\"]\n    signatures:\n      authorities:\n        - keyless:\n            trust: gh\n            issuer: https://token.actions.githubusercontent.com\n            subject_regex: https://github\\.com/acme/.+\n";
+        let config =
+            umpire::config::Config::from_yaml(yaml, std::path::Path::new("."), "t").unwrap();
+        let root = config.sigstore.get("gh").expect("the github root");
+        assert!(!root.has_tlogs());
+    }
+}
