@@ -79,7 +79,7 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<()> {
     };
     let artifact = || -> sigstore_types::Artifact<'_> {
         match &digest {
-            Some(d) => d.clone().into(),
+            Some(d) => (*d).into(),
             None => artifact_bytes.as_slice().into(),
         }
     };
