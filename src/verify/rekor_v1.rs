@@ -297,3 +297,138 @@ impl LoggedEntry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use sha2::Digest as _;
+
+    fn hex256(b: &[u8]) -> String {
+        hex::encode(sha2::Sha256::digest(b))
+    }
+
+    fn entry(body: String) -> LoggedEntry {
+        LoggedEntry {
+            body: body.into_bytes(),
+            integrated_time: 1,
+            log_index: 1,
+            log_id: vec![0; 32],
+            set: Vec::new(),
+        }
+    }
+
+    const CERT: &[u8] = b"certificate";
+    const KEY: &[u8] = b"key";
+
+    fn pem_b64(tag: &str, der: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD
+            .encode(pem::encode(&pem::Pem::new(tag, der.to_vec())))
+    }
+
+    fn intoto(envelope: &[u8], payload: &[u8], signer: &str) -> LoggedEntry {
+        entry(format!(
+            r#"{{"apiVersion":"0.0.1","kind":"intoto","spec":{{"content":{{"hash":{{"algorithm":"sha256","value":"{}"}},"payloadHash":{{"algorithm":"sha256","value":"{}"}}}},"publicKey":"{signer}"}}}}"#,
+            hex256(envelope),
+            hex256(payload)
+        ))
+    }
+
+    #[test]
+    fn an_intoto_entry_binds_envelope_payload_and_signer() {
+        let sigs = vec!["c2ln".to_owned()];
+        let logged = |envelope: &'static [u8], payload: &'static [u8], signer| Logged {
+            envelope,
+            payload,
+            signatures: &sigs,
+            signer,
+        };
+        let e = intoto(b"env", b"pay", &pem_b64("CERTIFICATE", CERT));
+        assert_eq!(
+            e.binds_intoto(&logged(b"env", b"pay", LoggedSigner::Certificate(CERT))),
+            Ok(())
+        );
+        assert_eq!(
+            e.binds_intoto(&logged(b"env2", b"pay", LoggedSigner::Certificate(CERT))),
+            Err(RekorError::Mismatch("envelope"))
+        );
+        assert_eq!(
+            e.binds_intoto(&logged(b"env", b"pay2", LoggedSigner::Certificate(CERT))),
+            Err(RekorError::Mismatch("payload"))
+        );
+        assert_eq!(
+            e.binds_intoto(&logged(b"env", b"pay", LoggedSigner::Certificate(b"other"))),
+            Err(RekorError::Mismatch("signer"))
+        );
+        // A public key where a certificate was logged (and the reverse) is another signer.
+        assert_eq!(
+            e.binds_intoto(&logged(b"env", b"pay", LoggedSigner::Key(CERT))),
+            Err(RekorError::Mismatch("signer"))
+        );
+        let k = intoto(b"env", b"pay", &pem_b64("PUBLIC KEY", KEY));
+        assert_eq!(
+            k.binds_intoto(&logged(b"env", b"pay", LoggedSigner::Key(KEY))),
+            Ok(())
+        );
+        // An intoto entry is not read as a dsse one.
+        assert!(matches!(
+            e.binds_dsse(&logged(b"env", b"pay", LoggedSigner::Certificate(CERT))),
+            Err(RekorError::Kind { .. })
+        ));
+    }
+
+    #[test]
+    fn a_dsse_entry_binds_exactly_the_envelopes_signatures() {
+        let body = |sigs: &[&str]| {
+            entry(format!(
+                r#"{{"apiVersion":"0.0.1","kind":"dsse","spec":{{"envelopeHash":{{"algorithm":"sha256","value":"{}"}},"payloadHash":{{"algorithm":"sha256","value":"{}"}},"signatures":[{}]}}}}"#,
+                hex256(b"env"),
+                hex256(b"pay"),
+                sigs.iter()
+                    .map(|s| format!(
+                        r#"{{"signature":"{s}","verifier":"{}"}}"#,
+                        pem_b64("CERTIFICATE", CERT)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
+        };
+        let ours = vec!["c2ln".to_owned()];
+        let logged = Logged {
+            envelope: b"env",
+            payload: b"pay",
+            signatures: &ours,
+            signer: LoggedSigner::Certificate(CERT),
+        };
+        assert_eq!(body(&["c2ln"]).binds_dsse(&logged), Ok(()));
+        assert_eq!(
+            body(&["b3RoZXI="]).binds_dsse(&logged),
+            Err(RekorError::Mismatch("signature"))
+        );
+        assert_eq!(
+            body(&["c2ln", "b3RoZXI="]).binds_dsse(&logged),
+            Err(RekorError::Mismatch("signature"))
+        );
+    }
+
+    #[test]
+    fn malformed_annotations_and_sets_are_refused() {
+        assert!(LoggedEntry::from_annotation("{}").is_err());
+        let bad_id = r#"{"SignedEntryTimestamp":"AA==","Payload":{"body":"e30=","integratedTime":1,"logIndex":1,"logID":"zz"}}"#;
+        assert!(LoggedEntry::from_annotation(bad_id).is_err());
+        let e = LoggedEntry {
+            integrated_time: i64::MAX,
+            ..entry("{}".into())
+        };
+        assert!(matches!(
+            e.verify_set(&Keyring::new(), jiff::Timestamp::now()),
+            Err(RekorError::Set(_))
+        ));
+        // Not in the future, but under no trusted key.
+        let e = entry("{}".into());
+        assert!(matches!(
+            e.verify_set(&Keyring::new(), jiff::Timestamp::now()),
+            Err(RekorError::Set(_))
+        ));
+    }
+}
