@@ -301,7 +301,6 @@ impl LoggedEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
     use sha2::Digest as _;
 
     fn hex256(b: &[u8]) -> String {
