@@ -15,14 +15,16 @@ use crate::checks::provenance::{BaseImages, ProvenanceCheck, normalise_repositor
 use crate::checks::sbom::SbomCheck;
 use crate::checks::vulns::{Severity, VulnCheck};
 use crate::checks::{self, Checks, Wildcard};
+pub use crate::evidence::registry::RegistrySettings;
 use crate::glob::Glob;
+pub use crate::limits::Limits;
 use crate::policy::{
     AttestationRequirement, Authority, KeylessAuthority, Mode, Policy, SignatureRequirement,
     StaticAction,
 };
 use crate::rego::RegoPolicy;
 use crate::tls::TlsSettings;
-use crate::tuf::TufSettings;
+use crate::trust::tuf::TufSettings;
 use crate::verify::identity::{Claim, Matcher};
 use crate::verify::keys::PublicKey;
 use crate::verify::sigstore::SigstoreRoot;
@@ -45,64 +47,6 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
-}
-
-/// Per-registry settings (`registries[]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RegistrySettings {
-    /// Plain HTTP. Only for hosts listed with `insecure: true`.
-    pub insecure: bool,
-    /// Other hosts that may receive this registry's credentials in a token exchange.
-    pub auth_hosts: Vec<String>,
-}
-
-/// Bounds on everything read from a registry (`limits`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    pub max_manifest_bytes: u64,
-    pub max_signature_layer_bytes: u64,
-    /// Attestation envelopes (`.att` layers) and bundles: SBOMs can be large.
-    pub max_attestation_bytes: u64,
-    pub max_signatures: usize,
-    /// Deadline for one verification, registry round trips included.
-    pub deadline: Duration,
-    /// Deadline for establishing one connection.
-    pub connect_timeout: Duration,
-    /// Requests answered at once (gRPC, webhooks, gate); more are refused with RESOURCE_EXHAUSTED
-    /// rather than queued. Read at start.
-    pub max_in_flight: usize,
-    /// Every evidence byte read for one verification (manifests, layers, bundles), together.
-    pub max_evidence_bytes: u64,
-    /// Whether callers may ask to skip cache lookups (`bypass_cache`); they still coalesce.
-    pub allow_bypass_cache: bool,
-    /// Requests to registries in flight at once, across every verification.
-    pub max_registry_requests: usize,
-    /// Every listener: request headers within this, from the connection's first byte on.
-    pub header_timeout: Duration,
-    /// Every listener: a connection with no bytes either way for this long is closed.
-    pub idle_timeout: Duration,
-    /// Every listener: connections open at once; more are closed on accept.
-    pub max_connections: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_manifest_bytes: 4 * 1024 * 1024,
-            max_signature_layer_bytes: 256 * 1024,
-            max_attestation_bytes: 16 * 1024 * 1024,
-            max_signatures: 100,
-            deadline: Duration::from_secs(20),
-            connect_timeout: Duration::from_secs(5),
-            max_in_flight: 1024,
-            max_evidence_bytes: 64 * 1024 * 1024,
-            allow_bypass_cache: true,
-            max_registry_requests: 256,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 1024,
-        }
-    }
 }
 
 /// The HTTPS listener for Kubernetes admission and Gatekeeper (`webhook:`).
@@ -660,7 +604,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             let key = format!("trust.sigstore.{name}");
             let json = if value == "tuf" {
                 tuf_roots.push(name.clone());
-                crate::tuf::current_json(&tuf, &name)
+                crate::trust::tuf::current_json(&tuf, &name)
             } else if value == "embedded" {
                 sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT.to_owned()
             } else if value == "github" {
@@ -1548,17 +1492,23 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
 
 /// `500ms`, `30s`, `5m`, `1h`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
-        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
-        "d" => Some(Duration::from_secs(n.checked_mul(86_400)?)),
-        _ => None,
+    // jiff's friendly format ("500ms", "5m", "1h30m", "90d"); a bare number is no duration, and
+    // weeks or longer are calendar units a bound should not be written in.
+    if s.trim().chars().all(|c| c.is_ascii_digit()) {
+        return None;
     }
+    let span: jiff::Span = s.trim().parse().ok()?;
+    if span.is_negative()
+        || span.get_weeks() != 0
+        || span.get_months() != 0
+        || span.get_years() != 0
+    {
+        return None;
+    }
+    let d = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .ok()?;
+    Duration::try_from(d).ok()
 }
 
 #[cfg(test)]

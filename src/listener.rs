@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
-use crate::config::Limits;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 
 /// The ceilings of one listener.

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use umpire::engine::Engine;
 use umpire::reference::ImageRef;
 use umpire::service::{Live, credentials, load_config};
-use umpire::{metrics, output, server};
+use umpire::{output, server};
 
 #[derive(Parser)]
 #[command(
@@ -287,7 +287,9 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     #[cfg(unix)]
     tokio::spawn(umpire::service::reload_on_sighup(Arc::clone(&live)));
     tokio::spawn(umpire::service::reload_on_change(Arc::clone(&live)));
-    tokio::spawn(umpire::tuf::refresh_forever(Arc::clone(&live)));
+    tokio::spawn(umpire::service::refresh_tuf_roots_forever(Arc::clone(
+        &live,
+    )));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Every listener's task, awaited after SIGTERM so in-flight requests get their answers.
@@ -297,7 +299,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
         let mut stop = stop_rx.clone();
-        listeners.spawn(metrics::serve(
+        listeners.spawn(server::serve_metrics(
             Arc::clone(live.metrics()),
             listener,
             umpire::listener::Ceilings::from(&live.engine().config().limits),

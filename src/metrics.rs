@@ -190,34 +190,3 @@ impl Metrics {
         text
     }
 }
-
-/// Serves `/metrics` and `/healthz` until `shutdown` completes, under the listener ceilings.
-pub async fn serve(
-    metrics: std::sync::Arc<Metrics>,
-    listener: tokio::net::TcpListener,
-    ceilings: crate::listener::Ceilings,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    use axum::routing::get;
-    let shed = std::sync::Arc::clone(&metrics);
-    let router = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let m = std::sync::Arc::clone(&metrics);
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        m.encode(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }));
-    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
-    crate::listener::serve_http("metrics", listener, ceilings, shed, None, router, shutdown).await;
-    Ok(())
-}

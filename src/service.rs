@@ -237,3 +237,36 @@ pub async fn reload_on_change(live: Arc<Live>) {
         seen = contents_of(&files);
     }
 }
+
+/// Refreshes every `tuf` root now and then every `refresh`, reloading the configuration on change.
+pub async fn refresh_tuf_roots_forever(live: Arc<Live>) {
+    loop {
+        let (settings, names) = {
+            let engine = live.engine();
+            (
+                engine.config().tuf.clone(),
+                engine.config().tuf_roots.clone(),
+            )
+        };
+        if names.is_empty() {
+            return;
+        }
+        let mut changed = false;
+        for name in &names {
+            match crate::trust::tuf::refresh_once(&settings, name).await {
+                Ok(c) => {
+                    changed |= c;
+                    tracing::info!(root = %name, changed = c, "TUF refresh");
+                }
+                Err(e) => {
+                    tracing::warn!(root = %name, "TUF refresh failed, keeping the current trusted root: {e:#}")
+                }
+            }
+        }
+        if changed {
+            let live = Arc::clone(&live);
+            let _ = tokio::task::spawn_blocking(move || live.reload()).await;
+        }
+        tokio::time::sleep(settings.refresh).await;
+    }
+}

@@ -388,11 +388,11 @@ async fn tuf_roots_start_embedded_keep_working_when_refresh_fails_and_use_the_re
 
     // The mirror is unreachable: the refresh fails and writes nothing.
     assert!(
-        umpire::tuf::refresh_once(&config.tuf, "refreshed")
+        umpire::trust::tuf::refresh_once(&config.tuf, "refreshed")
             .await
             .is_err()
     );
-    assert!(!umpire::tuf::refreshed_path(&config.tuf, "refreshed").exists());
+    assert!(!umpire::trust::tuf::refreshed_path(&config.tuf, "refreshed").exists());
 
     // Signed by the test instance, which the embedded public-good root does not trust.
     s.push_legacy(
@@ -406,7 +406,7 @@ async fn tuf_roots_start_embedded_keep_working_when_refresh_fails_and_use_the_re
 
     // A refreshed copy on disk (as a successful TUF refresh leaves it) is what the root loads next.
     std::fs::write(
-        umpire::tuf::refreshed_path(&config.tuf, "refreshed"),
+        umpire::trust::tuf::refreshed_path(&config.tuf, "refreshed"),
         s.sigstore.trusted_root_json(),
     )
     .unwrap();

@@ -7,8 +7,8 @@ use futures::StreamExt;
 
 use super::{FetchError, ManifestKind, ManifestRef, Source};
 
-use crate::config::Limits;
 use crate::digest::Digest;
+use crate::limits::Limits;
 
 /// What the policies of one verification need read.
 #[derive(Debug, Clone, Copy, Default)]

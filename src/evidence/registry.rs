@@ -17,10 +17,18 @@ use reqwest::{StatusCode, Url};
 use super::auth::{Challenge, Credentials, parse_challenge, realm_allowed};
 use super::manifest::{self, Manifest};
 use super::{FetchError, ManifestRef, Source};
-use crate::config::RegistrySettings;
 use crate::digest::Digest;
 use crate::metrics::Metrics;
 use crate::reference::{DOCKER_HUB, RegistryRef};
+
+/// Per-registry settings (`registries[]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// Plain HTTP. Only for hosts listed with `insecure: true`.
+    pub insecure: bool,
+    /// Other hosts that may receive this registry's credentials in a token exchange.
+    pub auth_hosts: Vec<String>,
+}
 
 /// A registry's answer, holding its place among the outbound requests until its body has been
 /// read (or it is dropped): the ceiling bounds open connections, not only requests being sent.

@@ -3,14 +3,12 @@
 //! into umpire; `umpire serve` refreshes it over TUF in the background, writes the verified
 //! `trusted_root.json` beside its TUF metadata and reloads the configuration when it changed. Any
 //! failure keeps the root in use. `umpire verify` never fetches: it uses the last refreshed copy.
+//! This file fetches and stores; `service` schedules the refreshes and reloads.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use sigstore_trust_root::{TrustedRoot, TufBootstrap, TufConfig};
-
-use crate::service::Live;
 
 /// `trust.tuf`: where and how often.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,37 +78,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(tmp, path)
-}
-
-/// Refreshes every `tuf` root now and then every `refresh`, reloading the configuration on change.
-pub async fn refresh_forever(live: Arc<Live>) {
-    loop {
-        let (settings, names) = {
-            let engine = live.engine();
-            (
-                engine.config().tuf.clone(),
-                engine.config().tuf_roots.clone(),
-            )
-        };
-        if names.is_empty() {
-            return;
-        }
-        let mut changed = false;
-        for name in &names {
-            match refresh_once(&settings, name).await {
-                Ok(c) => {
-                    changed |= c;
-                    tracing::info!(root = %name, changed = c, "TUF refresh");
-                }
-                Err(e) => {
-                    tracing::warn!(root = %name, "TUF refresh failed, keeping the current trusted root: {e:#}")
-                }
-            }
-        }
-        if changed {
-            let live = Arc::clone(&live);
-            let _ = tokio::task::spawn_blocking(move || live.reload()).await;
-        }
-        tokio::time::sleep(settings.refresh).await;
-    }
 }
