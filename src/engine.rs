@@ -674,7 +674,7 @@ impl Engine {
             Ok(Ok(manifest)) => Ok(Resolved { manifest }),
             Ok(Err(e)) => Err(Box::new(Verdict::deny(
                 image.to_string(),
-                vec![e.finding()],
+                vec![fetch_finding(&e)],
             ))),
             Err(_) => Err(Box::new(deadline_exceeded(&image.to_string(), deadline))),
         };
@@ -764,13 +764,13 @@ impl Engine {
         metrics.observe_step("fetch_evidence", started.elapsed());
         let configs = match configs {
             Ok(c) => c,
-            Err(e) => return Verdict::deny(&image, vec![e.finding()]),
+            Err(e) => return Verdict::deny(&image, vec![fetch_finding(&e)]),
         };
         let mut raw = Vec::with_capacity(gathered.len());
         for g in gathered {
             match g {
                 Ok(evidence) => raw.push(evidence),
-                Err(e) => return Verdict::deny(&image, vec![e.finding()]),
+                Err(e) => return Verdict::deny(&image, vec![fetch_finding(&e)]),
             }
         }
 
@@ -935,4 +935,18 @@ fn deadline_exceeded(what: &str, deadline: Duration) -> Verdict {
         )],
     )
     .retryable()
+}
+
+/// The finding for evidence that could not be fetched: `evidence` knows registries, not verdicts.
+fn fetch_finding(e: &crate::evidence::FetchError) -> Finding {
+    use crate::evidence::FetchError;
+    let code = match e {
+        FetchError::NotFound { .. } => Code::ImageNotFound,
+        FetchError::Unavailable { .. } => Code::RegistryUnavailable,
+        FetchError::LimitExceeded { .. } => Code::LimitExceeded,
+        FetchError::DigestMismatch { .. } => Code::DigestMismatch,
+        FetchError::Unsupported { .. } => Code::UnsupportedManifest,
+        FetchError::AccessDenied { .. } | FetchError::Protocol { .. } => Code::RegistryError,
+    };
+    Finding::new(code, e.to_string())
 }

@@ -10,6 +10,7 @@ use crate::digest::Digest;
 use crate::glob::Glob;
 use crate::rego::RegoPolicy;
 use crate::verdict::{Code, Finding};
+use crate::verify::Check;
 use crate::verify::attestation::AttestationOutcome;
 use crate::verify::identity::{CertIdentity, Claim, Matcher};
 use crate::verify::signature::{SignatureOutcome, Signer};
@@ -366,8 +367,8 @@ pub fn evaluate_signatures(
                     names(signers)
                 ),
             ),
-            SignatureOutcome::Unverified { code, reason } => Finding::new(
-                *code,
+            SignatureOutcome::Unverified { check, reason } => Finding::new(
+                finding_code(*check),
                 format!(
                     "signature {n} does not verify: {reason}; expected a signature by {expected}"
                 ),
@@ -407,6 +408,16 @@ pub fn evaluate_signatures(
         );
     }
     (false, problems)
+}
+
+/// The finding code for evidence that failed `check`.
+pub fn finding_code(check: Check) -> Code {
+    match check {
+        Check::Signature => Code::SignatureInvalid,
+        Check::Certificate => Code::CertificateInvalid,
+        Check::TransparencyLog => Code::TlogInvalid,
+        Check::Digest => Code::DigestMismatch,
+    }
 }
 
 /// Who a verified signature is, for counting: one key, or one certificate identity (issuer and
@@ -816,7 +827,7 @@ mod tests {
         assert_eq!(codes(&f), [Code::DigestMismatch]);
 
         let bad = SignatureOutcome::Unverified {
-            code: Code::SignatureInvalid,
+            check: Check::Signature,
             reason: "r".into(),
         };
         let (ok, f) = evaluate_signatures("p", &req(1, &["a"]), &d, &vec![bad; 30]);

@@ -11,7 +11,6 @@ pub mod registry;
 use async_trait::async_trait;
 
 use crate::digest::Digest;
-use crate::verdict::{Code, Finding};
 pub use manifest::{Descriptor, Manifest, ManifestKind};
 
 /// What to fetch a manifest by.
@@ -65,21 +64,6 @@ impl FetchError {
     /// True for causes that may go away by themselves (network, 5xx, 429, timeouts).
     pub fn is_transient(&self) -> bool {
         matches!(self, FetchError::Unavailable { .. })
-    }
-
-    pub fn code(&self) -> Code {
-        match self {
-            FetchError::NotFound { .. } => Code::ImageNotFound,
-            FetchError::Unavailable { .. } => Code::RegistryUnavailable,
-            FetchError::LimitExceeded { .. } => Code::LimitExceeded,
-            FetchError::DigestMismatch { .. } => Code::DigestMismatch,
-            FetchError::Unsupported { .. } => Code::UnsupportedManifest,
-            FetchError::AccessDenied { .. } | FetchError::Protocol { .. } => Code::RegistryError,
-        }
-    }
-
-    pub fn finding(&self) -> Finding {
-        Finding::new(self.code(), self.to_string())
     }
 }
 

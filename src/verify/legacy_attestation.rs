@@ -23,18 +23,18 @@ use super::identity::{CertIdentity, read_workflow_claims};
 use super::rekor_v1::{Logged, LoggedEntry, LoggedSigner, RekorError};
 use super::sigstore::{Failure, SigstoreRoot};
 use crate::digest::Digest;
-use crate::verdict::Code;
+use super::Check;
 use std::collections::BTreeMap;
 
-fn fail(code: Code, reason: impl Into<String>) -> Failure {
+fn fail(check: Check, reason: impl Into<String>) -> Failure {
     Failure {
-        code,
+        check,
         reason: reason.into(),
     }
 }
 
 fn tlog(e: RekorError) -> Failure {
-    fail(Code::TlogInvalid, e.to_string())
+    fail(Check::TransparencyLog, e.to_string())
 }
 
 /// Verifies a legacy keyless `.att` layer under `root`; the identity that signed.
@@ -49,7 +49,7 @@ pub fn verify(
 ) -> Result<CertIdentity, Failure> {
     let Some(cert_pem) = annotations.get(CERTIFICATE_ANNOTATION) else {
         return Err(fail(
-            Code::CertificateInvalid,
+            Check::Certificate,
             "the layer carries no certificate",
         ));
     };
@@ -59,13 +59,13 @@ pub fn verify(
         .map(pem::Pem::into_contents)
         .ok_or_else(|| {
             fail(
-                Code::CertificateInvalid,
+                Check::Certificate,
                 "the certificate annotation is not a PEM certificate",
             )
         })?;
     if envelope.signatures.len() != 1 {
         return Err(fail(
-            Code::SignatureInvalid,
+            Check::Signature,
             format!(
                 "a keyless envelope carries one signature; this one has {}",
                 envelope.signatures.len()
@@ -99,7 +99,7 @@ pub fn verify(
             }
             let bundle = as_bundle(envelope, &leaf, entry.as_ref(), annotations)?;
             let artifact = Sha256Hash::from_hex(image_digest.hex())
-                .map_err(|_| fail(Code::SignatureInvalid, "unusable image digest"))?;
+                .map_err(|_| fail(Check::Signature, "unusable image digest"))?;
             root.verify_keyless(&bundle, artifact.into())
         }
     }
@@ -135,13 +135,13 @@ fn as_bundle(
     if let Some(json) = annotations.get(RFC3161_ANNOTATION) {
         let ts: serde_json::Value = serde_json::from_str(json).map_err(|e| {
             fail(
-                Code::TlogInvalid,
+                Check::TransparencyLog,
                 format!("the RFC 3161 timestamp annotation: {e}"),
             )
         })?;
         let Some(signed) = ts.get("SignedRFC3161Timestamp").and_then(|v| v.as_str()) else {
             return Err(fail(
-                Code::TlogInvalid,
+                Check::TransparencyLog,
                 "the RFC 3161 timestamp annotation has no SignedRFC3161Timestamp",
             ));
         };
@@ -158,7 +158,7 @@ fn as_bundle(
         },
     });
     Bundle::from_json(&bundle.to_string())
-        .map_err(|e| fail(Code::TlogInvalid, format!("unusable log entry: {e}")))
+        .map_err(|e| fail(Check::TransparencyLog, format!("unusable log entry: {e}")))
 }
 
 /// An `intoto` 0.0.1 entry: every step sigstore-verify takes for a bundle, here.
@@ -175,13 +175,13 @@ fn verify_intoto(
 
     let info = parse_certificate_info(&DerCertificate::new(leaf.to_vec())).map_err(|e| {
         fail(
-            Code::CertificateInvalid,
+            Check::Certificate,
             format!("unreadable certificate: {e}"),
         )
     })?;
     if signed_at < info.not_before || signed_at > info.not_after {
         return Err(fail(
-            Code::CertificateInvalid,
+            Check::Certificate,
             format!(
                 "the certificate (valid {} to {}) was not valid at the signing time {signed_at}",
                 info.not_before, info.not_after
@@ -190,12 +190,12 @@ fn verify_intoto(
     }
     root.fulcio()
         .verify_at(leaf, signed_at)
-        .map_err(|e| fail(Code::CertificateInvalid, e.to_string()))?;
+        .map_err(|e| fail(Check::Certificate, e.to_string()))?;
     root.check_issuers_valid_at(leaf, &[signed_at.as_second()])?;
 
     let signature = base64::engine::general_purpose::STANDARD
         .decode(logged.signatures[0].trim())
-        .map_err(|_| fail(Code::SignatureInvalid, "the DSSE signature is not base64"))?;
+        .map_err(|_| fail(Check::Signature, "the DSSE signature is not base64"))?;
     verify_signature(
         &info.public_key,
         &pae(&envelope.payload_type, logged.payload),
@@ -204,14 +204,14 @@ fn verify_intoto(
     )
     .map_err(|e| {
         fail(
-            Code::SignatureInvalid,
+            Check::Signature,
             format!("the DSSE signature does not verify with the certificate's key: {e}"),
         )
     })?;
 
     let (Some(subject), Some(issuer)) = (info.identity, info.issuer) else {
         return Err(fail(
-            Code::CertificateInvalid,
+            Check::Certificate,
             "the certificate names no subject or no OIDC issuer",
         ));
     };

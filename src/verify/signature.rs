@@ -20,7 +20,7 @@ use super::keys::PublicKey;
 use super::sigstore::{Failure, KeyedLog, SigstoreRoot};
 use super::simple_signing::SimpleSigning;
 use crate::digest::Digest;
-use crate::verdict::Code;
+use super::Check;
 
 /// The annotation holding a cosign signature, beside its payload layer.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -74,7 +74,7 @@ pub enum SignatureOutcome {
         reason: String,
     },
     /// Verifies under nothing umpire trusts; `code` says which check failed.
-    Unverified { code: Code, reason: String },
+    Unverified { check: Check, reason: String },
 }
 
 /// All the trust material a signature may verify under.
@@ -95,13 +95,13 @@ pub fn check_layer(
 ) -> SignatureOutcome {
     let Some(sig_b64) = layer.annotations.get(SIGNATURE_ANNOTATION) else {
         return unverified(
-            Code::SignatureInvalid,
+            Check::Signature,
             "the layer has no dev.cosignproject.cosign/signature annotation",
         );
     };
     let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(sig_b64.trim()) else {
         return unverified(
-            Code::SignatureInvalid,
+            Check::Signature,
             "the signature annotation is not valid base64",
         );
     };
@@ -118,7 +118,7 @@ pub fn check_layer(
         signers = with_log_entries(signers, trust, |root, spki| {
             let bundle = cosign_legacy::to_bundle(&layer.payload, sig_b64, None, Some(rekor), None)
                 .map_err(|e| Failure {
-                    code: Code::TlogInvalid,
+                    check: Check::TransparencyLog,
                     reason: e.to_string(),
                 })?;
             root.verify_keyed(
@@ -150,9 +150,9 @@ pub fn check_layer(
                     // The artifact is the payload itself, so a mismatch can only be the log
                     // entry's: it records another artifact.
                     root.verify_keyless(b, layer.payload.as_slice().into())
-                        .map_err(|f| match f.code {
-                            Code::DigestMismatch => Failure {
-                                code: Code::TlogInvalid,
+                        .map_err(|f| match f.check {
+                            Check::Digest => Failure {
+                                check: Check::TransparencyLog,
                                 reason: f.reason,
                             },
                             _ => f,
@@ -163,7 +163,7 @@ pub fn check_layer(
             }
             Err(e) => {
                 failure = Some(Failure {
-                    code: Code::SignatureInvalid,
+                    check: Check::Signature,
                     reason: e.to_string(),
                 })
             }
@@ -172,11 +172,11 @@ pub fn check_layer(
     if signers.is_empty() {
         return match failure {
             Some(f) => SignatureOutcome::Unverified {
-                code: f.code,
+                check: f.check,
                 reason: f.reason,
             },
             None => unverified(
-                Code::SignatureInvalid,
+                Check::Signature,
                 "the signature verifies under none of the configured keys",
             ),
         };
@@ -214,11 +214,11 @@ pub fn check_bundle(
     let (signers, failure) = bundle_signers(bundle, trust, image_digest);
     Some(if signers.is_empty() {
         let f = failure.unwrap_or(Failure {
-            code: Code::SignatureInvalid,
+            check: Check::Signature,
             reason: "the bundle verifies under none of the configured keys or roots".into(),
         });
         SignatureOutcome::Unverified {
-            code: f.code,
+            check: f.check,
             reason: f.reason,
         }
     } else {
@@ -235,7 +235,7 @@ pub(crate) fn bundle_signers(
 ) -> (Vec<Signer>, Option<Failure>) {
     let Ok(artifact) = Sha256Hash::from_hex(image_digest.hex()) else {
         let f = Failure {
-            code: Code::SignatureInvalid,
+            check: Check::Signature,
             reason: "unusable image digest".into(),
         };
         return (Vec::new(), Some(f));
@@ -310,27 +310,27 @@ pub(crate) fn bundle_signers(
 fn keyed_unlogged(bundle: &Bundle, key: &PublicKey, image_digest: &Digest) -> Result<(), Failure> {
     let SignatureContent::DsseEnvelope(envelope) = &bundle.content else {
         return Err(Failure {
-            code: Code::SignatureInvalid,
+            check: Check::Signature,
             reason: "a bundle with no log entry binds an image only as a DSSE statement".into(),
         });
     };
     if !key.verify(&envelope.pae(), envelope.signature.sig.as_bytes()) {
         return Err(Failure {
-            code: Code::SignatureInvalid,
+            check: Check::Signature,
             reason: "the bundle's DSSE signature verifies under none of the configured keys".into(),
         });
     }
     match super::statement::Statement::parse(envelope.payload.as_bytes()) {
         Ok(statement) if statement.is_about(image_digest) => Ok(()),
         Ok(statement) => Err(Failure {
-            code: Code::DigestMismatch,
+            check: Check::Digest,
             reason: format!(
                 "the bundle's statement is about {}, not about {image_digest}",
                 statement.subject_digests().join(", ")
             ),
         }),
         Err(e) => Err(Failure {
-            code: Code::SignatureInvalid,
+            check: Check::Signature,
             reason: e.to_string(),
         }),
     }
@@ -386,7 +386,7 @@ fn keyless_signers(
     let mut failure = None;
     if trust.roots.is_empty() {
         failure = Some(Failure {
-            code: Code::CertificateInvalid,
+            check: Check::Certificate,
             reason: "the signature carries a certificate, but no trust.sigstore root is configured"
                 .into(),
         });
@@ -405,9 +405,9 @@ fn keyless_signers(
     (signers, failure)
 }
 
-fn unverified(code: Code, reason: &str) -> SignatureOutcome {
+fn unverified(check: Check, reason: &str) -> SignatureOutcome {
     SignatureOutcome::Unverified {
-        code,
+        check,
         reason: reason.to_owned(),
     }
 }
@@ -469,7 +469,7 @@ mod tests {
         assert!(matches!(
             check_layer(&tampered, &trust, &img),
             SignatureOutcome::Unverified {
-                code: Code::SignatureInvalid,
+                check: Check::Signature,
                 ..
             }
         ));
@@ -518,7 +518,7 @@ mod tests {
         assert!(matches!(
             check_layer(&l, &trust, &img),
             SignatureOutcome::Unverified {
-                code: Code::CertificateInvalid,
+                check: Check::Certificate,
                 ..
             }
         ));

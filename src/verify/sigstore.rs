@@ -11,7 +11,7 @@ use sigstore_verify::{Error, PublicKeyVerificationPolicy, VerificationPolicy, Ve
 
 use super::fulcio::FulcioTrust;
 use super::identity::{CertIdentity, read_workflow_claims};
-use crate::verdict::Code;
+use super::Check;
 use sigstore_verify::crypto::Keyring;
 
 /// A named Sigstore trusted root (`trust.sigstore.<name>`), ready to verify with.
@@ -65,7 +65,7 @@ impl std::fmt::Debug for SigstoreRoot {
 /// Why a bundle did not verify, as a finding code and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub code: Code,
+    pub check: Check,
     pub reason: String,
 }
 
@@ -116,7 +116,7 @@ impl SigstoreRoot {
         let chain = bundle_chain(bundle);
         if chain.len() > 1 && super::chain::carries_root(chain.iter().skip(1).map(Vec::as_slice)) {
             return Err(Failure {
-                code: Code::CertificateInvalid,
+                check: Check::Certificate,
                 reason: "the bundle's certificate chain carries a self-signed root; roots come only from the trusted root".into(),
             });
         }
@@ -126,7 +126,7 @@ impl SigstoreRoot {
             // sigstore-verify still demands a verified timestamp, which then can only be RFC 3161.
             if !has_rfc3161_timestamp(bundle) {
                 return Err(Failure {
-                    code: Code::TlogInvalid,
+                    check: Check::TransparencyLog,
                     reason: format!(
                         "trusted root {:?} has no transparency log, so a signature needs an RFC 3161 timestamp, and this one has none",
                         self.name
@@ -145,7 +145,7 @@ impl SigstoreRoot {
             .map_err(|e| classify(&e))?;
         let (Some(subject), Some(issuer)) = (result.identity(), result.issuer()) else {
             return Err(Failure {
-                code: Code::CertificateInvalid,
+                check: Check::Certificate,
                 reason: "the certificate names no subject or no OIDC issuer".into(),
             });
         };
@@ -156,7 +156,7 @@ impl SigstoreRoot {
         };
         let Some(der) = leaf_certificate(bundle) else {
             return Err(Failure {
-                code: Code::CertificateInvalid,
+                check: Check::Certificate,
                 reason: "the bundle carries no signing certificate".into(),
             });
         };
@@ -180,7 +180,7 @@ impl SigstoreRoot {
     ) -> Result<(), Failure> {
         use x509_parser::prelude::{FromDer, X509Certificate};
         let invalid = |reason: String| Failure {
-            code: Code::CertificateInvalid,
+            check: Check::Certificate,
             reason,
         };
         let (_, leaf) = X509Certificate::from_der(leaf_der)
@@ -302,14 +302,14 @@ fn leaf_certificate(bundle: &Bundle) -> Option<Vec<u8>> {
 }
 
 fn classify(e: &Error) -> Failure {
-    let code = match e {
-        Error::Certificate(_) | Error::TrustedCertificate(_) => Code::CertificateInvalid,
-        Error::TransparencyLog(_) | Error::Timestamp(_) => Code::TlogInvalid,
-        Error::ArtifactMismatch(_) => Code::DigestMismatch,
-        _ => Code::SignatureInvalid,
+    let check = match e {
+        Error::Certificate(_) | Error::TrustedCertificate(_) => Check::Certificate,
+        Error::TransparencyLog(_) | Error::Timestamp(_) => Check::TransparencyLog,
+        Error::ArtifactMismatch(_) => Check::Digest,
+        _ => Check::Signature,
     };
     Failure {
-        code,
+        check,
         reason: e.to_string(),
     }
 }

@@ -1,0 +1,107 @@
+//! The architecture invariants ARCHITECTURE.md states, checked on the source: the module graph
+//! (`use crate::...`) has no cycle, `verify` does no I/O and knows no finding codes, `evidence`
+//! knows OCI and cosign conventions but never policies or verdicts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// `crate::<module>` references of each top-level module, test code left out.
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let rel = path.strip_prefix(&src).unwrap();
+            let top = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned();
+            if top == "main" || top == "lib" || rel.ends_with("tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let refs = graph.entry(top.clone()).or_default();
+            for (i, _) in code.match_indices("crate::") {
+                let name: String = code[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() && name != top {
+                    refs.insert(name);
+                }
+            }
+        }
+    }
+    graph
+}
+
+fn reaches(graph: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![from.to_owned()];
+    while let Some(m) = stack.pop() {
+        for next in graph.get(&m).into_iter().flatten() {
+            if next == to {
+                return true;
+            }
+            if seen.insert(next.clone()) {
+                stack.push(next.clone());
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn the_module_graph_has_no_cycle() {
+    let graph = module_graph();
+    let cycles: Vec<(String, String)> = graph
+        .iter()
+        .flat_map(|(m, refs)| refs.iter().map(move |r| (m.clone(), r.clone())))
+        .filter(|(m, r)| reaches(&graph, r, m))
+        .collect();
+    assert!(cycles.is_empty(), "module edges on a cycle: {cycles:?}");
+}
+
+#[test]
+fn verify_does_no_io_and_knows_no_finding_codes() {
+    let graph = module_graph();
+    let uses = &graph["verify"];
+    assert!(
+        uses.iter().all(|m| m == "digest"),
+        "verify reaches beyond digest: {uses:?}"
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/verify");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for io in ["std::fs", "tokio", "reqwest", "std::net", "std::process"] {
+            assert!(!code.contains(io), "{} uses {io}", path.display());
+        }
+    }
+}
+
+#[test]
+fn evidence_knows_no_policies_or_verdicts() {
+    let graph = module_graph();
+    for m in ["policy", "verdict", "engine", "config", "service", "checks"] {
+        assert!(
+            !graph["evidence"].contains(m),
+            "evidence uses crate::{m}"
+        );
+    }
+}
