@@ -205,7 +205,7 @@ async fn main() -> anyhow::Result<()> {
 
     let umpire_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let umpire_addr = umpire_listener.local_addr()?;
-    tokio::spawn(umpire::server::serve_on(
+    tokio::spawn(umpire::api::server::serve_on(
         Arc::clone(&live),
         umpire_listener,
         std::future::pending(),

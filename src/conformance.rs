@@ -102,12 +102,22 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<()> {
                 KeyedLog::NotRequired
             };
             root.verify_keyed(&bundle, artifact(), spki, log)
-                .map_err(|f| anyhow::anyhow!("{}: {}", crate::policy::finding_code(f.check).as_str(), f.reason))?;
+                .map_err(|f| {
+                    anyhow::anyhow!(
+                        "{}: {}",
+                        crate::policy::finding_code(f.check).as_str(),
+                        f.reason
+                    )
+                })?;
         }
         (None, Some(identity), Some(issuer)) => {
-            let signer = root
-                .verify_keyless(&bundle, artifact())
-                .map_err(|f| anyhow::anyhow!("{}: {}", crate::policy::finding_code(f.check).as_str(), f.reason))?;
+            let signer = root.verify_keyless(&bundle, artifact()).map_err(|f| {
+                anyhow::anyhow!(
+                    "{}: {}",
+                    crate::policy::finding_code(f.check).as_str(),
+                    f.reason
+                )
+            })?;
             let authority = KeylessAuthority {
                 trust: root.name.clone(),
                 issuer: Matcher::Exact(issuer.clone()),

@@ -1,6 +1,5 @@
 //! umpire: a supply-chain verdict service. See ARCHITECTURE.md for the map.
 
-pub mod admission;
 pub mod api;
 pub mod cache;
 pub mod checks;
@@ -10,22 +9,16 @@ pub mod conformance;
 pub mod digest;
 pub mod engine;
 pub mod evidence;
-pub mod ext_authz;
 pub mod glob;
 pub mod limits;
-pub mod listener;
 pub mod metrics;
-pub mod output;
 pub mod policy;
 pub mod reference;
 pub mod rego;
-pub mod server;
 pub mod service;
-pub mod tls;
 pub mod trust;
 pub mod verdict;
 pub mod verify;
-pub mod webhook;
 
 /// Generated types of the Envoy ext_authz subset (`proto/envoy`, `proto/google`), rooted so that
 /// the generated cross-package paths resolve.

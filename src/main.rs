@@ -7,10 +7,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use umpire::api::{output, server};
 use umpire::engine::Engine;
 use umpire::reference::ImageRef;
 use umpire::service::{Live, credentials, load_config};
-use umpire::{output, server};
 
 #[derive(Parser)]
 #[command(
@@ -302,7 +302,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         listeners.spawn(server::serve_metrics(
             Arc::clone(live.metrics()),
             listener,
-            umpire::listener::Ceilings::from(&live.engine().config().limits),
+            umpire::api::listener::Ceilings::from(&live.engine().config().limits),
             async move {
                 let _ = stop.changed().await;
             },
@@ -323,7 +323,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             let stopped = async move {
                 let _ = stop.changed().await;
             };
-            if let Err(e) = umpire::webhook::serve(live, w, listener, stopped).await {
+            if let Err(e) = umpire::api::webhook::serve(live, w, listener, stopped).await {
                 tracing::error!("webhook listener stopped: {e:#}");
             }
             Ok(())

@@ -99,9 +99,6 @@ fn verify_does_no_io_and_knows_no_finding_codes() {
 fn evidence_knows_no_policies_or_verdicts() {
     let graph = module_graph();
     for m in ["policy", "verdict", "engine", "config", "service", "checks"] {
-        assert!(
-            !graph["evidence"].contains(m),
-            "evidence uses crate::{m}"
-        );
+        assert!(!graph["evidence"].contains(m), "evidence uses crate::{m}");
     }
 }

@@ -95,7 +95,7 @@ async fn start_webhook(live: &Arc<Live>) -> String {
     let settings = live.engine().config().webhook.clone().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(umpire::webhook::serve(
+    tokio::spawn(umpire::api::webhook::serve(
         Arc::clone(live),
         settings,
         listener,
@@ -358,7 +358,7 @@ type GateClient = authz::authorization_client::AuthorizationClient<tonic::transp
 async fn start_gate(live: &Arc<Live>) -> GateClient {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(umpire::server::serve_ext_authz_on(
+    tokio::spawn(umpire::api::server::serve_ext_authz_on(
         Arc::clone(live),
         listener,
         std::future::pending(),
@@ -719,7 +719,7 @@ async fn grpc_api_over_mtls() {
     let settings = live.engine().config().grpc_tls.clone().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(umpire::server::serve_tls_on(
+    tokio::spawn(umpire::api::server::serve_tls_on(
         Arc::clone(&live),
         listener,
         settings,

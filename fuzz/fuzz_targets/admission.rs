@@ -1,7 +1,7 @@
 #![no_main]
 //! AdmissionReviews and Gatekeeper ProviderRequests.
 use libfuzzer_sys::fuzz_target;
-use umpire::admission::{images, parse_review, provider_keys};
+use umpire::api::admission::{images, parse_review, provider_keys};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(r) = parse_review(data) {

@@ -17,13 +17,13 @@ use base64::Engine as _;
 use sigstore_types::{Bundle, DerCertificate, Sha256Hash, SignatureBytes};
 use sigstore_verify::crypto::{parse_certificate_info, verify_signature};
 
+use super::Check;
 use super::cosign_legacy::{BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, RFC3161_ANNOTATION};
 use super::dsse::{Envelope, pae};
 use super::identity::{CertIdentity, read_workflow_claims};
 use super::rekor_v1::{Logged, LoggedEntry, LoggedSigner, RekorError};
 use super::sigstore::{Failure, SigstoreRoot};
 use crate::digest::Digest;
-use super::Check;
 use std::collections::BTreeMap;
 
 fn fail(check: Check, reason: impl Into<String>) -> Failure {
@@ -48,10 +48,7 @@ pub fn verify(
     now: jiff::Timestamp,
 ) -> Result<CertIdentity, Failure> {
     let Some(cert_pem) = annotations.get(CERTIFICATE_ANNOTATION) else {
-        return Err(fail(
-            Check::Certificate,
-            "the layer carries no certificate",
-        ));
+        return Err(fail(Check::Certificate, "the layer carries no certificate"));
     };
     let leaf = pem::parse(cert_pem.trim())
         .ok()
@@ -173,12 +170,8 @@ fn verify_intoto(
     let signed_at = entry.verify_set(root.rekor_keys(), now).map_err(tlog)?;
     entry.binds_intoto(logged).map_err(tlog)?;
 
-    let info = parse_certificate_info(&DerCertificate::new(leaf.to_vec())).map_err(|e| {
-        fail(
-            Check::Certificate,
-            format!("unreadable certificate: {e}"),
-        )
-    })?;
+    let info = parse_certificate_info(&DerCertificate::new(leaf.to_vec()))
+        .map_err(|e| fail(Check::Certificate, format!("unreadable certificate: {e}")))?;
     if signed_at < info.not_before || signed_at > info.not_after {
         return Err(fail(
             Check::Certificate,

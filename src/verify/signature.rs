@@ -14,13 +14,13 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use sigstore_types::{Bundle, Sha256Hash, SignatureContent};
 
+use super::Check;
 use super::cosign_legacy::{self, BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, RFC3161_ANNOTATION};
 use super::identity::CertIdentity;
 use super::keys::PublicKey;
 use super::sigstore::{Failure, KeyedLog, SigstoreRoot};
 use super::simple_signing::SimpleSigning;
 use crate::digest::Digest;
-use super::Check;
 
 /// The annotation holding a cosign signature, beside its payload layer.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";

@@ -9,9 +9,9 @@ use sigstore_trust_root::TrustedRoot;
 use sigstore_types::{Artifact, Bundle, DerPublicKey};
 use sigstore_verify::{Error, PublicKeyVerificationPolicy, VerificationPolicy, Verifier};
 
+use super::Check;
 use super::fulcio::FulcioTrust;
 use super::identity::{CertIdentity, read_workflow_claims};
-use super::Check;
 use sigstore_verify::crypto::Keyring;
 
 /// A named Sigstore trusted root (`trust.sigstore.<name>`), ready to verify with.

@@ -76,7 +76,7 @@ impl Umpire {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(umpire::server::serve_on(live, listener, async {
+        let task = tokio::spawn(umpire::api::server::serve_on(live, listener, async {
             let _ = rx.await;
         }));
         Self {

@@ -7,21 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
+
+pub use crate::config::TlsSettings;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
-
-/// TLS settings of one listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// When set, clients must present a certificate issued by this CA.
-    pub client_ca: Option<PathBuf>,
-    /// When non-empty, a client certificate must name one of these (URI, DNS or email SAN, or CN).
-    pub allowed_clients: Vec<String>,
-}
 
 /// How often a handshake may look at the files' modification times.
 const RELOAD_CHECK: Duration = Duration::from_secs(1);

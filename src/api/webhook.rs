@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::admission::{self, ImageAt, Pin, Review};
+use crate::api::admission::{self, ImageAt, Pin, Review};
 use crate::config::WebhookSettings;
 use crate::metrics::VerdictLabels;
 use crate::reference::ImageRef;
@@ -293,13 +293,13 @@ async fn provider(State(live): State<Arc<Live>>, body: Bytes) -> Response {
             admission::provider_response(items, Some(error)),
         )
     };
-    if keys.len() > crate::api::MAX_BATCH {
+    if keys.len() > crate::api::grpc::MAX_BATCH {
         // Refused before anything else is done for them: the answer is all the work.
         return every_key_fails(
             &keys,
             format!(
                 "refused: a provider request carries at most {} keys (a VerifyBatch's limit), found {}",
-                crate::api::MAX_BATCH,
+                crate::api::grpc::MAX_BATCH,
                 keys.len()
             ),
         );
@@ -361,15 +361,15 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let tls = crate::tls::server_config(&settings.tls, &[b"h2", b"http/1.1"])?;
-    let tls = crate::listener::HttpTls {
+    let tls = crate::api::tls::server_config(&settings.tls, &[b"h2", b"http/1.1"])?;
+    let tls = crate::api::listener::HttpTls {
         acceptor: tokio_rustls::TlsAcceptor::from(tls),
         allowed_clients: Arc::new(settings.tls.allowed_clients.clone()),
     };
-    let ceilings = crate::listener::Ceilings::from(&live.engine().config().limits);
+    let ceilings = crate::api::listener::Ceilings::from(&live.engine().config().limits);
     let metrics = Arc::clone(live.metrics());
     tracing::info!(addr = %listener.local_addr()?, "webhook (HTTPS) listening");
-    crate::listener::serve_http(
+    crate::api::listener::serve_http(
         "webhook",
         listener,
         ceilings,

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::api::VerifierService;
+use crate::api::grpc::VerifierService;
+use crate::api::tls::TlsSettings;
 use crate::proto;
 use crate::service::Live;
-use crate::tls::TlsSettings;
 
 /// Serves on an already-bound listener (plaintext) until `shutdown` completes.
 pub async fn serve_on(
@@ -20,7 +20,7 @@ pub async fn serve_on(
     tracing::info!(addr = %listener.local_addr()?, "umpire gRPC listening (plaintext)");
     // Without TCP_NODELAY, small responses meet delayed ACKs: 40 ms stalls at the tail (the
     // listener module sets it on every accepted connection).
-    let incoming = crate::listener::incoming(
+    let incoming = crate::api::listener::incoming(
         "grpc",
         listener,
         ceilings(&live),
@@ -44,7 +44,7 @@ pub async fn serve_tls_on(
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, mtls = tls.client_ca.is_some(), "umpire gRPC listening (TLS)");
     let incoming = tls_incoming(
-        crate::listener::incoming(
+        crate::api::listener::incoming(
             "grpc",
             listener,
             ceilings(&live),
@@ -62,8 +62,8 @@ pub async fn serve_tls_on(
 }
 
 /// The listener ceilings of the running configuration (read at start, like the addresses).
-fn ceilings(live: &Live) -> crate::listener::Ceilings {
-    crate::listener::Ceilings::from(&live.engine().config().limits)
+fn ceilings(live: &Live) -> crate::api::listener::Ceilings {
+    crate::api::listener::Ceilings::from(&live.engine().config().limits)
 }
 
 /// Accepted TLS connections whose handshake (and client identity, when an allow-list is set)
@@ -71,19 +71,19 @@ fn ceilings(live: &Live) -> crate::listener::Ceilings {
 /// handshake spends the connection's first-bytes allowance (`limits.header_timeout`).
 pub fn tls_incoming(
     connections: impl tokio_stream::Stream<
-        Item = std::io::Result<crate::listener::Guarded<tokio::net::TcpStream>>,
+        Item = std::io::Result<crate::api::listener::Guarded<tokio::net::TcpStream>>,
     > + Send
     + 'static,
     tls: &TlsSettings,
 ) -> anyhow::Result<
     impl tokio_stream::Stream<
         Item = std::io::Result<
-            tokio_rustls::server::TlsStream<crate::listener::Guarded<tokio::net::TcpStream>>,
+            tokio_rustls::server::TlsStream<crate::api::listener::Guarded<tokio::net::TcpStream>>,
         >,
     >,
 > {
     use tokio_stream::StreamExt;
-    let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(tls, &[b"h2"])?);
+    let acceptor = tokio_rustls::TlsAcceptor::from(crate::api::tls::server_config(tls, &[b"h2"])?);
     let allowed = Arc::new(tls.allowed_clients.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(128);
     tokio::spawn(async move {
@@ -95,7 +95,7 @@ pub fn tls_incoming(
             tokio::spawn(async move {
                 match acceptor.accept(conn).await {
                     Ok(stream) => {
-                        if crate::tls::client_allowed(
+                        if crate::api::tls::client_allowed(
                             &allowed,
                             stream.get_ref().1.peer_certificates(),
                         ) {
@@ -127,8 +127,8 @@ async fn router(live: Arc<Live>) -> anyhow::Result<tonic::transport::server::Rou
         .context("building gRPC reflection")?;
     let ceilings = ceilings(&live);
     Ok(tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(crate::listener::keepalive_interval(ceilings)))
-        .http2_keepalive_timeout(Some(crate::listener::KEEPALIVE_TIMEOUT))
+        .http2_keepalive_interval(Some(crate::api::listener::keepalive_interval(ceilings)))
+        .http2_keepalive_timeout(Some(crate::api::listener::KEEPALIVE_TIMEOUT))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(proto::verifier_server::VerifierServer::new(
@@ -147,7 +147,7 @@ pub async fn serve_ext_authz_on(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection")?;
-    let incoming = crate::listener::incoming(
+    let incoming = crate::api::listener::incoming(
         "ext_authz",
         listener,
         ceilings(&live),
@@ -155,11 +155,11 @@ pub async fn serve_ext_authz_on(
     );
     let ceilings = ceilings(&live);
     tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(crate::listener::keepalive_interval(ceilings)))
-        .http2_keepalive_timeout(Some(crate::listener::KEEPALIVE_TIMEOUT))
+        .http2_keepalive_interval(Some(crate::api::listener::keepalive_interval(ceilings)))
+        .http2_keepalive_timeout(Some(crate::api::listener::KEEPALIVE_TIMEOUT))
         .add_service(reflection)
         .add_service(crate::envoy_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer::new(
-            crate::ext_authz::Gate::new(live),
+            crate::api::ext_authz::Gate::new(live),
         ))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
@@ -204,7 +204,7 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
 pub async fn serve_metrics(
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     listener: tokio::net::TcpListener,
-    ceilings: crate::listener::Ceilings,
+    ceilings: crate::api::listener::Ceilings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use axum::routing::get;
@@ -227,6 +227,7 @@ pub async fn serve_metrics(
         )
         .route("/healthz", get(|| async { "ok" }));
     tracing::info!(addr = %listener.local_addr()?, "metrics listening");
-    crate::listener::serve_http("metrics", listener, ceilings, shed, None, router, shutdown).await;
+    crate::api::listener::serve_http("metrics", listener, ceilings, shed, None, router, shutdown)
+        .await;
     Ok(())
 }

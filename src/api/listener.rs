@@ -342,7 +342,7 @@ pub async fn serve_http(
                                 return;
                             }
                         };
-                        if !crate::tls::client_allowed(
+                        if !crate::api::tls::client_allowed(
                             &t.allowed_clients,
                             stream.get_ref().1.peer_certificates(),
                         ) {
