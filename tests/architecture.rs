@@ -102,3 +102,43 @@ fn evidence_knows_no_policies_or_verdicts() {
         assert!(!graph["evidence"].contains(m), "evidence uses crate::{m}");
     }
 }
+
+#[test]
+fn the_map_names_every_source_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let map = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let src = root.join("src");
+    let mut missing = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !rel.ends_with(".rs") || rel == "lib.rs" || name == "tests.rs" {
+                continue;
+            }
+            let folder = rel.rsplit_once('/').map(|(f, _)| format!("`{f}/`"));
+            let named = map.contains(&format!("`{rel}`"))
+                || folder.as_ref().is_some_and(|f| {
+                    map.contains(f.as_str())
+                        && (name == "mod.rs" || map.contains(&format!("`{name}`")))
+                });
+            if !named {
+                missing.push(rel);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md does not name: {missing:?}"
+    );
+}

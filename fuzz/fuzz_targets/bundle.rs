@@ -8,5 +8,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = sigstore_types::Bundle::from_json(text);
     let mut parts = text.splitn(3, '\u{0}');
     let (sig, cert, rekor) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next());
-    let _ = to_bundle(b"payload", sig, cert, rekor, None);
+    let _ = to_bundle(b"payload", sig, Some(cert), rekor, None);
+    let _ = to_bundle(b"payload", sig, None, rekor, None);
 });
