@@ -291,14 +291,14 @@ impl Engine {
         let started = Instant::now();
         let input = p.input.clone();
         let work = self.answer_inner(p, options.bypass_cache);
-        let mut verdict = match options.deadline {
+        let verdict = match options.deadline {
             Some(d) => match tokio::time::timeout_at(d.into(), work).await {
                 Ok(v) => v,
                 Err(_) => deadline_exceeded(&input, d.saturating_duration_since(started)),
             },
             None => work.await,
-        };
-        verdict.image = input;
+        }
+        .for_image(input);
         let metrics = &self.shared.metrics;
         for w in &verdict.warnings {
             metrics
@@ -357,14 +357,9 @@ impl Engine {
                     }
                 }
             }
-            let mut verdict = Verdict::deny(&p.input, findings);
-            verdict.warnings = warnings;
-            verdict.policy = selected
-                .iter()
-                .map(|q| q.name.as_str())
-                .collect::<Vec<_>>()
-                .join(",");
-            return verdict;
+            return Verdict::deny(&p.input, findings)
+                .with_warnings(warnings)
+                .under_policies(selected.iter().map(|q| q.name.as_str()));
         }
         let cache = &self.shared.cache;
         let source = self.source_for(&p.image);
@@ -616,7 +611,7 @@ impl Engine {
     /// The verdict for an image no policy applies to.
     fn unmatched(&self, p: &Prepared, manifest: Option<&Manifest>) -> Verdict {
         let subject = p.image.policy_subject();
-        let mut verdict = match (p.named, self.config.default, manifest) {
+        let verdict = match (p.named, self.config.default, manifest) {
             (false, DefaultAction::Allow, Some(_)) => Verdict::allow(
                 &p.input,
                 vec![Finding::new(
@@ -643,11 +638,10 @@ impl Engine {
                 )],
             ),
         };
-        if let Some(m) = manifest {
-            verdict.digest = m.digest.to_string();
-            verdict.media_type = m.media_type.clone();
+        match manifest {
+            Some(m) => verdict.for_digest(&m.digest, m.media_type.clone()),
+            None => verdict,
         }
-        verdict
     }
 
     fn source_for(&self, image: &ImageRef) -> Arc<dyn Source> {
@@ -693,18 +687,15 @@ impl Engine {
         let deadline = self.config.limits.deadline;
         let policies = self.policies(policy_indices);
         let name = format!("{}@{digest}", source.name());
-        let mut verdict =
+        let verdict =
             match tokio::time::timeout(deadline, self.judge(&policies, source, digest)).await {
                 Ok(v) => v,
                 Err(_) => deadline_exceeded(&name, deadline),
             };
-        verdict.digest = digest.to_string();
-        verdict.policy = policies
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
+        let media_type = verdict.media_type.clone();
         verdict
+            .for_digest(digest, media_type)
+            .under_policies(policies.iter().map(|p| p.name.as_str()))
     }
 
     /// Gathers the evidence for one digest once, then evaluates every applicable policy on it.
@@ -847,14 +838,13 @@ impl Engine {
             }
         }
         metrics.observe_step("policy", started.elapsed());
-        let mut verdict = if allowed && !policies.is_empty() {
+        if allowed && !policies.is_empty() {
             Verdict::allow(&image, findings)
         } else {
             findings.retain(|f| f.code != Code::Satisfied);
             Verdict::deny(&image, findings)
-        };
-        verdict.warnings = warnings;
-        verdict
+        }
+        .with_warnings(warnings)
     }
 }
 

@@ -142,6 +142,31 @@ impl Verdict {
         self
     }
 
+    /// The digest (and its media type) the verdict holds for.
+    pub fn for_digest(mut self, digest: impl ToString, media_type: impl Into<String>) -> Self {
+        self.digest = digest.to_string();
+        self.media_type = media_type.into();
+        self
+    }
+
+    /// The policies that judged it, comma-separated.
+    pub fn under_policies<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Self {
+        self.policy = names.into_iter().collect::<Vec<_>>().join(",");
+        self
+    }
+
+    /// What `mode: warn` policies found wrong.
+    pub fn with_warnings(mut self, warnings: Vec<Finding>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+
+    /// The image as the caller asked for it.
+    pub fn for_image(mut self, image: impl Into<String>) -> Self {
+        self.image = image.into();
+        self
+    }
+
     pub fn codes(&self) -> Vec<Code> {
         self.findings.iter().map(|f| f.code).collect()
     }

@@ -4,8 +4,8 @@
 //! keeps identity matching for itself (whole-value regexes, GitHub claims): it asks for any identity
 //! here and reads the one that verified.
 
-use base64::Engine as _;
 use sigstore_trust_root::TrustedRoot;
+use sigstore_types::bundle::VerificationMaterialContent;
 use sigstore_types::{Artifact, Bundle, DerPublicKey};
 use sigstore_verify::{Error, PublicKeyVerificationPolicy, VerificationPolicy, Verifier};
 
@@ -274,31 +274,19 @@ fn has_rfc3161_timestamp(bundle: &Bundle) -> bool {
 
 /// Every certificate of a bundle's `x509CertificateChain` (leaf first), as DER.
 fn bundle_chain(bundle: &Bundle) -> Vec<Vec<u8>> {
-    let Ok(json) = serde_json::to_value(&bundle.verification_material) else {
-        return Vec::new();
-    };
-    json.pointer("/x509CertificateChain/certificates")
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-        .take(16)
-        .filter_map(|c| c.get("rawBytes")?.as_str())
-        .map(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .unwrap_or_default()
-        })
-        .collect()
+    match &bundle.verification_material.content {
+        VerificationMaterialContent::X509CertificateChain { certificates } => certificates
+            .iter()
+            .take(16)
+            .map(|c| c.raw_bytes.as_bytes().to_vec())
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
-/// The signing certificate's DER, from a bundle's verification material.
+/// The signing certificate's DER.
 fn leaf_certificate(bundle: &Bundle) -> Option<Vec<u8>> {
-    let json = serde_json::to_value(&bundle.verification_material).ok()?;
-    let b64 = json
-        .pointer("/certificate/rawBytes")
-        .or_else(|| json.pointer("/x509CertificateChain/certificates/0/rawBytes"))?
-        .as_str()?;
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+    bundle.signing_certificate().map(|c| c.as_bytes().to_vec())
 }
 
 fn classify(e: &Error) -> Failure {
