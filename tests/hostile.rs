@@ -12,7 +12,6 @@ use support::cosign::{
 };
 use support::hostile::{Reply, Request, Scripted};
 use support::{config_yaml, key_policy};
-use umpire::config::Config;
 use umpire::engine::Engine;
 use umpire::evidence::auth::{Credential, Credentials};
 use umpire::verdict::{Code, Verdict};
@@ -89,8 +88,7 @@ fn engine_for(host: &str, key: &SigningKey, extra: &str, credentials: Credential
         &key_policy("prod", host, 1, &["release"]),
         extra,
     );
-    let config = Config::from_yaml(&yaml, std::path::Path::new("."), "test").unwrap();
-    Engine::standalone(config, credentials).unwrap()
+    support::engine_with(&yaml, credentials)
 }
 
 async fn verify(engine: &Arc<Engine>, image: &str) -> Verdict {
@@ -278,11 +276,7 @@ async fn credentials_go_to_a_token_realm_on_the_registrys_own_host() {
         &key_policy("prod", &server.host(), 1, &["release"]),
         "",
     );
-    let engine = Engine::standalone(
-        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
-        user_secret(&server.host()),
-    )
-    .unwrap();
+    let engine = support::engine_with(&yaml, user_secret(&server.host()));
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
     assert!(v.allowed, "{v:?}");
     let token_requests: Vec<_> = server
@@ -318,11 +312,7 @@ async fn credentials_never_go_to_a_token_realm_on_another_host() {
         &key_policy("prod", &server.host(), 1, &["release"]),
         "",
     );
-    let engine = Engine::standalone(
-        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
-        user_secret(&server.host()),
-    )
-    .unwrap();
+    let engine = support::engine_with(&yaml, user_secret(&server.host()));
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
     assert!(!v.allowed);
     assert_eq!(v.codes(), [Code::RegistryError]);
@@ -359,11 +349,7 @@ async fn credentials_do_not_follow_a_redirect_to_another_host() {
         &key_policy("prod", &server.host(), 1, &["release"]),
         "",
     );
-    let engine = Engine::standalone(
-        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
-        user_secret(&server.host()),
-    )
-    .unwrap();
+    let engine = support::engine_with(&yaml, user_secret(&server.host()));
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
     assert!(v.allowed, "{v:?}");
     let at_storage = storage.requests();
@@ -413,11 +399,7 @@ async fn a_digest_request_costs_two_sequential_round_trips() {
         &key_policy("prod", &server.host(), 1, &["release"]),
         "",
     );
-    let engine = Engine::standalone(
-        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
-        Credentials::default(),
-    )
-    .unwrap();
+    let engine = support::engine_with(&yaml, Credentials::default());
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
     assert!(v.allowed, "{v:?}");
     let requests = server.requests();
@@ -477,11 +459,7 @@ async fn a_tag_flipping_between_digests_never_allows_the_unsigned_one() {
         &key_policy("prod", &server.host(), 1, &["release"]),
         "cache:\n  tag_ttl: 0\n",
     );
-    let engine = Engine::standalone(
-        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
-        Credentials::default(),
-    )
-    .unwrap();
+    let engine = support::engine_with(&yaml, Credentials::default());
     for _ in 0..6 {
         let v = engine
             .verify_with(&format!("{}/{REPO}:v1", server.host()), None, bypass())
@@ -673,11 +651,7 @@ async fn token_realms_on_plain_http_or_link_local_addresses_get_nothing() {
             &key_policy("prod", &server.host(), 1, &["release"]),
             "",
         );
-        let engine = Engine::standalone(
-            Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
-            user_secret(&server.host()),
-        )
-        .unwrap();
+        let engine = support::engine_with(&yaml, user_secret(&server.host()));
         let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
         assert!(!v.allowed, "{realm}");
         assert_eq!(v.codes(), [Code::RegistryError], "{realm}");
@@ -860,11 +834,7 @@ async fn credentials_from_a_docker_credential_helper() {
         &key_policy("prod", &server.host(), 1, &["release"]),
         "",
     );
-    let engine = Engine::standalone(
-        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
-        credentials,
-    )
-    .unwrap();
+    let engine = support::engine_with(&yaml, credentials);
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
     assert!(
         v.allowed,
@@ -957,11 +927,7 @@ async fn credentials_never_travel_a_redirect_chain_registry_to_e_to_e() {
             &key_policy("prod", &server.host(), 1, &["release"]),
             "",
         );
-        let engine = Engine::standalone(
-            Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
-            user_secret(&server.host()),
-        )
-        .unwrap();
+        let engine = support::engine_with(&yaml, user_secret(&server.host()));
         let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
         assert!(v.allowed, "{scheme} {redirected}: {v:?}");
         let at_e = e.requests();
@@ -1141,11 +1107,7 @@ async fn one_outbound_place_is_enough_behind_a_token_challenge() {
         &key_policy("prod", &server.host(), 1, &["release"]),
         "limits:\n  max_registry_requests: 1\n  deadline: 5s\n",
     );
-    let engine = Engine::standalone(
-        Config::from_yaml(&yaml, std::path::Path::new("."), "t").unwrap(),
-        user_secret(&server.host()),
-    )
-    .unwrap();
+    let engine = support::engine_with(&yaml, user_secret(&server.host()));
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
     assert!(v.allowed, "{v:?}");
 }

@@ -53,7 +53,12 @@ pub fn config(yaml: &str) -> Config {
 }
 
 pub fn engine(yaml: &str) -> Arc<Engine> {
-    Engine::standalone(config(yaml), Credentials::default()).unwrap()
+    engine_with(yaml, Credentials::default())
+}
+
+/// The engine of a test config, with registry credentials.
+pub fn engine_with(yaml: &str, credentials: Credentials) -> Arc<Engine> {
+    Engine::standalone(config(yaml), credentials).unwrap()
 }
 
 /// An umpire gRPC server in this process, on a free loopback port.
