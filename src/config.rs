@@ -608,29 +608,19 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 },
             },
         };
-        let mut tuf_roots = Vec::new();
-        let mut sigstore = BTreeMap::new();
-        for (name, value) in raw.trust.sigstore {
-            let key = format!("trust.sigstore.{name}");
-            let json = if value == "tuf" {
-                tuf_roots.push(name.clone());
-                crate::trust::tuf::current_json(&tuf, &name)
-            } else if value == "embedded" {
-                sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT.to_owned()
-            } else if value == "github" {
-                // GitHub's own instance (private-repository artifact attestations): no
-                // transparency log, no CT log, signing times from its TSAs. Air-gapped updates
-                // use a path to a newer copy, reloaded on SIGHUP like any file.
-                sigstore_trust_root::SIGSTORE_GITHUB_TRUSTED_ROOT.to_owned()
-            } else {
-                let path = self.named(&value);
-                std::fs::read_to_string(&path)
-                    .map_err(|e| bad(&key, format!("cannot read {}: {e}", path.display())))?
-            };
-            let root = SigstoreRoot::from_json(&name, &json).map_err(|e| bad(&key, e))?;
-            trust_bytes.push((key.clone(), json.into_bytes()));
-            sigstore.insert(name, Arc::new(root));
-        }
+        // Keys and Sigstore roots enter through trust::load alone, which also records every byte
+        // of them for the cache keys.
+        let trust = crate::trust::load(&raw.trust.keys, &raw.trust.sigstore, &tuf, |v| {
+            self.named(v)
+        })
+        .map_err(|e| bad(&e.key, e.message))?;
+        trust_bytes.extend(trust.material.iter().cloned());
+        let crate::trust::TrustSet {
+            keys,
+            sigstore,
+            tuf_roots,
+            ..
+        } = trust;
 
         let mut registries = HashMap::new();
         for (i, r) in raw.registries.into_iter().enumerate() {
@@ -650,33 +640,6 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             if registries.insert(host, settings).is_some() {
                 return Err(bad(&key, format!("{:?} is listed twice", r.host)));
             }
-        }
-
-        let mut keys = BTreeMap::new();
-        for (name, value) in raw.trust.keys {
-            let key = format!("trust.keys.{name}");
-            let pem = if value.trim_start().starts_with("-----BEGIN") {
-                value.into_bytes()
-            } else {
-                let path = self.named(&value);
-                std::fs::read(&path)
-                    .map_err(|e| bad(&key, format!("cannot read {}: {e}", path.display())))?
-            };
-            let parsed = PublicKey::from_pem(&pem).map_err(|e| bad(&key, e.to_string()))?;
-            // One signer under two names would count twice toward a threshold.
-            if let Some((other, _)) = keys
-                .iter()
-                .find(|(_, k): &(&String, &Arc<PublicKey>)| k.material() == parsed.material())
-            {
-                return Err(bad(
-                    &key,
-                    format!(
-                        "is the same key as trust.keys.{other}; one key under two names would count twice toward a threshold"
-                    ),
-                ));
-            }
-            trust_bytes.push((key.clone(), pem.clone()));
-            keys.insert(name, Arc::new(parsed));
         }
 
         let mut policies: Vec<Policy> = Vec::new();

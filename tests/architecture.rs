@@ -142,3 +142,44 @@ fn the_map_names_every_source_file() {
         "ARCHITECTURE.md does not name: {missing:?}"
     );
 }
+
+#[test]
+fn trust_material_enters_only_through_trust_load() {
+    // Besides `trust/`, only the offline debugging command reads trust material (from its
+    // arguments), and `verify/` defines the readers.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src.clone()];
+    let mut readers = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if rel.starts_with("trust/") || rel.starts_with("verify/") || rel == "conformance.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for reader in [
+                "SigstoreRoot::from_json",
+                "SigstoreRoot::public_good",
+                "PublicKey::from_pem",
+            ] {
+                if code.contains(reader) {
+                    readers.push(format!("{rel}: {reader}"));
+                }
+            }
+        }
+    }
+    assert!(
+        readers.is_empty(),
+        "trust material read outside trust::load: {readers:?}"
+    );
+}
