@@ -1,0 +1,169 @@
+//! `attestations:` requirements: the predicate type, its authorities, the built-in checks
+//! (provenance, SBOM, vulnerabilities) and Rego.
+
+use super::raw::*;
+use super::*;
+
+impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
+    /// One attestation requirement, and the Rego source it uses (for the policy's fingerprint).
+    pub(super) fn attestation(
+        &self,
+        key: &str,
+        a: RawAttestation,
+        keys: &BTreeMap<String, Arc<PublicKey>>,
+        sigstore: &BTreeMap<String, Arc<SigstoreRoot>>,
+    ) -> Result<(AttestationRequirement, Option<String>), ConfigError> {
+        let bad = self.invalid;
+        let t = a.predicate_type;
+        if t.is_empty() || t.chars().any(char::is_whitespace) {
+            return Err(bad(
+                &format!("{key}.type"),
+                format!("expected an in-toto predicateType URI, found {t:?}"),
+            ));
+        }
+        let authorities =
+            self.authorities(&format!("{key}.authorities"), a.authorities, keys, sigstore)?;
+        let wildcards = |k: &str, items: Vec<String>| {
+            items
+                .iter()
+                .enumerate()
+                .map(|(n, w)| {
+                    Wildcard::new(w).map_err(|e| bad(&format!("{key}.{k}[{n}]"), e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let mut checks = Vec::new();
+        if let Some(p) = a.provenance {
+            if !checks::is_provenance(&t) {
+                return Err(bad(
+                    &format!("{key}.provenance"),
+                    format!("provenance checks need a SLSA provenance type, not {t:?}"),
+                ));
+            }
+            let base_images = match p.base_images {
+                None => None,
+                Some(b) => Some(BaseImages {
+                    allow_none: b.allow_none,
+                    repositories: b
+                        .repositories
+                        .iter()
+                        .enumerate()
+                        .map(|(n, g)| {
+                            Glob::new(g).map_err(|e| {
+                                bad(
+                                    &format!("{key}.provenance.base_images.repositories[{n}]"),
+                                    e.to_string(),
+                                )
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                    digests: b
+                        .digests
+                        .into_iter()
+                        .enumerate()
+                        .map(|(n, d)| {
+                            crate::digest::Digest::parse(&d)
+                                .map(|d| d.to_string())
+                                .map_err(|e| {
+                                    bad(
+                                        &format!("{key}.provenance.base_images.digests[{n}]"),
+                                        e.to_string(),
+                                    )
+                                })
+                        })
+                        .collect::<Result<_, _>>()?,
+                }),
+            };
+            checks.push(Checks::Provenance(ProvenanceCheck {
+                builder_ids: p.builder_ids,
+                build_types: p.build_types,
+                source_repositories: wildcards(
+                    "provenance.source_repositories",
+                    p.source_repositories
+                        .iter()
+                        .map(|r| normalise_repository(r))
+                        .collect(),
+                )?,
+                source_refs: wildcards("provenance.source_refs", p.source_refs)?,
+                base_images,
+            }));
+        }
+        if let Some(sb) = a.sbom {
+            if !checks::is_spdx(&t) && !checks::is_cyclonedx(&t) {
+                return Err(bad(
+                    &format!("{key}.sbom"),
+                    format!("SBOM checks need an SPDX or CycloneDX type, not {t:?}"),
+                ));
+            }
+            checks.push(Checks::Sbom(SbomCheck {
+                deny_packages: wildcards("sbom.deny_packages", sb.deny_packages)?,
+                deny_licenses: wildcards("sbom.deny_licenses", sb.deny_licenses)?,
+                require_packages: sb.require_packages,
+            }));
+        }
+        if let Some(v) = a.vulnerabilities {
+            if t != checks::COSIGN_VULN {
+                return Err(bad(
+                    &format!("{key}.vulnerabilities"),
+                    format!(
+                        "vulnerability checks need type {}, not {t:?}",
+                        checks::COSIGN_VULN
+                    ),
+                ));
+            }
+            let max_severity = match v.max_severity.as_deref() {
+                None => None,
+                Some(sev) => Some(Severity::parse(sev).ok_or_else(|| {
+                    bad(
+                        &format!("{key}.vulnerabilities.max_severity"),
+                        format!("expected low, medium, high or critical, found {sev:?}"),
+                    )
+                })?),
+            };
+            let max_age = match v.max_age.as_deref() {
+                None => None,
+                Some(age) => Some(parse_duration(age).filter(|d| !d.is_zero()).ok_or_else(
+                    || {
+                        bad(
+                            &format!("{key}.vulnerabilities.max_age"),
+                            format!("expected a duration like 24h or 168h, found {age:?}"),
+                        )
+                    },
+                )?),
+            };
+            checks.push(Checks::Vulnerabilities(VulnCheck {
+                max_severity,
+                max_age,
+                deny_cves: v.deny_cves,
+            }));
+        }
+        let rego = match a.rego {
+            None => None,
+            Some(path) => {
+                let file = self.named(&path);
+                let source = std::fs::read_to_string(&file).map_err(|e| {
+                    bad(
+                        &format!("{key}.rego"),
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+                let policy = RegoPolicy::compile(&path, &source)
+                    .map_err(|e| bad(&format!("{key}.rego"), e))?;
+                Some((Arc::new(policy), source))
+            }
+        };
+        let (rego, rego_source) = match rego {
+            Some((p, src)) => (Some(p), Some(src)),
+            None => (None, None),
+        };
+        Ok((
+            AttestationRequirement {
+                predicate_type: t,
+                authorities,
+                checks: checks.pop(),
+                rego,
+            },
+            rego_source,
+        ))
+    }
+}
