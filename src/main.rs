@@ -302,17 +302,18 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         listeners.spawn(server::serve_metrics(
             Arc::clone(live.metrics()),
             listener,
-            umpire::api::listener::Ceilings::from(&live.engine().config().limits),
+            umpire::api::listener::Ceilings::from(&live.listeners().limits),
             async move {
                 let _ = stop.changed().await;
             },
         ));
     }
-    let (grpc_tls, webhook, ext_authz) = {
-        let engine = live.engine();
-        let c = engine.config();
-        (c.grpc_tls.clone(), c.webhook.clone(), c.ext_authz.clone())
-    };
+    let umpire::service::ListenerSettings {
+        grpc_tls,
+        webhook,
+        ext_authz,
+        ..
+    } = live.listeners();
     if let Some(w) = webhook {
         let listener = tokio::net::TcpListener::bind(w.listen)
             .await

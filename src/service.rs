@@ -23,6 +23,18 @@ pub struct Live {
     max_in_flight: usize,
 }
 
+/// What the listeners serve with, from the current configuration (see [`Live::listeners`]).
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    pub grpc_tls: Option<crate::config::TlsSettings>,
+    pub webhook: Option<crate::config::WebhookSettings>,
+    pub ext_authz: Option<crate::config::ExtAuthzSettings>,
+    /// Connection ceilings and the like (`limits`).
+    pub limits: crate::limits::Limits,
+    /// Whether callers may skip cache lookups.
+    pub allow_bypass_cache: bool,
+}
+
 /// Why a request was not taken on.
 #[derive(Debug, thiserror::Error)]
 #[error("umpire is verifying its limit of {0} images at once; retry with back-off")]
@@ -70,6 +82,20 @@ impl Live {
     /// The engine to answer one call with.
     pub fn engine(&self) -> Arc<Engine> {
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The listeners' settings of the current configuration: what the API serves on and how
+    /// (the engine verifies; it does not hand out listener settings).
+    pub fn listeners(&self) -> ListenerSettings {
+        let engine = self.engine();
+        let c = engine.config();
+        ListenerSettings {
+            grpc_tls: c.grpc_tls.clone(),
+            webhook: c.webhook.clone(),
+            ext_authz: c.ext_authz.clone(),
+            limits: c.limits.clone(),
+            allow_bypass_cache: c.limits.allow_bypass_cache,
+        }
     }
 
     /// A place among the images being verified, or `Overloaded` at once (load shedding, no queue).

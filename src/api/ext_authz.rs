@@ -250,7 +250,7 @@ impl authz::authorization_server::Authorization for Gate {
             }
         };
         let engine = self.live.engine();
-        let Some(settings) = engine.config().ext_authz.clone() else {
+        let Some(settings) = self.live.listeners().ext_authz else {
             return Ok(Response::new(deny(
                 StatusCode::ServiceUnavailable,
                 "umpire's registry gate is not configured".into(),

@@ -86,7 +86,7 @@ impl proto::verifier_server::Verifier for VerifierService {
     ) -> Result<Response<proto::VerifyResponse>, Status> {
         let deadline = deadline_of(&request);
         let request = request.into_inner();
-        if request.bypass_cache && !self.live.engine().config().limits.allow_bypass_cache {
+        if request.bypass_cache && !self.live.listeners().allow_bypass_cache {
             return Err(bypass_refused());
         }
         let _permit = self
@@ -122,7 +122,7 @@ impl proto::verifier_server::Verifier for VerifierService {
             )));
         }
         let engine = self.live.engine();
-        if requests.iter().any(|r| r.bypass_cache) && !engine.config().limits.allow_bypass_cache {
+        if requests.iter().any(|r| r.bypass_cache) && !self.live.listeners().allow_bypass_cache {
             return Err(bypass_refused());
         }
         let distinct: std::collections::HashSet<(&str, &str)> = requests

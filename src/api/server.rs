@@ -63,7 +63,7 @@ pub async fn serve_tls_on(
 
 /// The listener ceilings of the running configuration (read at start, like the addresses).
 fn ceilings(live: &Live) -> crate::api::listener::Ceilings {
-    crate::api::listener::Ceilings::from(&live.engine().config().limits)
+    crate::api::listener::Ceilings::from(&live.listeners().limits)
 }
 
 /// Accepted TLS connections whose handshake (and client identity, when an allow-list is set)

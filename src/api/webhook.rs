@@ -48,7 +48,7 @@ struct Judgement {
 }
 
 fn settings(live: &Live) -> Option<WebhookSettings> {
-    live.engine().config().webhook.clone()
+    live.listeners().webhook
 }
 
 async fn judge(live: &Live, review: &Review) -> Judgement {
@@ -366,7 +366,7 @@ pub async fn serve(
         acceptor: tokio_rustls::TlsAcceptor::from(tls),
         allowed_clients: Arc::new(settings.tls.allowed_clients.clone()),
     };
-    let ceilings = crate::api::listener::Ceilings::from(&live.engine().config().limits);
+    let ceilings = crate::api::listener::Ceilings::from(&live.listeners().limits);
     let metrics = Arc::clone(live.metrics());
     tracing::info!(addr = %listener.local_addr()?, "webhook (HTTPS) listening");
     crate::api::listener::serve_http(
