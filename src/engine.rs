@@ -79,6 +79,8 @@ pub struct Engine {
     roots: Vec<Arc<SigstoreRoot>>,
     offline: SigstoreRoot,
     shared: Arc<Shared>,
+    /// Where every image is read from instead of its registry (tests: an in-memory source).
+    source_override: Option<Arc<dyn Source>>,
 }
 
 /// A parsed request with the policies (indices into the config) that apply to it.
@@ -150,7 +152,25 @@ impl Engine {
             roots,
             offline: SigstoreRoot::offline(),
             shared,
+            source_override: None,
         })
+    }
+
+    /// A standalone engine that reads every image, whatever its registry, from `source`: the
+    /// engine's own tests run on an in-memory source, without a registry.
+    pub fn with_source(config: Config, source: Arc<dyn Source>) -> anyhow::Result<Arc<Self>> {
+        let metrics = Arc::new(Metrics::new());
+        let cache = Arc::new(VerdictCache::new(
+            config.cache.clone(),
+            Arc::clone(&metrics),
+        ));
+        let mut engine = Self::new(
+            config,
+            Credentials::default(),
+            Arc::new(Shared::new(cache, metrics)),
+        )?;
+        engine.source_override = Some(source);
+        Ok(Arc::new(engine))
     }
 
     /// An engine with caches of its own (for `umpire verify` and tests).
@@ -645,6 +665,9 @@ impl Engine {
     }
 
     fn source_for(&self, image: &ImageRef) -> Arc<dyn Source> {
+        if let Some(source) = &self.source_override {
+            return Arc::clone(source);
+        }
         match image {
             ImageRef::Registry(r) => Arc::new(self.registry.source(r)),
             ImageRef::Layout(l) => Arc::new(LayoutSource::new(&l.path)),
@@ -723,7 +746,12 @@ impl Engine {
         let budget = EvidenceBudget::new(limits.max_evidence_bytes);
         let elsewhere: Vec<Option<Arc<dyn Source>>> = groups
             .iter()
-            .map(|(repo, _)| repo.map(|r| Arc::new(self.registry.source(r)) as Arc<dyn Source>))
+            .map(|(repo, _)| {
+                repo.map(|r| match &self.source_override {
+                    Some(source) => Arc::clone(source),
+                    None => Arc::new(self.registry.source(r)) as Arc<dyn Source>,
+                })
+            })
             .collect();
         let gathered =
             join_all(
@@ -939,4 +967,125 @@ fn fetch_finding(e: &crate::evidence::FetchError) -> Finding {
         FetchError::AccessDenied { .. } | FetchError::Protocol { .. } => Code::RegistryError,
     };
     Finding::new(code, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine on an in-memory source: orchestration without a registry.
+    use base64::Engine as _;
+
+    use super::*;
+    use crate::evidence::memory::MemorySource;
+    use crate::verify::keys::test_keys::Ecdsa;
+
+    const HOST: &str = "mem.example";
+
+    fn config(key: &Ecdsa) -> Config {
+        let mut pem = String::new();
+        for line in key.public_pem().lines() {
+            pem.push_str(&format!("      {line}\n"));
+        }
+        let yaml = format!(
+            "trust:\n  keys:\n    release: |\n{pem}policies:\n  - name: prod\n    images: [\"{HOST}/**\"]\n    signatures:\n      authorities:\n        - key: release\n"
+        );
+        Config::from_yaml(&yaml, std::path::Path::new("."), "test").unwrap()
+    }
+
+    fn manifest(config: &Digest, config_len: usize, layers: &[serde_json::Value]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_len},
+            "layers": layers,
+        }))
+        .unwrap()
+    }
+
+    /// An image tagged `v1`, signed by `signer` when given; returns the source and the digest.
+    fn source(signer: Option<&Ecdsa>) -> (MemorySource, Digest) {
+        let mut m = MemorySource::new();
+        let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec();
+        let config_len = config.len();
+        let config_digest = m.put(config);
+        let image = m.tag("v1", manifest(&config_digest, config_len, &[]));
+        if let Some(key) = signer {
+            let payload = serde_json::to_vec(&serde_json::json!({
+                "critical": {
+                    "identity": {"docker-reference": format!("{HOST}/app")},
+                    "image": {"docker-manifest-digest": image.to_string()},
+                    "type": "cosign container image signature",
+                },
+                "optional": null,
+            }))
+            .unwrap();
+            let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&payload));
+            let len = payload.len();
+            let layer = m.put(payload);
+            let empty = m.put(b"{}".to_vec());
+            let sig_manifest = manifest(
+                &empty,
+                2,
+                &[serde_json::json!({
+                    "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                    "digest": layer.to_string(),
+                    "size": len,
+                    "annotations": {"dev.cosignproject.cosign/signature": signature},
+                })],
+            );
+            m.tag(&image.cosign_tag("sig"), sig_manifest);
+        }
+        (m, image)
+    }
+
+    #[tokio::test]
+    async fn a_signed_image_is_allowed_for_its_digest() {
+        let key = Ecdsa::p256();
+        let (m, digest) = source(Some(&key));
+        let engine = Engine::with_source(config(&key), Arc::new(m)).unwrap();
+        let v = engine
+            .verify(&format!("{HOST}/app:v1"), None)
+            .await
+            .unwrap();
+        assert!(v.allowed, "{v:?}");
+        assert_eq!(v.digest, digest.to_string());
+        assert_eq!(v.policy, "prod");
+    }
+
+    #[tokio::test]
+    async fn unsigned_or_signed_by_another_key_is_denied() {
+        let key = Ecdsa::p256();
+        let (m, _) = source(None);
+        let engine = Engine::with_source(config(&key), Arc::new(m)).unwrap();
+        let v = engine
+            .verify(&format!("{HOST}/app:v1"), None)
+            .await
+            .unwrap();
+        assert_eq!(v.codes(), [Code::NoSignatures], "{v:?}");
+
+        let (m, _) = source(Some(&Ecdsa::p256()));
+        let engine = Engine::with_source(config(&key), Arc::new(m)).unwrap();
+        let v = engine
+            .verify(&format!("{HOST}/app:v1"), None)
+            .await
+            .unwrap();
+        assert!(!v.allowed);
+        assert_eq!(v.codes(), [Code::SignatureInvalid], "{v:?}");
+    }
+
+    #[tokio::test]
+    async fn a_source_that_fails_gives_a_retryable_denial_that_is_not_kept() {
+        let key = Ecdsa::p256();
+        let engine = Engine::with_source(config(&key), Arc::new(MemorySource::failing())).unwrap();
+        let v = engine
+            .verify(&format!("{HOST}/app:v1"), None)
+            .await
+            .unwrap();
+        assert!(!v.allowed && v.retryable, "{v:?}");
+        assert_eq!(v.codes(), [Code::RegistryUnavailable]);
+        let again = engine
+            .verify(&format!("{HOST}/app:v1"), None)
+            .await
+            .unwrap();
+        assert!(!again.allowed);
+    }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod discovery;
 pub mod layout;
 pub mod manifest;
+pub mod memory;
 pub mod registry;
 
 use async_trait::async_trait;
