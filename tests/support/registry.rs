@@ -106,6 +106,11 @@ impl Registry {
         panic!("docker-registry did not start: {last_error}");
     }
 
+    /// The registry process, for measuring its CPU beside umpire's.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

@@ -1,0 +1,393 @@
+//! Benchmarks `umpire serve` as a separate process, so that its CPU is measured alone:
+//! - warm: cached `Verify` calls from h2load (4 connections × 64 streams, a fixed gRPC body) with
+//!   umpire pinned to core 0 and h2load to core 1, interleaved (umpire, empty, umpire, empty) with an
+//!   empty tonic `Verifier` (this binary, `--empty`) that returns the very response bytes umpire
+//!   returns: the floor;
+//! - cold: distinct signed images in a local registry (Debian's docker-registry) verified by digest
+//!   at concurrency 16; umpire's and the registry's CPU read from `/proc`, and umpire's registry
+//!   requests from its `/metrics`.
+//!
+//!     cargo build --release && cargo run --release --example serve_bench [-- --images 1000]
+//!
+//! Needs `h2load` (Debian `nghttp2-client`), `taskset` and `docker-registry`. Everything runs on
+//! loopback.
+
+#[path = "../tests/support/cosign.rs"]
+mod cosign;
+#[path = "../tests/support/registry.rs"]
+mod registry;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use tonic::transport::Channel;
+use umpire::proto::verifier_client::VerifierClient;
+use umpire::proto::verifier_server::{Verifier, VerifierServer};
+use umpire::proto::{VerifyBatchRequest, VerifyBatchResponse, VerifyRequest, VerifyResponse};
+
+#[derive(clap::Parser)]
+#[command(about = "Benchmarks `umpire serve` as a separate process against its floors")]
+struct Args {
+    /// Distinct signed images for the cold scenario.
+    #[arg(long, default_value_t = 1000)]
+    images: usize,
+    /// Requests per warm run.
+    #[arg(long, default_value_t = 200_000)]
+    requests: usize,
+    /// umpire's log level (`UMPIRE_LOG`) while measured: `info` is what it runs with by default.
+    #[arg(long, default_value = "info")]
+    log: String,
+    /// Serve an empty Verifier on this address answering with the response in `--response`.
+    #[arg(long, hide = true)]
+    empty: Option<String>,
+    #[arg(long, hide = true)]
+    response: Option<PathBuf>,
+}
+
+/// Answers every `Verify` with one fixed response.
+struct Empty(VerifyResponse);
+
+#[tonic::async_trait]
+impl Verifier for Empty {
+    async fn verify(
+        &self,
+        _: tonic::Request<VerifyRequest>,
+    ) -> Result<tonic::Response<VerifyResponse>, tonic::Status> {
+        Ok(tonic::Response::new(self.0.clone()))
+    }
+    async fn verify_batch(
+        &self,
+        _: tonic::Request<VerifyBatchRequest>,
+    ) -> Result<tonic::Response<VerifyBatchResponse>, tonic::Status> {
+        Ok(tonic::Response::new(VerifyBatchResponse::default()))
+    }
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+async fn channel(addr: &str) -> Channel {
+    for _ in 0..300 {
+        if let Ok(c) = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no server on {addr}");
+}
+
+/// User + system CPU time of a process so far (`/proc/<pid>/stat`).
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    // The kernel's USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+struct H2load {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+}
+
+/// One h2load run on core 1: requests/s and p50/p99 latency (ms) from its per-request log.
+fn h2load(addr: &str, body: &Path, requests: usize, dir: &Path) -> H2load {
+    let log = dir.join("h2load.log");
+    let out = Command::new("taskset")
+        .args(["-c", "1", "h2load", "-n"])
+        .arg(requests.to_string())
+        .args(["-c", "4", "-m", "64", "-d"])
+        .arg(body)
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+        .arg("--log-file")
+        .arg(&log)
+        .arg(format!("http://{addr}/umpire.v1.Verifier/Verify"))
+        .output()
+        .expect("run h2load (apt-get install nghttp2-client)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find(|l| l.starts_with("finished in"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    let ok = text.contains(&format!("{requests} succeeded"));
+    assert!(ok, "h2load did not succeed:\n{text}");
+    let mut latencies: Vec<f64> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split('\t').nth(2)?.parse::<f64>().ok())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+            / 1000.0
+    };
+    H2load {
+        rps,
+        p50: q(0.50),
+        p99: q(0.99),
+    }
+}
+
+fn spawn_pinned(program: &Path, args: &[&str], log: &str) -> Child {
+    Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(program)
+        .args(args)
+        .env("UMPIRE_LOG", log)
+        .stdout(Stdio::null())
+        // Written as a deployment would (to a pipe or file), not measured on a terminal.
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a pinned process")
+}
+
+async fn serve_empty(addr: &str, response: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(response)?;
+    let response = VerifyResponse::decode(bytes.as_slice())?;
+    tonic::transport::Server::builder()
+        .add_service(VerifierServer::new(Empty(response)))
+        .serve(addr.parse()?)
+        .await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = <Args as clap::Parser>::parse();
+    if let (Some(addr), Some(response)) = (&a.empty, &a.response) {
+        return serve_empty(addr, response).await;
+    }
+    let umpire_bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/umpire");
+    anyhow::ensure!(
+        umpire_bin.exists(),
+        "build umpire first: cargo build --release"
+    );
+    let dir = tempfile::tempdir()?;
+
+    eprintln!(
+        "starting a local registry and pushing {} signed images...",
+        a.images + 1
+    );
+    let registry = registry::Registry::start().await;
+    let key = cosign::SigningKey::p256();
+    let mut digests = Vec::new();
+    for i in 0..=a.images {
+        let image = cosign::Image::new(&format!("bench image {i}"));
+        let digest = registry
+            .push_image("bench/app", &format!("v{i}"), &image)
+            .await;
+        registry
+            .push_signatures(
+                "bench/app",
+                &digest,
+                vec![cosign::signature_layer(
+                    &key,
+                    cosign::payload("bench/app", &digest),
+                )],
+            )
+            .await;
+        digests.push(digest);
+    }
+    let host = registry.host();
+    let (listen, metrics_listen, empty_listen) = (free_addr(), free_addr(), free_addr());
+    let config = dir.path().join("umpire.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {listen}\nmetrics_listen: {metrics_listen}\nregistries:\n  - host: {host}\n    insecure: true\ntrust:\n  keys:\n    release: |\n{}policies:\n  - name: bench\n    images: [\"{host}/**\"]\n    signatures:\n      authorities:\n        - key: release\n",
+            key.public_pem()
+                .lines()
+                .map(|l| format!("      {l}\n"))
+                .collect::<String>()
+        ),
+    )?;
+    let mut umpire = spawn_pinned(
+        &umpire_bin,
+        &["serve", "--config", &config.display().to_string()],
+        &a.log,
+    );
+    let mut client = VerifierClient::new(channel(&listen).await);
+
+    // Warm: one digest, cached after the first call.
+    let hot = format!("{host}/bench/app@{}", digests[0]);
+    let request = VerifyRequest {
+        image: hot.clone(),
+        ..Default::default()
+    };
+    let response = client.verify(request.clone()).await?.into_inner();
+    anyhow::ensure!(
+        response.allowed,
+        "the hot image did not verify: {response:?}"
+    );
+    let cached = client.verify(request.clone()).await?.into_inner();
+    let response_file = dir.path().join("response.bin");
+    std::fs::write(&response_file, cached.encode_to_vec())?;
+    let body = dir.path().join("body.bin");
+    let message = request.encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend((message.len() as u32).to_be_bytes());
+    framed.extend(message);
+    std::fs::write(&body, framed)?;
+    let me = std::env::current_exe()?;
+    let mut empty = spawn_pinned(
+        &me,
+        &[
+            "--empty",
+            &empty_listen,
+            "--response",
+            &response_file.display().to_string(),
+        ],
+        &a.log,
+    );
+    channel(&empty_listen).await;
+
+    println!("| run | server | req/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|");
+    let mut runs = Vec::new();
+    for round in 1..=2 {
+        for (name, addr) in [
+            ("umpire (cached)", &listen),
+            ("empty handler", &empty_listen),
+        ] {
+            let r = h2load(addr, &body, a.requests, dir.path());
+            println!(
+                "| {round} | {name} | {:.0} | {:.3} | {:.3} |",
+                r.rps, r.p50, r.p99
+            );
+            runs.push((name, r));
+        }
+    }
+    let mean = |name: &str, f: fn(&H2load) -> f64| {
+        let v: Vec<f64> = runs
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, r)| f(r))
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    println!();
+    println!(
+        "warm: {:.2}x the empty handler's requests/s (goal >= 0.9); p99 {:.2}x its p99 (goal <= 1.2)",
+        mean("umpire (cached)", |r| r.rps) / mean("empty handler", |r| r.rps),
+        mean("umpire (cached)", |r| r.p99) / mean("empty handler", |r| r.p99),
+    );
+    let _ = empty.kill();
+
+    // Where the cached path spends its time: a profile of umpire under one more warm run.
+    if std::env::var_os("BENCH_PERF").is_some() {
+        let data = dir.path().join("perf.data");
+        let mut perf = Command::new("perf")
+            .args(["record", "-F", "999", "-g", "-o"])
+            .arg(&data)
+            .args(["-p", &umpire.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        h2load(&listen, &body, a.requests, dir.path());
+        Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status()?;
+        perf.wait()?;
+        let report = Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "--sort",
+                "symbol",
+                "-g",
+                "none",
+                "-i",
+            ])
+            .arg(&data)
+            .output()?;
+        let text = String::from_utf8_lossy(&report.stdout);
+        println!("\nprofile of the cached path (self time, top symbols):");
+        for line in text.lines().filter(|l| l.contains('%')).take(40) {
+            println!("    {line}");
+        }
+    }
+
+    // Cold: every image a digest umpire has not seen, by digest, concurrency 16.
+    let cold: Vec<String> = digests[1..]
+        .iter()
+        .map(|d| format!("{host}/bench/app@{d}"))
+        .collect();
+    let scrape = || async {
+        let text = reqwest::get(format!("http://{metrics_listen}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        Some(
+            text.lines()
+                .filter(|l| l.contains("registry_requests_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>(),
+        )
+    };
+    let requests_before = scrape().await.unwrap_or(0.0);
+    let registry_pid = registry.pid().unwrap_or(0);
+    let (umpire_cpu, registry_cpu) = (cpu(umpire.id()), cpu(registry_pid));
+    let started = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cold = std::sync::Arc::new(cold);
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let (next, cold) = (next.clone(), cold.clone());
+        let mut client = client.clone();
+        workers.push(tokio::spawn(async move {
+            let mut denied = 0;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(image) = cold.get(i) else { break };
+                let r = client
+                    .verify(VerifyRequest {
+                        image: image.clone(),
+                        ..Default::default()
+                    })
+                    .await;
+                if !r.map(|r| r.into_inner().allowed).unwrap_or(false) {
+                    denied += 1;
+                }
+            }
+            denied
+        }));
+    }
+    let mut denied = 0;
+    for w in workers {
+        denied += w.await?;
+    }
+    let elapsed = started.elapsed();
+    let n = cold.len() as f64;
+    let umpire_per = (cpu(umpire.id()) - umpire_cpu).as_secs_f64() * 1e3 / n;
+    let registry_per = (cpu(registry_pid) - registry_cpu).as_secs_f64() * 1e3 / n;
+    let requests_per = (scrape().await.unwrap_or(0.0) - requests_before) / n;
+    println!();
+    println!(
+        "cold: {} images in {:.2} s ({:.0}/s), {denied} denied; umpire CPU {umpire_per:.3} ms/image (goal <= 0.25; its signature check alone ~0.034), registry CPU {registry_per:.3} ms/image, {requests_per:.1} registry requests/image",
+        cold.len(),
+        elapsed.as_secs_f64(),
+        n / elapsed.as_secs_f64()
+    );
+    let _ = umpire.kill();
+    Ok(())
+}
