@@ -289,6 +289,7 @@ async fn main() -> anyhow::Result<()> {
         mean("umpire (cached)", |r| r.p99) / mean("empty handler", |r| r.p99),
     );
     let _ = empty.kill();
+    let _ = empty.wait();
 
     // Where the cached path spends its time: a profile of umpire under one more warm run.
     if std::env::var_os("BENCH_PERF").is_some() {
@@ -389,5 +390,6 @@ async fn main() -> anyhow::Result<()> {
         n / elapsed.as_secs_f64()
     );
     let _ = umpire.kill();
+    let _ = umpire.wait();
     Ok(())
 }
