@@ -145,8 +145,18 @@ fn h2load(addr: &str, body: &Path, requests: usize, dir: &Path) -> H2load {
     }
 }
 
-fn spawn_pinned(program: &Path, args: &[&str], log: &str) -> Child {
-    Command::new("taskset")
+/// A child process killed and reaped when dropped, whichever way `main` leaves.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_pinned(program: &Path, args: &[&str], log: &str) -> Reaped {
+    let child = Command::new("taskset")
         .args(["-c", "0"])
         .arg(program)
         .args(args)
@@ -155,7 +165,8 @@ fn spawn_pinned(program: &Path, args: &[&str], log: &str) -> Child {
         // Written as a deployment would (to a pipe or file), not measured on a terminal.
         .stderr(Stdio::null())
         .spawn()
-        .expect("start a pinned process")
+        .expect("start a pinned process");
+    Reaped(child)
 }
 
 async fn serve_empty(addr: &str, response: &Path) -> anyhow::Result<()> {
@@ -218,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
                 .collect::<String>()
         ),
     )?;
-    let mut umpire = spawn_pinned(
+    let umpire = spawn_pinned(
         &umpire_bin,
         &["serve", "--config", &config.display().to_string()],
         &a.log,
@@ -246,7 +257,7 @@ async fn main() -> anyhow::Result<()> {
     framed.extend(message);
     std::fs::write(&body, framed)?;
     let me = std::env::current_exe()?;
-    let mut empty = spawn_pinned(
+    let empty = spawn_pinned(
         &me,
         &[
             "--empty",
@@ -288,8 +299,7 @@ async fn main() -> anyhow::Result<()> {
         mean("umpire (cached)", |r| r.rps) / mean("empty handler", |r| r.rps),
         mean("umpire (cached)", |r| r.p99) / mean("empty handler", |r| r.p99),
     );
-    let _ = empty.kill();
-    let _ = empty.wait();
+    drop(empty);
 
     // Where the cached path spends its time: a profile of umpire under one more warm run.
     if std::env::var_os("BENCH_PERF").is_some() {
@@ -297,7 +307,7 @@ async fn main() -> anyhow::Result<()> {
         let mut perf = Command::new("perf")
             .args(["record", "-F", "999", "-g", "-o"])
             .arg(&data)
-            .args(["-p", &umpire.id().to_string()])
+            .args(["-p", &umpire.0.id().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
@@ -347,7 +357,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let requests_before = scrape().await.unwrap_or(0.0);
     let registry_pid = registry.pid().unwrap_or(0);
-    let (umpire_cpu, registry_cpu) = (cpu(umpire.id()), cpu(registry_pid));
+    let (umpire_cpu, registry_cpu) = (cpu(umpire.0.id()), cpu(registry_pid));
     let started = Instant::now();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let cold = std::sync::Arc::new(cold);
@@ -379,7 +389,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let n = cold.len() as f64;
-    let umpire_per = (cpu(umpire.id()) - umpire_cpu).as_secs_f64() * 1e3 / n;
+    let umpire_per = (cpu(umpire.0.id()) - umpire_cpu).as_secs_f64() * 1e3 / n;
     let registry_per = (cpu(registry_pid) - registry_cpu).as_secs_f64() * 1e3 / n;
     let requests_per = (scrape().await.unwrap_or(0.0) - requests_before) / n;
     println!();
@@ -389,7 +399,6 @@ async fn main() -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         n / elapsed.as_secs_f64()
     );
-    let _ = umpire.kill();
-    let _ = umpire.wait();
+    drop(umpire);
     Ok(())
 }
