@@ -369,11 +369,17 @@ async fn batch_fetches_each_digest_once() {
     let requests: Vec<(String, Option<String>)> = vec![(by_digest.clone(), None); 5];
     let verdicts = engine.verify_batch(&requests).await.unwrap();
     assert!(verdicts.iter().all(|v| v.allowed));
+    // Five entries for one digest read each thing once, whichever tags and referrers the
+    // discovery strategy asks for.
     let requests = server.requests();
-    let count = |part: &str| requests.iter().filter(|r| r.path.contains(part)).count();
-    // The image manifest, its .sig tag and its referrers fallback tag; the referrers API once.
-    assert_eq!(count("/manifests/"), 3, "{requests:?}");
-    assert_eq!(count("/referrers/"), 1, "{requests:?}");
+    let mut seen = std::collections::HashSet::new();
+    let repeated: Vec<&str> = requests
+        .iter()
+        .filter(|r| !seen.insert(r.path.clone()))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert!(!requests.is_empty());
+    assert!(repeated.is_empty(), "fetched twice: {repeated:?}");
 }
 
 #[tokio::test]
