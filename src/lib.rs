@@ -1,25 +1,56 @@
 //! umpire: a supply-chain verdict service. See ARCHITECTURE.md for the map.
+//!
+//! The library surface is the re-exports below: a configuration ([`Config`]), the engine that
+//! answers ([`Engine`], or [`Live`] for a reloading service), its answer ([`Verdict`], [`Finding`],
+//! [`Code`]) and the gRPC types ([`proto`]). The modules themselves are public for umpire's own
+//! integration tests, benchmarks, fuzz targets and examples (hidden from the docs): they are not a
+//! stable interface.
 
+pub use config::Config;
+pub use engine::Engine;
+pub use service::Live;
+pub use verdict::{Code, Finding, Verdict};
+
+#[doc(hidden)]
 pub mod api;
+#[doc(hidden)]
 pub mod cache;
+#[doc(hidden)]
 pub mod checks;
+#[doc(hidden)]
 pub mod coalesce;
+#[doc(hidden)]
 pub mod config;
+#[doc(hidden)]
 pub mod conformance;
+#[doc(hidden)]
 pub mod digest;
+#[doc(hidden)]
 pub mod engine;
+#[doc(hidden)]
 pub mod evidence;
+#[doc(hidden)]
 pub mod glob;
+#[doc(hidden)]
 pub mod limits;
+#[doc(hidden)]
 pub mod metrics;
+#[doc(hidden)]
 pub mod policy;
+#[doc(hidden)]
 pub mod reference;
+#[doc(hidden)]
 pub mod rego;
+#[doc(hidden)]
 pub mod service;
+#[doc(hidden)]
 pub mod trust;
+#[doc(hidden)]
 pub mod verdict;
+#[doc(hidden)]
 pub mod verify;
 
+#[doc(hidden)]
 /// Generated types of the Envoy ext_authz subset (`proto/envoy`, `proto/google`), rooted so that
 /// the generated cross-package paths resolve.
 pub mod envoy_proto {
