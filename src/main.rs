@@ -373,6 +373,19 @@ fn config_check(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The listeners build their TLS when they start; check now that they will, as serve would.
+    let tls = [
+        ("tls", config.grpc_tls.as_ref()),
+        ("webhook", config.webhook.as_ref().map(|w| &w.tls)),
+    ];
+    for (key, settings) in tls {
+        if let Some(settings) = settings
+            && let Err(e) = umpire::api::tls::server_config(settings, &[])
+        {
+            eprintln!("umpire: invalid configuration: {key}: {e:#}");
+            return ExitCode::from(2);
+        }
+    }
     let origin = path.as_ref().map_or_else(
         || "the built-in default".to_owned(),
         |p| p.display().to_string(),

@@ -386,3 +386,32 @@ fn a_missing_config_file_is_reported_once() {
         assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
     }
 }
+
+#[test]
+fn config_check_refuses_a_certificate_and_a_key_that_do_not_belong_together() {
+    let pki = support::certs::Pki::new("check");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = pki.server().write(dir.path(), "a");
+    let (_, other_key) = pki.server().write(dir.path(), "b");
+    let yaml = |key: &std::path::Path| {
+        format!(
+            "tls:\n  cert: {}\n  key: {}\npolicies:\n  - name: p\n    images: [\"r.example/**\"]\n    signatures:\n      authorities:\n        - key: k\ntrust:\n  keys:\n    k: |\n{}",
+            cert.display(),
+            key.display(),
+            SigningKey::p256()
+                .public_pem()
+                .lines()
+                .map(|l| format!("      {l}\n"))
+                .collect::<String>()
+        )
+    };
+    let path = dir.path().join("umpire.yaml");
+    std::fs::write(&path, yaml(&dir.path().join("a.key"))).unwrap();
+    let out = umpire(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    std::fs::write(&path, yaml(&other_key)).unwrap();
+    let out = umpire(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("tls"), "{}", text(&out.stderr));
+}

@@ -52,7 +52,17 @@ fn load_certified_key(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<Arc<Certi
         .key_provider
         .load_private_key(key_der)
         .with_context(|| format!("TLS key {}", key.display()))?;
-    Ok(Arc::new(CertifiedKey::new(certs, signing)))
+    let certified = CertifiedKey::new(certs, signing);
+    // A key for another certificate would fail every handshake; refuse it when it is loaded
+    // (and keep the previous pair on a rotation that mixes them up).
+    certified.keys_match().with_context(|| {
+        format!(
+            "TLS key {} is not the key of certificate {}",
+            key.display(),
+            cert.display()
+        )
+    })?;
+    Ok(Arc::new(certified))
 }
 
 fn read_certs(path: &PathBuf) -> anyhow::Result<Vec<CertificateDer<'static>>> {
