@@ -358,6 +358,20 @@ async fn main() -> anyhow::Result<()> {
     let requests_before = scrape().await.unwrap_or(0.0);
     let registry_pid = registry.pid().unwrap_or(0);
     let (umpire_cpu, registry_cpu) = (cpu(umpire.0.id()), cpu(registry_pid));
+    let cold_perf = std::env::var_os("BENCH_PERF")
+        .map(|_| -> anyhow::Result<(Child, PathBuf)> {
+            let data = dir.path().join("perf-cold.data");
+            let perf = Command::new("perf")
+                .args(["record", "-F", "1999", "-g", "-o"])
+                .arg(&data)
+                .args(["-p", &umpire.0.id().to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            std::thread::sleep(Duration::from_millis(500));
+            Ok((perf, data))
+        })
+        .transpose()?;
     let started = Instant::now();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let cold = std::sync::Arc::new(cold);
@@ -388,6 +402,19 @@ async fn main() -> anyhow::Result<()> {
         denied += w.await?;
     }
     let elapsed = started.elapsed();
+    if let Some((mut perf, data)) = cold_perf {
+        Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
+        perf.wait()?;
+        let report = Command::new("perf")
+            .args(["report", "--stdio", "--children", "--sort", "symbol", "-g", "none", "--percent-limit", "3", "-i"])
+            .arg(&data)
+            .output()?;
+        let text = String::from_utf8_lossy(&report.stdout);
+        println!("\nprofile of the cold path (inclusive time, umpire's frames):");
+        for line in text.lines().filter(|l| l.contains('%')).take(45) {
+            println!("    {}", line.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
     let n = cold.len() as f64;
     let umpire_per = (cpu(umpire.0.id()) - umpire_cpu).as_secs_f64() * 1e3 / n;
     let registry_per = (cpu(registry_pid) - registry_cpu).as_secs_f64() * 1e3 / n;
