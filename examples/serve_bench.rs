@@ -403,16 +403,32 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     if let Some((mut perf, data)) = cold_perf {
-        Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
+        Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status()?;
         perf.wait()?;
         let report = Command::new("perf")
-            .args(["report", "--stdio", "--children", "--sort", "symbol", "-g", "none", "--percent-limit", "3", "-i"])
+            .args([
+                "report",
+                "--stdio",
+                "--children",
+                "--sort",
+                "symbol",
+                "-g",
+                "none",
+                "--percent-limit",
+                "3",
+                "-i",
+            ])
             .arg(&data)
             .output()?;
         let text = String::from_utf8_lossy(&report.stdout);
         println!("\nprofile of the cold path (inclusive time, umpire's frames):");
         for line in text.lines().filter(|l| l.contains('%')).take(45) {
-            println!("    {}", line.split_whitespace().collect::<Vec<_>>().join(" "));
+            println!(
+                "    {}",
+                line.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
         }
     }
     let n = cold.len() as f64;

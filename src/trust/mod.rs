@@ -3,6 +3,7 @@
 //! every byte recorded for the cache keys. `tuf` refreshes `trust.sigstore.<name>: tuf` roots,
 //! scheduled by `service`.
 
+pub mod notation;
 pub mod tuf;
 
 use std::collections::BTreeMap;
