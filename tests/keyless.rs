@@ -779,3 +779,118 @@ mod tsa_only_root {
         assert!(!root.has_tlogs());
     }
 }
+
+/// Legacy keyless `.att` layers logged as Rekor `intoto` 0.0.1 entries, which umpire verifies
+/// step by step itself (sigstore-verify does not read them): each step refuses its forgery.
+mod legacy_intoto_attestations {
+    use super::*;
+    use support::cosign::statement;
+    use support::sigstore::Identity;
+    use time::{Duration as TimeDuration, OffsetDateTime};
+
+    fn yaml(s: &Setup, root: &std::path::Path) -> String {
+        let host = s.registry.host();
+        format!(
+            "registries:\n  - host: {host}\n    insecure: true\ntrust:\n  sigstore:\n    test: {}\npolicies:\n  - name: prod\n    images: [\"{host}/**\"]\n    attestations:\n      - type: {}\n        authorities:\n          - keyless:\n              trust: test\n              issuer: {GITHUB_ISSUER}\n              subject_regex: https://github\\.com/acme/.+\n",
+            root.display(),
+            cosign::SLSA_V1
+        )
+    }
+
+    fn provenance(s: &Setup) -> Vec<u8> {
+        statement(
+            &s.digest,
+            cosign::SLSA_V1,
+            serde_json::json!({"buildDefinition": {}, "runDetails": {}}),
+        )
+    }
+
+    async fn verdict(s: &Setup, root: &std::path::Path, layer: cosign::Blob) -> VerifyResponse {
+        s.registry
+            .push_attestations(REPO, &s.digest, vec![layer])
+            .await;
+        verify_fresh(&Umpire::start(&yaml(s, root)).await, &s.image()).await
+    }
+
+    fn assert_invalid(r: &VerifyResponse, reason: &str) {
+        assert!(!r.allowed, "{r:?}");
+        assert_eq!(codes(r), ["ATTESTATION_INVALID"], "{r:?}");
+        assert!(
+            r.findings[0].message.contains(reason),
+            "expected {reason:?}: {r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_minted_intoto_attestation_verifies() {
+        let s = Setup::new().await;
+        let layer = s
+            .sigstore
+            .keyless_intoto_layer(&Identity::github("acme/app"), &provenance(&s));
+        let r = verdict(&s, &s.root_path, layer).await;
+        assert!(r.allowed, "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn an_entry_naming_another_certificate_is_denied() {
+        let s = Setup::new().await;
+        let id = Identity::github("acme/app");
+        let (leaf, other) = (s.sigstore.issue(&id), s.sigstore.issue(&id));
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let layer = s
+            .sigstore
+            .keyless_intoto_layer_from(&leaf, &provenance(&s), &other.pem(), now);
+        assert_invalid(
+            &verdict(&s, &s.root_path, layer).await,
+            "records another signer",
+        );
+    }
+
+    #[tokio::test]
+    async fn a_certificate_not_valid_at_the_integrated_time_is_denied() {
+        let s = Setup::new().await;
+        let now = OffsetDateTime::now_utc();
+        let leaf = s.sigstore.issue_at(
+            &Identity::github("acme/app"),
+            now - TimeDuration::minutes(30),
+            now - TimeDuration::minutes(20),
+        );
+        let layer = s.sigstore.keyless_intoto_layer_from(
+            &leaf,
+            &provenance(&s),
+            &leaf.pem(),
+            now.unix_timestamp(),
+        );
+        assert_invalid(
+            &verdict(&s, &s.root_path, layer).await,
+            "not valid at the signing time",
+        );
+    }
+
+    #[tokio::test]
+    async fn an_integrated_time_in_the_future_is_denied() {
+        let s = Setup::new().await;
+        let leaf = s.sigstore.issue(&Identity::github("acme/app"));
+        let later = OffsetDateTime::now_utc().unix_timestamp() + 3600;
+        let layer =
+            s.sigstore
+                .keyless_intoto_layer_from(&leaf, &provenance(&s), &leaf.pem(), later);
+        assert_invalid(&verdict(&s, &s.root_path, layer).await, "in the future");
+    }
+
+    #[tokio::test]
+    async fn an_sct_from_an_untrusted_ct_log_is_denied() {
+        let s = Setup::new().await;
+        // The same root, but trusting another CT log.
+        let mut root: serde_json::Value =
+            serde_json::from_str(&s.sigstore.trusted_root_json()).unwrap();
+        let other: serde_json::Value =
+            serde_json::from_str(&TestSigstore::new().trusted_root_json()).unwrap();
+        root["ctlogs"] = other["ctlogs"].clone();
+        let (_dir, path) = config_file(&root.to_string());
+        let layer = s
+            .sigstore
+            .keyless_intoto_layer(&Identity::github("acme/app"), &provenance(&s));
+        assert_invalid(&verdict(&s, &path, layer).await, "SCT");
+    }
+}

@@ -344,6 +344,64 @@ impl TestSigstore {
         }
     }
 
+    /// Logs `body` as integrated at `integrated_time`, signing the SET with this instance's key.
+    pub fn log_at(&self, body: Vec<u8>, kind: &'static str, integrated_time: i64) -> LogEntry {
+        let log_index = 1000 + (integrated_time % 997);
+        let log_id = sha256(&spki(&self.rekor_key));
+        let set_payload = format!(
+            r#"{{"body":"{}","integratedTime":{integrated_time},"logID":"{}","logIndex":{log_index}}}"#,
+            b64(&body),
+            hex::encode(log_id)
+        );
+        LogEntry {
+            set: sign(&self.rekor_key, set_payload.as_bytes()),
+            body,
+            integrated_time,
+            log_index,
+            log_id,
+            kind,
+        }
+    }
+
+    /// A legacy keyless `.att` layer (cosign v1/v2, the SLSA generator): a DSSE envelope over
+    /// `statement` signed by `leaf`, logged as an `intoto` 0.0.1 entry that names `logged_pem` (the
+    /// leaf's certificate, unless a test says otherwise) and integrated at `integrated_time`.
+    pub fn keyless_intoto_layer_from(
+        &self,
+        leaf: &Leaf,
+        statement: &[u8],
+        logged_pem: &str,
+        integrated_time: i64,
+    ) -> Blob {
+        let signature = sign(&leaf.key, &dsse_pae(statement));
+        let envelope = serde_json::json!({"payloadType": IN_TOTO, "payload": b64(statement), "signatures": [{"keyid": "", "sig": b64(&signature)}]}).to_string().into_bytes();
+        let body = format!(
+            r#"{{"apiVersion":"0.0.1","kind":"intoto","spec":{{"content":{{"hash":{{"algorithm":"sha256","value":"{}"}},"payloadHash":{{"algorithm":"sha256","value":"{}"}}}},"publicKey":"{}"}}}}"#,
+            hex::encode(sha256(&envelope)),
+            hex::encode(sha256(statement)),
+            b64(logged_pem.as_bytes())
+        )
+        .into_bytes();
+        let entry = self.log_at(body, "intoto", integrated_time);
+        let mut blob = Blob::new("application/vnd.dsse.envelope.v1+json", envelope);
+        blob.annotations
+            .push(("dev.sigstore.cosign/certificate".to_owned(), leaf.pem()));
+        blob.annotations.push((
+            "dev.sigstore.cosign/chain".to_owned(),
+            pem::encode(&pem::Pem::new("CERTIFICATE", self.ca_der.clone())),
+        ));
+        blob.annotations
+            .push(("dev.sigstore.cosign/bundle".to_owned(), entry.annotation()));
+        blob
+    }
+
+    /// The same, everything issued and logged now.
+    pub fn keyless_intoto_layer(&self, identity: &Identity, statement: &[u8]) -> Blob {
+        let leaf = self.issue(identity);
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        self.keyless_intoto_layer_from(&leaf, statement, &leaf.pem(), now)
+    }
+
     pub fn log(&self, body: Vec<u8>, kind: &'static str) -> LogEntry {
         self.log_with(&self.rekor_key, body, kind)
     }
