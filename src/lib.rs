@@ -36,6 +36,8 @@ pub mod limits;
 #[doc(hidden)]
 pub mod metrics;
 #[doc(hidden)]
+pub mod notation_cmd;
+#[doc(hidden)]
 pub mod policy;
 #[doc(hidden)]
 pub mod reference;

@@ -59,6 +59,18 @@ enum Command {
         #[command(subcommand)]
         command: ConformanceCommand,
     },
+    /// Notation (Notary Project) tools.
+    Notation {
+        #[command(subcommand)]
+        command: NotationCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotationCommand {
+    /// Verify one Notation envelope against a target descriptor, a trust policy and a trust store,
+    /// offline. Exit 0 verified, 1 not verified, 2 bad input.
+    VerifyEnvelope(umpire::notation_cmd::VerifyEnvelopeArgs),
 }
 
 #[derive(Subcommand)]
@@ -258,6 +270,12 @@ fn main() -> ExitCode {
             init_logging("error", false);
             config_check(config)
         }
+        Command::Notation {
+            command: NotationCommand::VerifyEnvelope(args),
+        } => {
+            init_logging("error", false);
+            notation_verify_envelope(&args)
+        }
         Command::Conformance {
             command: ConformanceCommand::VerifyBundle(args),
         } => match umpire::conformance::verify_bundle(&args) {
@@ -267,6 +285,32 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+fn notation_verify_envelope(args: &umpire::notation_cmd::VerifyEnvelopeArgs) -> ExitCode {
+    match umpire::notation_cmd::verify_envelope_cmd(args) {
+        Err(e) => {
+            eprintln!("umpire: {e:#}");
+            ExitCode::from(2)
+        }
+        Ok(report) => {
+            for w in &report.logged {
+                eprintln!("warning: {w}");
+            }
+            if report.skipped {
+                eprintln!("skipped: the trust policy's level is skip; nothing was verified");
+            }
+            if report.verified() {
+                println!("verified: {}", args.envelope.display());
+                ExitCode::SUCCESS
+            } else {
+                for f in &report.enforced {
+                    eprintln!("not verified: {f}");
+                }
+                ExitCode::from(1)
+            }
+        }
     }
 }
 

@@ -200,6 +200,8 @@ pub struct Statement {
     pub overrides: BTreeMap<Validation, Action>,
     pub stores: Vec<StoreRef>,
     pub identities: Vec<TrustedIdentity>,
+    /// `verifyTimestamp: always` (the default); `false` for `afterCertExpiry`.
+    pub verify_timestamp_always: bool,
 }
 
 impl Statement {
@@ -238,7 +240,7 @@ struct RawVerification {
     #[serde(default)]
     r#override: BTreeMap<String, String>,
     #[serde(default, rename = "verifyTimestamp")]
-    _verify_timestamp: Option<String>,
+    verify_timestamp: Option<String>,
 }
 
 /// A registry scope as Notation writes it: `host[:port]/repository`, no tag or digest, no wildcard.
@@ -387,7 +389,17 @@ pub fn parse_trust_policy(json: &str) -> Result<Vec<Statement>, NotationError> {
                 (stores, ids)
             }
         };
+        let verify_timestamp_always = match r.signature_verification.verify_timestamp.as_deref() {
+            None | Some("always") => true,
+            Some("afterCertExpiry") => false,
+            Some(other) => {
+                return Err(bad(format!(
+                    "verifyTimestamp {other:?} is not always or afterCertExpiry"
+                )));
+            }
+        };
         statements.push(Statement {
+            verify_timestamp_always,
             name: r.name,
             scopes,
             level,
@@ -471,6 +483,145 @@ pub fn load_store(root: &Path, store: &StoreRef) -> Result<Vec<Vec<u8>>, Notatio
         return Err(bad(format!("{} holds no certificate", dir.display())));
     }
     Ok(certs)
+}
+
+/// What verifying one envelope under one statement found: failures the level enforces, and
+/// failures it only logs (reported as warnings).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub enforced: Vec<String>,
+    pub logged: Vec<String>,
+    /// The statement's level is `skip`: nothing was verified.
+    pub skipped: bool,
+}
+
+impl Report {
+    pub fn verified(&self) -> bool {
+        self.enforced.is_empty()
+    }
+
+    fn fail(&mut self, statement: &Statement, v: Validation, reason: String) {
+        let reason = format!("{}: {reason}", validation_name(v));
+        match statement.action(v) {
+            Action::Enforce => self.enforced.push(reason),
+            Action::Log => self.logged.push(reason),
+            Action::Skip => {}
+        }
+    }
+}
+
+fn validation_name(v: Validation) -> &'static str {
+    match v {
+        Validation::Integrity => "integrity",
+        Validation::Authenticity => "authenticity",
+        Validation::AuthenticTimestamp => "authenticTimestamp",
+        Validation::Expiry => "expiry",
+        Validation::Revocation => "revocation",
+    }
+}
+
+/// Verifies one envelope for `target` under `statement`, with trust stores under `store_root`, at
+/// time `at`. Errors are bad input (a store that cannot be read); everything about the envelope
+/// itself is in the report.
+pub fn verify_envelope(
+    statement: &Statement,
+    store_root: &Path,
+    envelope: &[u8],
+    media_type: &str,
+    target: &crate::verify::notation::Target,
+    at: jiff::Timestamp,
+) -> Result<Report, NotationError> {
+    use crate::verify::notation::{SigningScheme, chain_valid_at, check_chain, check_integrity};
+    let mut report = Report::default();
+    if statement.level == Level::Skip {
+        report.skipped = true;
+        return Ok(report);
+    }
+    let env = match check_integrity(envelope, media_type, target) {
+        Ok(env) => env,
+        Err(reason) => {
+            report.fail(statement, Validation::Integrity, reason);
+            return Ok(report);
+        }
+    };
+    let wanted = match env.scheme {
+        SigningScheme::X509 => StoreKind::Ca,
+        SigningScheme::SigningAuthority => StoreKind::SigningAuthority,
+    };
+    let mut trusted = Vec::new();
+    let mut tsa_stores = 0;
+    // Only the stores the signing scheme reads (as Notation does): a `signingAuthority` store
+    // named beside the `ca` stores is not opened for a `notary.x509` signature.
+    for store in &statement.stores {
+        if store.kind == wanted {
+            trusted.extend(load_store(store_root, store)?);
+        } else if store.kind == StoreKind::Tsa {
+            tsa_stores += 1;
+        }
+    }
+    let signed_at = env.signing_time.unwrap_or(at);
+    match check_chain(&env, &trusted, signed_at) {
+        Err(reason) => report.fail(statement, Validation::Authenticity, reason),
+        Ok(()) => {
+            if !statement
+                .identities
+                .iter()
+                .any(|i| i.matches(&env.leaf_subject))
+            {
+                let subject: Vec<String> = env
+                    .leaf_subject
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                report.fail(
+                    statement,
+                    Validation::Authenticity,
+                    format!(
+                        "the signing certificate's subject {} matches no trusted identity",
+                        subject.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(expiry) = env.expiry
+        && expiry < at
+    {
+        report.fail(
+            statement,
+            Validation::Expiry,
+            format!("the signature expired at {expiry}"),
+        );
+    }
+    match env.scheme {
+        SigningScheme::X509 if env.has_timestamp => report.fail(
+            statement,
+            Validation::AuthenticTimestamp,
+            "RFC 3161 timestamp countersignatures are not verified by this version of umpire"
+                .into(),
+        ),
+        SigningScheme::X509 if tsa_stores > 0 && statement.verify_timestamp_always => report.fail(
+            statement,
+            Validation::AuthenticTimestamp,
+            "no timestamp countersignature was found, and the policy names a tsa store".into(),
+        ),
+        SigningScheme::X509 => {
+            if let Err(reason) = chain_valid_at(&env, at) {
+                report.fail(statement, Validation::AuthenticTimestamp, reason);
+            }
+        }
+        SigningScheme::SigningAuthority => {
+            if let Err(reason) = chain_valid_at(&env, signed_at) {
+                report.fail(statement, Validation::AuthenticTimestamp, reason);
+            }
+        }
+    }
+    if statement.level == Level::Strict && report.enforced.is_empty() {
+        report
+            .logged
+            .push("revocation: not checked (OCSP and CRLs need the network)".into());
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod fulcio;
 pub mod identity;
 pub mod keys;
 pub mod legacy_attestation;
+pub mod notation;
 pub mod rekor_v1;
 pub mod signature;
 pub mod sigstore;
