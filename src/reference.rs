@@ -267,7 +267,9 @@ fn parse_registry(input: &str) -> Result<RegistryRef, ReferenceError> {
                 || first.starts_with('[')
                 || first == "localhost" =>
         {
-            if !valid_host(first) {
+            // `OCI:5000/app` would print as `oci:5000/app`, a local layout: one spelling, one
+            // meaning, so a host that reads as the layout scheme is refused (found by fuzzing).
+            if !valid_host(first) || first.to_ascii_lowercase().starts_with("oci:") {
                 return Err(invalid("registry host", first));
             }
             (canonical_host(first), rest.to_owned())
@@ -409,6 +411,9 @@ mod tests {
             ImageRef::parse("oci:x").unwrap()
         );
         assert!(ImageRef::parse("oci:a\u{0}b").is_err());
+        // A registry host spelled like the layout scheme would print as a layout reference.
+        assert!(ImageRef::parse("oCi:6/2").is_err());
+        assert!(ImageRef::parse("OCI:5000/app:v1").is_err());
     }
 
     #[test]
