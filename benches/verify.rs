@@ -39,6 +39,7 @@ fn bench(c: &mut Criterion) {
         roots: &[],
         offline: &offline,
         now: jiff::Timestamp::now(),
+        log_checks: true,
     };
     let raw_signature = key.sign(&payload);
     c.bench_function("keyed: one cosign signature layer", |b| {
@@ -59,6 +60,7 @@ fn bench(c: &mut Criterion) {
         roots: &roots,
         offline: &offline,
         now: jiff::Timestamp::now(),
+        log_checks: true,
     };
     assert!(matches!(
         check_layer(&keyless, &keyless_trust, &image_digest),
@@ -93,6 +95,7 @@ fn attestation(c: &mut Criterion) {
         roots: &[],
         offline: &offline,
         now: jiff::Timestamp::now(),
+        log_checks: true,
     };
     let provenance = cosign::provenance(cosign::GITHUB_BUILDER, "acme/app", "refs/heads/main", &[]);
     let statement = cosign::statement(&digest, cosign::SLSA_V1, provenance);
@@ -151,6 +154,7 @@ fn legacy_attestation(c: &mut Criterion) {
         roots: &roots,
         offline: &offline,
         now: jiff::Timestamp::now(),
+        log_checks: true,
     };
     let b64 = base64::engine::general_purpose::STANDARD;
     for (version, entry_kind) in [("v1.9.0", "intoto 0.0.1"), ("v2.0.0", "dsse 0.0.1")] {

@@ -81,6 +81,8 @@ pub struct Engine {
     shared: Arc<Shared>,
     /// Where every image is read from instead of its registry (tests: an in-memory source).
     source_override: Option<Arc<dyn Source>>,
+    /// Some authority requires keyed signatures to be logged: find out where they are.
+    keyed_log_checks: bool,
 }
 
 /// A parsed request with the policies (indices into the config) that apply to it.
@@ -145,6 +147,21 @@ impl Engine {
             .map(|(n, k)| (n.clone(), Arc::clone(k)))
             .collect();
         let roots = config.sigstore.values().cloned().collect();
+        let keyed_log_checks = config.policies.iter().any(|p| {
+            p.signatures
+                .iter()
+                .flat_map(|s| s.authorities.iter())
+                .chain(p.attestations.iter().flat_map(|a| a.authorities.iter()))
+                .any(|a| {
+                    matches!(
+                        a,
+                        policy::Authority::Key {
+                            logged_in: Some(_),
+                            ..
+                        }
+                    )
+                })
+        });
         Ok(Self {
             config: Arc::new(config),
             registry: Arc::new(registry),
@@ -153,6 +170,7 @@ impl Engine {
             offline: SigstoreRoot::offline(),
             shared,
             source_override: None,
+            keyed_log_checks,
         })
     }
 
@@ -805,6 +823,7 @@ impl Engine {
             roots: &roots,
             offline: &self.offline,
             now: jiff::Timestamp::now(),
+            log_checks: self.keyed_log_checks,
         };
         // Outcomes per group, and each policy's group.
         let mut outcomes: Vec<(Vec<SignatureOutcome>, Vec<AttestationOutcome>)> = Vec::new();

@@ -84,7 +84,7 @@ pub fn check_layer(
     let rekor_bundle = layer
         .annotations
         .get(BUNDLE_ANNOTATION)
-        .filter(|_| !layer.annotations.contains_key(CERTIFICATE_ANNOTATION));
+        .filter(|_| trust.log_checks && !layer.annotations.contains_key(CERTIFICATE_ANNOTATION));
     let mut signers: Vec<Signer> = envelope
         .signers(&payload, trust.keys)
         .into_iter()
