@@ -771,6 +771,36 @@ mod tsa_only_root {
     }
 
     #[test]
+    fn a_timestamp_alone_is_not_enough_under_a_root_with_transparency_logs() {
+        // The same bundle and root, the root now listing a transparency log: as cosign requires
+        // by default, a keyless signature must then be in it.
+        let mut root: serde_json::Value = serde_json::from_str(&read("trusted_root.json")).unwrap();
+        let with_log: serde_json::Value =
+            serde_json::from_str(&TestSigstore::new().trusted_root_json()).unwrap();
+        root["tlogs"] = with_log["tlogs"].clone();
+        let (_dir, root_path) = config_file(&root.to_string());
+        let digest = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                std::fs::read(fixture("manifest.json")).unwrap()
+            ))
+        );
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
+            .args(["conformance", "verify-bundle", "--bundle"])
+            .arg(fixture("bundle.sigstore.json"))
+            .args(["--certificate-identity", &read("identity")])
+            .args(["--certificate-oidc-issuer", &read("issuer")])
+            .arg("--trusted-root")
+            .arg(&root_path)
+            .arg(&digest)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("no transparency-log entry"), "{stderr}");
+    }
+
+    #[test]
     fn the_github_root_is_built_in_and_has_no_transparency_log() {
         let yaml = "trust:\n  sigstore:\n    gh: github\npolicies:\n  - name: p\n    images: [\"ghcr.io/acme/**\"]\n    signatures:\n      authorities:\n        - keyless:\n            trust: gh\n            issuer: https://token.actions.githubusercontent.com\n            subject_regex: https://github\\.com/acme/.+\n";
         let config =

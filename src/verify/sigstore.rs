@@ -121,6 +121,18 @@ impl SigstoreRoot {
             });
         }
         let mut policy = VerificationPolicy::any_identity();
+        if self.has_tlogs && bundle.verification_material.tlog_entries.is_empty() {
+            // The library accepts a timestamp alone; cosign does not (short of
+            // --insecure-ignore-tlog): a certificate signature under a root with transparency
+            // logs must be in one of them.
+            return Err(Failure {
+                check: Check::TransparencyLog,
+                reason: format!(
+                    "the signature has no transparency-log entry, and trusted root {:?} has transparency logs: keyless signatures must be logged",
+                    self.name
+                ),
+            });
+        }
         if !self.has_tlogs {
             // A root with no transparency log (GitHub's) proves signing time with its TSA alone:
             // sigstore-verify still demands a verified timestamp, which then can only be RFC 3161.
