@@ -1,7 +1,6 @@
 //! Notation envelopes from the Notary Project's own test data (tests/data/notation, cases.json)
-//! through `umpire notation verify-envelope`: each case ends as the corpus expects, or, for what
-//! umpire does not verify yet (COSE envelopes, RFC 3161 countersignatures), in a denial: never in
-//! a verified signature the corpus says must fail.
+//! through `umpire notation verify-envelope`: each case ends as the corpus expects (JWS and COSE,
+//! with and without RFC 3161 countersignatures), failing under the validation the corpus names.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,19 +10,6 @@ fn data(rel: &str) -> PathBuf {
         .join("tests/data/notation")
         .join(rel)
 }
-
-/// Cases umpire cannot verify yet, with why; they must be denied. (D19 and D20, whose tokens must
-/// fail, are denied under authenticTimestamp because umpire does not verify tokens yet, not because it
-/// found what is wrong with them.)
-const NOT_YET: &[(&str, &str)] = &[
-    ("D15", "COSE envelope"),
-    ("D16", "RFC 3161 countersignature"),
-    ("D17", "COSE envelope with an RFC 3161 countersignature"),
-    (
-        "D18",
-        "COSE envelope (denied, but as unsupported, not for its expired certificate)",
-    ),
-];
 
 struct Run {
     code: Option<i32>,
@@ -119,10 +105,6 @@ fn every_envelope_case_of_the_corpus() {
         let expected = case["expected"].as_str().unwrap();
         let r = run(case, &cases["cases"], dir.path());
         checked += 1;
-        if let Some((_, why)) = NOT_YET.iter().find(|(c, _)| c == id) {
-            assert_eq!(r.code, Some(1), "{id} ({why}) must be denied: {}", r.stderr);
-            continue;
-        }
         if expected.starts_with("PASS") {
             assert_eq!(r.code, Some(0), "{id}: expected {expected}; {}", r.stderr);
         } else {

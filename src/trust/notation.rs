@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+pub use crate::verify::notation_rules::{
+    Action, Level, Report, Rules, TrustedIdentity, Validation, parse_dn,
+};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotationError {
     #[error("the trust policy is not JSON of Notation's shape: {0}")]
@@ -21,50 +25,6 @@ pub enum NotationError {
     Document(String),
     #[error("trust store {store}: {reason}")]
     Store { store: String, reason: String },
-}
-
-/// How strictly a statement verifies (Notation's `signatureVerification.level`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Strict,
-    Permissive,
-    Audit,
-    Skip,
-}
-
-/// What a failed check does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Enforce,
-    Log,
-    Skip,
-}
-
-/// The checks a level decides about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Validation {
-    Integrity,
-    Authenticity,
-    AuthenticTimestamp,
-    Expiry,
-    Revocation,
-}
-
-impl Level {
-    /// Notation's table: strict enforces every check; permissive enforces integrity and
-    /// authenticity and logs the rest; audit enforces integrity and logs the rest; skip verifies
-    /// nothing.
-    pub fn action(self, v: Validation) -> Action {
-        use Validation::*;
-        match (self, v) {
-            (Level::Skip, _) => Action::Skip,
-            (Level::Strict, _) => Action::Enforce,
-            (Level::Permissive, Integrity | Authenticity) => Action::Enforce,
-            (Level::Permissive, _) => Action::Log,
-            (Level::Audit, Integrity) => Action::Enforce,
-            (Level::Audit, _) => Action::Log,
-        }
-    }
 }
 
 /// A trust store reference, `TYPE:NAME`.
@@ -128,68 +88,6 @@ impl StoreRef {
     }
 }
 
-/// A trusted identity: any (`*`), or the attributes a leaf subject must carry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TrustedIdentity {
-    Any,
-    Subject(BTreeMap<String, String>),
-}
-
-/// Parses a distinguished name `CN=a, O=b, ...` into attributes (each at most once).
-pub fn parse_dn(dn: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut attrs = BTreeMap::new();
-    for part in dn.split(',') {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| format!("{part:?} in {dn:?} is not ATTRIBUTE=VALUE"))?;
-        let (k, v) = (k.trim(), v.trim());
-        if k.is_empty() || v.is_empty() {
-            return Err(format!(
-                "{part:?} in {dn:?} has an empty attribute or value"
-            ));
-        }
-        if attrs.insert(k.to_owned(), v.to_owned()).is_some() {
-            return Err(format!("attribute {k} appears twice in {dn:?}"));
-        }
-    }
-    Ok(attrs)
-}
-
-impl TrustedIdentity {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        if s == "*" {
-            return Ok(Self::Any);
-        }
-        let (kind, value) = s
-            .split_once(':')
-            .ok_or_else(|| format!("trusted identity {s:?} is not x509.subject: DN or *"))?;
-        if kind.trim() != "x509.subject" {
-            return Err(format!(
-                "trusted identity type {:?} is not x509.subject",
-                kind.trim()
-            ));
-        }
-        let attrs = parse_dn(value.trim())?;
-        for required in ["C", "ST", "O"] {
-            if !attrs.contains_key(required) {
-                return Err(format!(
-                    "trusted identity {s:?} lacks {required}: C, ST and O are required"
-                ));
-            }
-        }
-        Ok(Self::Subject(attrs))
-    }
-
-    /// Whether a leaf whose subject has `subject` attributes is this identity: every attribute
-    /// listed must equal the subject's (order does not matter).
-    pub fn matches(&self, subject: &BTreeMap<String, String>) -> bool {
-        match self {
-            Self::Any => true,
-            Self::Subject(want) => want.iter().all(|(k, v)| subject.get(k) == Some(v)),
-        }
-    }
-}
-
 /// One statement of a trust policy document.
 #[derive(Debug, Clone)]
 pub struct Statement {
@@ -211,6 +109,28 @@ impl Statement {
             .get(&v)
             .copied()
             .unwrap_or_else(|| self.level.action(v))
+    }
+
+    /// The statement's rules with its trust stores read from `store_root`.
+    pub fn rules(&self, store_root: &Path) -> Result<Rules, NotationError> {
+        let mut rules = Rules {
+            level: self.level,
+            overrides: self.overrides.clone(),
+            identities: self.identities.clone(),
+            ca: Vec::new(),
+            signing_authority: Vec::new(),
+            tsa: Vec::new(),
+            verify_timestamp_always: self.verify_timestamp_always,
+        };
+        for store in &self.stores {
+            let certs = load_store(store_root, store)?;
+            match store.kind {
+                StoreKind::Ca => rules.ca.extend(certs),
+                StoreKind::SigningAuthority => rules.signing_authority.extend(certs),
+                StoreKind::Tsa => rules.tsa.extend(certs),
+            }
+        }
+        Ok(rules)
     }
 }
 
@@ -485,41 +405,6 @@ pub fn load_store(root: &Path, store: &StoreRef) -> Result<Vec<Vec<u8>>, Notatio
     Ok(certs)
 }
 
-/// What verifying one envelope under one statement found: failures the level enforces, and
-/// failures it only logs (reported as warnings).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub enforced: Vec<String>,
-    pub logged: Vec<String>,
-    /// The statement's level is `skip`: nothing was verified.
-    pub skipped: bool,
-}
-
-impl Report {
-    pub fn verified(&self) -> bool {
-        self.enforced.is_empty()
-    }
-
-    fn fail(&mut self, statement: &Statement, v: Validation, reason: String) {
-        let reason = format!("{}: {reason}", validation_name(v));
-        match statement.action(v) {
-            Action::Enforce => self.enforced.push(reason),
-            Action::Log => self.logged.push(reason),
-            Action::Skip => {}
-        }
-    }
-}
-
-fn validation_name(v: Validation) -> &'static str {
-    match v {
-        Validation::Integrity => "integrity",
-        Validation::Authenticity => "authenticity",
-        Validation::AuthenticTimestamp => "authenticTimestamp",
-        Validation::Expiry => "expiry",
-        Validation::Revocation => "revocation",
-    }
-}
-
 /// Verifies one envelope for `target` under `statement`, with trust stores under `store_root`, at
 /// time `at`. Errors are bad input (a store that cannot be read); everything about the envelope
 /// itself is in the report.
@@ -531,97 +416,21 @@ pub fn verify_envelope(
     target: &crate::verify::notation::Target,
     at: jiff::Timestamp,
 ) -> Result<Report, NotationError> {
-    use crate::verify::notation::{SigningScheme, chain_valid_at, check_chain, check_integrity};
-    let mut report = Report::default();
-    if statement.level == Level::Skip {
-        report.skipped = true;
-        return Ok(report);
-    }
-    let env = match check_integrity(envelope, media_type, target) {
-        Ok(env) => env,
-        Err(reason) => {
-            report.fail(statement, Validation::Integrity, reason);
-            return Ok(report);
+    // As `notation verify` does, a store the statement names that cannot be read fails the
+    // verification (authenticity), not the command.
+    let rules = match statement.rules(store_root) {
+        Ok(rules) => rules,
+        Err(e) => {
+            return Ok(Report {
+                enforced: vec![format!("authenticity: {e}")],
+                failed: vec![Validation::Authenticity],
+                ..Report::default()
+            });
         }
     };
-    let wanted = match env.scheme {
-        SigningScheme::X509 => StoreKind::Ca,
-        SigningScheme::SigningAuthority => StoreKind::SigningAuthority,
-    };
-    let mut trusted = Vec::new();
-    let mut tsa_stores = 0;
-    // Only the stores the signing scheme reads (as Notation does): a `signingAuthority` store
-    // named beside the `ca` stores is not opened for a `notary.x509` signature.
-    for store in &statement.stores {
-        if store.kind == wanted {
-            trusted.extend(load_store(store_root, store)?);
-        } else if store.kind == StoreKind::Tsa {
-            tsa_stores += 1;
-        }
-    }
-    let signed_at = env.signing_time.unwrap_or(at);
-    match check_chain(&env, &trusted, signed_at) {
-        Err(reason) => report.fail(statement, Validation::Authenticity, reason),
-        Ok(()) => {
-            if !statement
-                .identities
-                .iter()
-                .any(|i| i.matches(&env.leaf_subject))
-            {
-                let subject: Vec<String> = env
-                    .leaf_subject
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                report.fail(
-                    statement,
-                    Validation::Authenticity,
-                    format!(
-                        "the signing certificate's subject {} matches no trusted identity",
-                        subject.join(", ")
-                    ),
-                );
-            }
-        }
-    }
-    if let Some(expiry) = env.expiry
-        && expiry < at
-    {
-        report.fail(
-            statement,
-            Validation::Expiry,
-            format!("the signature expired at {expiry}"),
-        );
-    }
-    match env.scheme {
-        SigningScheme::X509 if env.has_timestamp => report.fail(
-            statement,
-            Validation::AuthenticTimestamp,
-            "RFC 3161 timestamp countersignatures are not verified by this version of umpire"
-                .into(),
-        ),
-        SigningScheme::X509 if tsa_stores > 0 && statement.verify_timestamp_always => report.fail(
-            statement,
-            Validation::AuthenticTimestamp,
-            "no timestamp countersignature was found, and the policy names a tsa store".into(),
-        ),
-        SigningScheme::X509 => {
-            if let Err(reason) = chain_valid_at(&env, at) {
-                report.fail(statement, Validation::AuthenticTimestamp, reason);
-            }
-        }
-        SigningScheme::SigningAuthority => {
-            if let Err(reason) = chain_valid_at(&env, signed_at) {
-                report.fail(statement, Validation::AuthenticTimestamp, reason);
-            }
-        }
-    }
-    if statement.level == Level::Strict && report.enforced.is_empty() {
-        report
-            .logged
-            .push("revocation: not checked (OCSP and CRLs need the network)".into());
-    }
-    Ok(report)
+    Ok(crate::verify::notation_rules::verify(
+        &rules, envelope, media_type, target, at,
+    ))
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub const COSE_MEDIA_TYPE: &str = "application/cose";
 const PAYLOAD_TYPE: &str = "application/vnd.cncf.notary.payload.v1+json";
 const CODE_SIGNING_EKU: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
 /// Protected headers Notation defines; a `crit` entry outside these is not understood.
+/// Certificates an envelope may carry.
+const MAX_CHAIN: usize = 10;
 const KNOWN_CRITICAL: &[&str] = &[
     "io.cncf.notary.signingScheme",
     "io.cncf.notary.expiry",
@@ -47,14 +49,18 @@ pub enum SigningScheme {
 #[derive(Debug, Clone)]
 pub struct Envelope {
     pub scheme: SigningScheme,
-    pub signing_time: Option<jiff::Timestamp>,
+    /// `signingTime` (a claim) for `notary.x509`, `authenticSigningTime` (vouched for by the
+    /// signing authority) for `notary.x509.signingAuthority`.
+    pub signing_time: jiff::Timestamp,
     pub expiry: Option<jiff::Timestamp>,
     /// Leaf first, as the envelope carries it.
     pub chain: Vec<Vec<u8>>,
     /// The leaf's subject attributes (C, ST, L, O, OU, CN, ...).
     pub leaf_subject: BTreeMap<String, String>,
-    /// A TSA countersignature is present (`io.cncf.notary.timestampSignature`).
-    pub has_timestamp: bool,
+    /// The RFC 3161 countersignature (`io.cncf.notary.timestampSignature`), a DER token.
+    pub timestamp: Option<Vec<u8>>,
+    /// The signature's bytes, which a timestamp countersigns.
+    pub signature: Vec<u8>,
 }
 
 #[derive(Deserialize)]
@@ -85,15 +91,185 @@ fn b64url(s: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| "not base64url".to_owned())
 }
 
-fn time(v: &serde_json::Value, name: &str) -> Result<Option<jiff::Timestamp>, String> {
-    match v.get(name) {
-        None => Ok(None),
-        Some(t) => t
-            .as_str()
-            .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-            .map(Some)
-            .ok_or_else(|| format!("{name} is not an RFC 3339 time")),
+/// A header value the checks read, whichever the envelope format.
+enum HeaderValue {
+    Text(String),
+    Time(jiff::Timestamp),
+    Other,
+}
+
+/// An envelope taken apart, before any check: what JWS and COSE have in common.
+struct Parts {
+    /// JWS `alg` names (`PS256`, `ES384`, ...).
+    alg: String,
+    content_type: Option<String>,
+    crit: Vec<String>,
+    /// The protected headers Notation defines, by name.
+    notary: BTreeMap<String, HeaderValue>,
+    chain: Vec<Vec<u8>>,
+    timestamp: Option<Vec<u8>>,
+    signature: Vec<u8>,
+    /// The bytes the signature is over.
+    signed: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+fn jws_parts(bytes: &[u8]) -> Result<Parts, String> {
+    let raw: RawJws =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a JWS envelope: {e}"))?;
+    let protected_bytes = b64url(&raw.protected).map_err(|e| format!("protected header {e}"))?;
+    let protected: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&protected_bytes)
+            .map_err(|e| format!("protected header is not a JSON object: {e}"))?;
+    let text = |name: &str| {
+        protected
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let mut notary = BTreeMap::new();
+    for (name, value) in &protected {
+        if !name.starts_with("io.cncf.notary.") {
+            continue;
+        }
+        let v = match value.as_str() {
+            Some(s) if name == "io.cncf.notary.signingScheme" => HeaderValue::Text(s.to_owned()),
+            Some(s) => match s.parse::<jiff::Timestamp>() {
+                Ok(t) => HeaderValue::Time(t),
+                Err(_) => HeaderValue::Text(s.to_owned()),
+            },
+            None => HeaderValue::Other,
+        };
+        notary.insert(name.clone(), v);
     }
+    let chain = raw
+        .header
+        .x5c
+        .iter()
+        .take(MAX_CHAIN)
+        .map(|c| base64::engine::general_purpose::STANDARD.decode(c))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "x5c holds a certificate that is not base64".to_owned())?;
+    let timestamp = match &raw.header.timestamp {
+        None => None,
+        Some(t) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(t)
+                .map_err(|_| "the timestamp countersignature is not base64".to_owned())?,
+        ),
+    };
+    Ok(Parts {
+        alg: text("alg").unwrap_or_default(),
+        content_type: text("cty"),
+        crit: protected
+            .get("crit")
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        notary,
+        chain,
+        timestamp,
+        signature: b64url(&raw.signature).map_err(|e| format!("signature {e}"))?,
+        signed: format!("{}.{}", raw.protected, raw.payload).into_bytes(),
+        payload: b64url(&raw.payload).map_err(|e| format!("payload {e}"))?,
+    })
+}
+
+fn cose_parts(bytes: &[u8]) -> Result<Parts, String> {
+    use coset::iana::{self, EnumI64 as _};
+    use coset::{
+        CborSerializable as _, Label, RegisteredLabelWithPrivate, TaggedCborSerializable as _,
+    };
+    let sign1 = coset::CoseSign1::from_tagged_slice(bytes)
+        .or_else(|_| coset::CoseSign1::from_slice(bytes))
+        .map_err(|e| format!("not a COSE_Sign1 envelope: {e}"))?;
+    let header = &sign1.protected.header;
+    let alg = match &header.alg {
+        Some(coset::Algorithm::Assigned(a)) => match a {
+            iana::Algorithm::PS256 => "PS256",
+            iana::Algorithm::PS384 => "PS384",
+            iana::Algorithm::PS512 => "PS512",
+            iana::Algorithm::ES256 => "ES256",
+            iana::Algorithm::ES384 => "ES384",
+            iana::Algorithm::ES512 => "ES512",
+            _ => "",
+        },
+        _ => "",
+    };
+    let crit = header
+        .crit
+        .iter()
+        .map(|c| match c {
+            RegisteredLabelWithPrivate::Text(t) => t.clone(),
+            RegisteredLabelWithPrivate::Assigned(a) => a.to_i64().to_string(),
+            RegisteredLabelWithPrivate::PrivateUse(p) => p.to_string(),
+        })
+        .collect();
+    let content_type = match &header.content_type {
+        Some(coset::ContentType::Text(t)) => Some(t.clone()),
+        _ => None,
+    };
+    let mut notary = BTreeMap::new();
+    for (label, value) in &header.rest {
+        let Label::Text(name) = label else { continue };
+        if !name.starts_with("io.cncf.notary.") {
+            continue;
+        }
+        let v = match value {
+            coset::cbor::value::Value::Text(t) => HeaderValue::Text(t.clone()),
+            coset::cbor::value::Value::Tag(1, inner) => match inner.as_ref() {
+                coset::cbor::value::Value::Integer(i) => i64::try_from(*i)
+                    .ok()
+                    .and_then(|s| jiff::Timestamp::from_second(s).ok())
+                    .map_or(HeaderValue::Other, HeaderValue::Time),
+                _ => HeaderValue::Other,
+            },
+            _ => HeaderValue::Other,
+        };
+        notary.insert(name.clone(), v);
+    }
+    let mut chain = Vec::new();
+    let mut timestamp = None;
+    for (label, value) in &sign1.unprotected.rest {
+        match (label, value) {
+            (Label::Int(33), coset::cbor::value::Value::Bytes(b)) => chain.push(b.clone()),
+            (Label::Int(33), coset::cbor::value::Value::Array(items)) => {
+                for item in items.iter().take(MAX_CHAIN) {
+                    match item {
+                        coset::cbor::value::Value::Bytes(b) => chain.push(b.clone()),
+                        _ => {
+                            return Err("x5chain holds something that is not a certificate".into());
+                        }
+                    }
+                }
+            }
+            (Label::Text(t), coset::cbor::value::Value::Bytes(b))
+                if t == "io.cncf.notary.timestampSignature" =>
+            {
+                timestamp = Some(b.clone());
+            }
+            _ => {}
+        }
+    }
+    let payload = sign1
+        .payload
+        .clone()
+        .ok_or("the COSE envelope carries no payload")?;
+    Ok(Parts {
+        alg: alg.to_owned(),
+        content_type,
+        crit,
+        notary,
+        chain,
+        timestamp,
+        signature: sign1.signature.clone(),
+        signed: sign1.tbs_data(b""),
+        payload,
+    })
 }
 
 /// The subject attributes of a certificate, by their short names.
@@ -117,81 +293,70 @@ pub fn subject_attributes(cert: &X509Certificate<'_>) -> BTreeMap<String, String
     attrs
 }
 
-/// Integrity: parses a JWS envelope, verifies its signature with the leaf's key and checks that it
-/// names `target`. Any failure here is an integrity failure.
+/// Integrity: parses a JWS or COSE envelope, verifies its signature with the leaf's key, checks
+/// its critical headers and that it names `target`. Any failure here is an integrity failure.
 pub fn check_integrity(
     bytes: &[u8],
     media_type: &str,
     target: &Target,
 ) -> Result<Envelope, String> {
-    if media_type == COSE_MEDIA_TYPE {
-        return Err(
-            "COSE envelopes are not supported yet; sign with --signature-format jws".into(),
-        );
-    }
-    if media_type != JWS_MEDIA_TYPE {
-        return Err(format!(
-            "envelope media type {media_type:?} is not a Notation envelope"
-        ));
-    }
-    let raw: RawJws =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a JWS envelope: {e}"))?;
-    let protected_bytes = b64url(&raw.protected).map_err(|e| format!("protected header {e}"))?;
-    let protected: serde_json::Value = serde_json::from_slice(&protected_bytes)
-        .map_err(|e| format!("protected header is not JSON: {e}"))?;
-    if protected.get("cty").and_then(|v| v.as_str()) != Some(PAYLOAD_TYPE) {
-        return Err(format!("content type is not {PAYLOAD_TYPE}"));
-    }
-    let crit: Vec<&str> = protected
-        .get("crit")
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
-    if let Some(unknown) = crit.iter().find(|c| !KNOWN_CRITICAL.contains(c)) {
-        return Err(format!("critical header {unknown:?} is not understood"));
-    }
-    for name in KNOWN_CRITICAL {
-        if protected.get(*name).is_some() && !crit.contains(name) {
-            return Err(format!("{name} is present but not marked critical"));
-        }
-    }
-    let scheme = match protected
-        .get("io.cncf.notary.signingScheme")
-        .and_then(|v| v.as_str())
-    {
-        Some("notary.x509") => SigningScheme::X509,
-        Some("notary.x509.signingAuthority") => SigningScheme::SigningAuthority,
+    let parts = match media_type {
+        JWS_MEDIA_TYPE => jws_parts(bytes)?,
+        COSE_MEDIA_TYPE => cose_parts(bytes)?,
         other => {
             return Err(format!(
-                "signing scheme {other:?} is not notary.x509 or notary.x509.signingAuthority"
+                "envelope media type {other:?} is not a Notation envelope (application/jose+json or application/cose)"
             ));
         }
     };
-    let signing_time = time(&protected, "io.cncf.notary.signingTime")?;
-    if scheme == SigningScheme::X509 && signing_time.is_none() {
-        return Err("notary.x509 signatures carry io.cncf.notary.signingTime".into());
+    if parts.content_type.as_deref() != Some(PAYLOAD_TYPE) {
+        return Err(format!("content type is not {PAYLOAD_TYPE}"));
     }
-    let expiry = time(&protected, "io.cncf.notary.expiry")?;
-
-    let chain: Vec<Vec<u8>> = raw
-        .header
-        .x5c
+    if let Some(unknown) = parts
+        .crit
         .iter()
-        .take(10)
-        .map(|c| base64::engine::general_purpose::STANDARD.decode(c))
-        .collect::<Result<_, _>>()
-        .map_err(|_| "x5c holds a certificate that is not base64".to_owned())?;
-    let Some(leaf_der) = chain.first() else {
-        return Err("the envelope carries no certificate chain (x5c)".into());
+        .find(|c| !KNOWN_CRITICAL.contains(&c.as_str()))
+    {
+        return Err(format!("critical header {unknown:?} is not understood"));
+    }
+    for name in KNOWN_CRITICAL {
+        if parts.notary.contains_key(*name) && !parts.crit.iter().any(|c| c == name) {
+            return Err(format!("{name} is present but not marked critical"));
+        }
+    }
+    let scheme = match parts.notary.get("io.cncf.notary.signingScheme") {
+        Some(HeaderValue::Text(s)) if s == "notary.x509" => SigningScheme::X509,
+        Some(HeaderValue::Text(s)) if s == "notary.x509.signingAuthority" => {
+            SigningScheme::SigningAuthority
+        }
+        _ => {
+            return Err("signing scheme is not notary.x509 or notary.x509.signingAuthority".into());
+        }
+    };
+    let time = |name: &str| match parts.notary.get(name) {
+        None => Ok(None),
+        Some(HeaderValue::Time(t)) => Ok(Some(*t)),
+        Some(_) => Err(format!("{name} is not a time")),
+    };
+    let signing_time = time("io.cncf.notary.signingTime")?;
+    let authentic_signing_time = time("io.cncf.notary.authenticSigningTime")?;
+    let signing_time = match scheme {
+        SigningScheme::X509 => {
+            signing_time.ok_or("notary.x509 signatures carry io.cncf.notary.signingTime")?
+        }
+        SigningScheme::SigningAuthority => authentic_signing_time.ok_or(
+            "notary.x509.signingAuthority signatures carry io.cncf.notary.authenticSigningTime",
+        )?,
+    };
+    let expiry = time("io.cncf.notary.expiry")?;
+
+    let Some(leaf_der) = parts.chain.first() else {
+        return Err("the envelope carries no certificate chain".into());
     };
     let (_, leaf) = X509Certificate::from_der(leaf_der)
         .map_err(|e| format!("the signing certificate is unreadable: {e}"))?;
     let key = leaf.public_key();
     let key_bytes = key.subject_public_key.data.to_vec();
-    let alg = protected
-        .get("alg")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
     let curve = || {
         key.algorithm
             .parameters
@@ -201,6 +366,7 @@ pub fn check_integrity(
             .unwrap_or_default()
     };
     let is_rsa = key.algorithm.algorithm.to_id_string() == "1.2.840.113549.1.1.1";
+    let alg = parts.alg.as_str();
     let algorithm: &dyn sig::VerificationAlgorithm = match (alg, is_rsa, curve().as_str()) {
         ("PS256", true, _) => &sig::RSA_PSS_2048_8192_SHA256,
         ("PS384", true, _) => &sig::RSA_PSS_2048_8192_SHA384,
@@ -214,16 +380,13 @@ pub fn check_integrity(
             ));
         }
     };
-    let signature = b64url(&raw.signature).map_err(|e| format!("signature {e}"))?;
-    let signing_input = format!("{}.{}", raw.protected, raw.payload);
     UnparsedPublicKey::new(algorithm, key_bytes)
-        .verify(signing_input.as_bytes(), &signature)
+        .verify(&parts.signed, &parts.signature)
         .map_err(|_| {
             "the signature does not verify with the signing certificate's key".to_owned()
         })?;
 
-    let payload_bytes = b64url(&raw.payload).map_err(|e| format!("payload {e}"))?;
-    let payload: RawPayload = serde_json::from_slice(&payload_bytes)
+    let payload: RawPayload = serde_json::from_slice(&parts.payload)
         .map_err(|e| format!("the payload names no target artifact: {e}"))?;
     let named = payload.target_artifact;
     if named.digest != target.digest
@@ -245,8 +408,9 @@ pub fn check_integrity(
         signing_time,
         expiry,
         leaf_subject: subject_attributes(&leaf),
-        has_timestamp: raw.header.timestamp.is_some(),
-        chain,
+        timestamp: parts.timestamp,
+        signature: parts.signature,
+        chain: parts.chain,
     })
 }
 
@@ -254,27 +418,29 @@ fn unix(t: jiff::Timestamp) -> UnixTime {
     UnixTime::since_unix_epoch(std::time::Duration::from_secs(t.as_second().max(0) as u64))
 }
 
-/// Authenticity: the chain's last certificate is one of `trusted` (byte for byte) and the chain
-/// verifies up to it at `at`: signatures, CA constraints and path length, the leaf's digital
-/// signature use and code-signing EKU (when it lists EKUs).
+/// Authenticity: some certificate of the chain is one of `trusted` (byte for byte, as Notation
+/// compares them) and the chain verifies up to it at `at`: signatures, CA constraints and path
+/// length, the leaf's digital signature use and code-signing EKU (when it lists EKUs).
 pub fn check_chain(
     envelope: &Envelope,
     trusted: &[Vec<u8>],
     at: jiff::Timestamp,
 ) -> Result<(), String> {
-    let Some(last) = envelope.chain.last() else {
-        return Err("no certificate chain".into());
-    };
-    if !trusted.iter().any(|t| t == last) {
+    let Some(anchor_at) = envelope
+        .chain
+        .iter()
+        .position(|c| trusted.iter().any(|t| t == c))
+    else {
+        let last = envelope.chain.last().ok_or("no certificate chain")?;
         let (_, c) =
             X509Certificate::from_der(last).map_err(|e| format!("unreadable certificate: {e}"))?;
         return Err(format!(
-            "the certificate chain ends in {:?}, which no configured trust store holds",
+            "the certificate chain (ending in {:?}) holds no certificate of a configured trust store",
             c.subject().to_string()
         ));
-    }
-    let last_der = CertificateDer::from(last.as_slice());
-    let anchor = webpki::anchor_from_trusted_cert(&last_der)
+    };
+    let anchor_der = CertificateDer::from(envelope.chain[anchor_at].as_slice());
+    let anchor = webpki::anchor_from_trusted_cert(&anchor_der)
         .map_err(|e| format!("unusable trusted certificate: {e}"))?;
     let leaf_der = CertificateDer::from(envelope.chain[0].as_slice());
     let leaf = EndEntityCert::try_from(&leaf_der)
@@ -282,8 +448,8 @@ pub fn check_chain(
     let intermediates: Vec<CertificateDer<'_>> = envelope
         .chain
         .iter()
+        .take(anchor_at)
         .skip(1)
-        .take(envelope.chain.len().saturating_sub(2))
         .map(|c| CertificateDer::from(c.as_slice()))
         .collect();
     let algs = rustls::crypto::aws_lc_rs::default_provider()
@@ -298,7 +464,7 @@ pub fn check_chain(
         None,
         None,
     )
-    .map_err(|e| format!("the certificate chain does not verify: {e:?}"))?;
+    .map_err(|e| format!("the certificate chain does not verify at {at}: {e:?}"))?;
     let (_, leaf) = X509Certificate::from_der(&envelope.chain[0]).map_err(|e| e.to_string())?;
     if let Ok(Some(ku)) = leaf.key_usage()
         && !ku.value.digital_signature()
@@ -306,6 +472,16 @@ pub fn check_chain(
         return Err("the signing certificate may not make digital signatures".into());
     }
     Ok(())
+}
+
+/// A certificate's validity period.
+pub fn validity(der: &[u8]) -> Result<(jiff::Timestamp, jiff::Timestamp), String> {
+    let (_, c) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    let t = |s: i64| jiff::Timestamp::from_second(s).map_err(|e| e.to_string());
+    Ok((
+        t(c.validity().not_before.timestamp())?,
+        t(c.validity().not_after.timestamp())?,
+    ))
 }
 
 /// Every certificate of the chain is valid at `at`.

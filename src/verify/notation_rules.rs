@@ -1,0 +1,298 @@
+//! The rules one Notation verification applies (a trust policy statement's level and overrides,
+//! its trusted identities, and the certificates of the trust stores it names, already loaded) and
+//! their application to an envelope: which failed checks deny, which are only logged (warnings),
+//! following the Notary Project trust policy specification.
+
+use std::collections::BTreeMap;
+
+use super::notation::{SigningScheme, Target, chain_valid_at, check_chain, check_integrity};
+use super::timestamp;
+
+/// How strictly a statement verifies (Notation's `signatureVerification.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Strict,
+    Permissive,
+    Audit,
+    Skip,
+}
+
+/// What a failed check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Enforce,
+    Log,
+    Skip,
+}
+
+/// The checks a level decides about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Validation {
+    Integrity,
+    Authenticity,
+    AuthenticTimestamp,
+    Expiry,
+    Revocation,
+}
+
+impl Level {
+    /// Notation's table: strict enforces every check; permissive enforces integrity and
+    /// authenticity and logs the rest; audit enforces integrity and logs the rest; skip verifies
+    /// nothing.
+    pub fn action(self, v: Validation) -> Action {
+        use Validation::*;
+        match (self, v) {
+            (Level::Skip, _) => Action::Skip,
+            (Level::Strict, _) => Action::Enforce,
+            (Level::Permissive, Integrity | Authenticity) => Action::Enforce,
+            (Level::Permissive, _) => Action::Log,
+            (Level::Audit, Integrity) => Action::Enforce,
+            (Level::Audit, _) => Action::Log,
+        }
+    }
+}
+
+/// A trusted identity: any (`*`), or the attributes a leaf subject must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustedIdentity {
+    Any,
+    Subject(BTreeMap<String, String>),
+}
+
+/// Parses a distinguished name `CN=a, O=b, ...` into attributes (each at most once).
+pub fn parse_dn(dn: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut attrs = BTreeMap::new();
+    for part in dn.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} in {dn:?} is not ATTRIBUTE=VALUE"))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() || v.is_empty() {
+            return Err(format!(
+                "{part:?} in {dn:?} has an empty attribute or value"
+            ));
+        }
+        if attrs.insert(k.to_owned(), v.to_owned()).is_some() {
+            return Err(format!("attribute {k} appears twice in {dn:?}"));
+        }
+    }
+    Ok(attrs)
+}
+
+impl TrustedIdentity {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s == "*" {
+            return Ok(Self::Any);
+        }
+        let (kind, value) = s
+            .split_once(':')
+            .ok_or_else(|| format!("trusted identity {s:?} is not x509.subject: DN or *"))?;
+        if kind.trim() != "x509.subject" {
+            return Err(format!(
+                "trusted identity type {:?} is not x509.subject",
+                kind.trim()
+            ));
+        }
+        let attrs = parse_dn(value.trim())?;
+        for required in ["C", "ST", "O"] {
+            if !attrs.contains_key(required) {
+                return Err(format!(
+                    "trusted identity {s:?} lacks {required}: C, ST and O are required"
+                ));
+            }
+        }
+        Ok(Self::Subject(attrs))
+    }
+
+    /// Whether a leaf whose subject has `subject` attributes is this identity: every attribute
+    /// listed must equal the subject's (order does not matter).
+    pub fn matches(&self, subject: &BTreeMap<String, String>) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Subject(want) => want.iter().all(|(k, v)| subject.get(k) == Some(v)),
+        }
+    }
+}
+
+/// What a statement requires, with its trust stores read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub level: Level,
+    pub overrides: BTreeMap<Validation, Action>,
+    pub identities: Vec<TrustedIdentity>,
+    /// Certificates (DER) of the `ca`, `signingAuthority` and `tsa` stores named.
+    pub ca: Vec<Vec<u8>>,
+    pub signing_authority: Vec<Vec<u8>>,
+    pub tsa: Vec<Vec<u8>>,
+    /// `verifyTimestamp: always` (the default); `false` for `afterCertExpiry`.
+    pub verify_timestamp_always: bool,
+}
+
+impl Rules {
+    /// What a failed `v` does under these rules.
+    pub fn action(&self, v: Validation) -> Action {
+        self.overrides
+            .get(&v)
+            .copied()
+            .unwrap_or_else(|| self.level.action(v))
+    }
+}
+
+/// What verifying one envelope found: failures the level enforces, and failures it only logs
+/// (reported as warnings).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub enforced: Vec<String>,
+    pub logged: Vec<String>,
+    /// The level is `skip`: nothing was verified.
+    pub skipped: bool,
+    /// What enforced failures are about, the first one first (for finding codes).
+    pub failed: Vec<Validation>,
+    /// The signing certificate's subject, once integrity held.
+    pub signer: Option<String>,
+}
+
+impl Report {
+    pub fn verified(&self) -> bool {
+        self.enforced.is_empty()
+    }
+
+    fn fail(&mut self, rules: &Rules, v: Validation, reason: String) {
+        let reason = format!("{}: {reason}", validation_name(v));
+        match rules.action(v) {
+            Action::Enforce => {
+                self.enforced.push(reason);
+                self.failed.push(v);
+            }
+            Action::Log => self.logged.push(reason),
+            Action::Skip => {}
+        }
+    }
+}
+
+pub fn validation_name(v: Validation) -> &'static str {
+    match v {
+        Validation::Integrity => "integrity",
+        Validation::Authenticity => "authenticity",
+        Validation::AuthenticTimestamp => "authenticTimestamp",
+        Validation::Expiry => "expiry",
+        Validation::Revocation => "revocation",
+    }
+}
+
+/// Verifies one envelope (bytes of `media_type`) for `target` under `rules` at time `at`.
+pub fn verify(
+    rules: &Rules,
+    envelope: &[u8],
+    media_type: &str,
+    target: &Target,
+    at: jiff::Timestamp,
+) -> Report {
+    let mut report = Report::default();
+    if rules.level == Level::Skip {
+        report.skipped = true;
+        return report;
+    }
+    let env = match check_integrity(envelope, media_type, target) {
+        Ok(env) => env,
+        Err(reason) => {
+            report.fail(rules, Validation::Integrity, reason);
+            return report;
+        }
+    };
+    let subject: Vec<String> = env
+        .leaf_subject
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let subject = subject.join(", ");
+    report.signer = Some(subject.clone());
+    // Only the stores the signing scheme reads (as Notation does): a `signingAuthority` store
+    // named beside the `ca` stores is not trusted for a `notary.x509` signature.
+    let trusted = match env.scheme {
+        SigningScheme::X509 => &rules.ca,
+        SigningScheme::SigningAuthority => &rules.signing_authority,
+    };
+    let signed_at = env.signing_time;
+    match check_chain(&env, trusted, signed_at) {
+        Err(reason) => report.fail(rules, Validation::Authenticity, reason),
+        Ok(()) => {
+            if !rules
+                .identities
+                .iter()
+                .any(|i| i.matches(&env.leaf_subject))
+            {
+                report.fail(
+                    rules,
+                    Validation::Authenticity,
+                    format!(
+                        "the signing certificate's subject {subject} matches no trusted identity"
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(expiry) = env.expiry
+        && expiry < at
+    {
+        report.fail(
+            rules,
+            Validation::Expiry,
+            format!("the signature expired at {expiry}"),
+        );
+    }
+    if let Err(reason) = authentic_timestamp(rules, &env, at) {
+        report.fail(rules, Validation::AuthenticTimestamp, reason);
+    }
+    if report.enforced.is_empty() && rules.action(Validation::Revocation) != Action::Skip {
+        report
+            .logged
+            .push("revocation: not checked (OCSP and CRLs need the network)".into());
+    }
+    report
+}
+
+/// Notation's authentic-timestamp check. `notary.x509.signingAuthority`: the chain is valid at the
+/// signing time the signer vouches for. `notary.x509`: without a `tsa` store (or, with
+/// `afterCertExpiry`, while the chain is still valid) the chain must be valid at `at`; otherwise
+/// an RFC 3161 countersignature over the envelope's signature must verify under a `tsa` store and
+/// its time (with its accuracy) must lie within every certificate's validity.
+fn authentic_timestamp(
+    rules: &Rules,
+    env: &super::notation::Envelope,
+    at: jiff::Timestamp,
+) -> Result<(), String> {
+    if env.scheme == SigningScheme::SigningAuthority {
+        return chain_valid_at(env, env.signing_time);
+    }
+    let mut verify_token = !rules.tsa.is_empty();
+    if verify_token && !rules.verify_timestamp_always {
+        verify_token = chain_valid_at(env, at).is_err();
+    }
+    if !verify_token {
+        return chain_valid_at(env, at);
+    }
+    let Some(token) = &env.timestamp else {
+        return Err(
+            "no timestamp countersignature was found, and the trust policy names a tsa store"
+                .into(),
+        );
+    };
+    let stamped = timestamp::verify(token, &env.signature, &rules.tsa)?;
+    for der in &env.chain {
+        let (from, to) = super::notation::validity(der)?;
+        if stamped.earliest < from {
+            return Err(format!(
+                "the timestamp ({} ± {}s) can be before the certificate chain is valid (from {from})",
+                stamped.time, stamped.accuracy_seconds
+            ));
+        }
+        if stamped.latest > to {
+            return Err(format!(
+                "the timestamp ({} ± {}s) can be after the certificate chain expired (at {to})",
+                stamped.time, stamped.accuracy_seconds
+            ));
+        }
+    }
+    Ok(())
+}
