@@ -783,6 +783,7 @@ impl Engine {
                     let needs = Needs {
                         signatures: group.iter().any(|p| p.signatures.is_some()),
                         attestations: group.iter().any(|p| !p.attestations.is_empty()),
+                        notation: group.iter().any(|p| !notation_authorities(p).is_empty()),
                     };
                     let limits = &self.config.limits;
                     async move {
@@ -828,11 +829,34 @@ impl Engine {
         // Outcomes per group, and each policy's group.
         let mut outcomes: Vec<(Vec<SignatureOutcome>, Vec<AttestationOutcome>)> = Vec::new();
         let mut group_of = vec![usize::MAX; policies.len()];
-        for (g, ((_, members), evidence)) in groups.iter().zip(raw).enumerate() {
+        // Notation statements are chosen by the image's repository, wherever its evidence is.
+        let scope = source.name();
+        for (g, ((_, members), mut evidence)) in groups.iter().zip(raw).enumerate() {
             for i in members {
                 group_of[*i] = g;
             }
-            outcomes.push(verify_evidence(evidence, &trust, digest));
+            let envelopes = std::mem::take(&mut evidence.notation);
+            let subject = evidence.subject.take();
+            let mut out = verify_evidence(evidence, &trust, digest);
+            let mut done: Vec<&policy::NotationAuthority> = Vec::new();
+            for a in members
+                .iter()
+                .flat_map(|i| notation_authorities(policies[*i]))
+            {
+                if done.contains(&a) {
+                    continue;
+                }
+                done.push(a);
+                out.0.extend(notation_outcomes(
+                    a,
+                    &envelopes,
+                    subject.as_ref(),
+                    &scope,
+                    digest,
+                    trust.now,
+                ));
+            }
+            outcomes.push(out);
         }
         let none: (Vec<SignatureOutcome>, Vec<AttestationOutcome>) = (Vec::new(), Vec::new());
         metrics.observe_step("verify", started.elapsed());
@@ -846,15 +870,19 @@ impl Engine {
             let (signatures, attestations) = outcomes.get(group_of[i]).unwrap_or(&none);
             let mut held_all = true;
             let mut found = Vec::new();
+            // What a Notation statement's level only logs: warnings, whatever the mode.
+            let mut logged = Vec::new();
             if let Some(action) = p.action {
                 let (held, f) = policy::evaluate_static(&p.name, action, digest.as_str());
                 held_all &= held;
                 found.extend(f);
             }
             if let Some(req) = &p.signatures {
-                let (held, f) = policy::evaluate_signatures(&p.name, req, digest, signatures);
+                let (held, f, w) =
+                    policy::evaluate_signatures_warning(&p.name, req, digest, signatures);
                 held_all &= held;
                 found.extend(f);
+                logged.extend(w);
             }
             for req in &p.attestations {
                 let (held, f) =
@@ -867,6 +895,7 @@ impl Engine {
                 held_all &= held;
                 found.extend(f);
             }
+            warnings.extend(logged);
             match p.mode {
                 policy::Mode::Enforce => {
                     allowed &= held_all;
@@ -893,6 +922,74 @@ impl Engine {
         }
         .with_warnings(warnings)
     }
+}
+
+/// The `notation` authorities of a policy's signature requirement.
+fn notation_authorities(p: &Policy) -> Vec<&policy::NotationAuthority> {
+    p.signatures
+        .iter()
+        .flat_map(|s| s.authorities.iter())
+        .filter_map(|a| match a {
+            policy::Authority::Notation(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Notation envelopes of an image verified under one authority: its statement for `scope`
+/// (none is a denial naming the scope; `skip` admits without verifying, as Notation does).
+fn notation_outcomes(
+    authority: &policy::NotationAuthority,
+    envelopes: &[(Vec<u8>, String)],
+    subject: Option<&(String, u64)>,
+    scope: &str,
+    digest: &Digest,
+    now: jiff::Timestamp,
+) -> Vec<SignatureOutcome> {
+    use crate::verify::notation_rules::{Level, select};
+    let Some(statement) = select(&authority.statements, scope) else {
+        return vec![SignatureOutcome::Unverified {
+            check: crate::verify::Check::Scope,
+            reason: format!(
+                "{} has no trust policy statement whose registryScopes hold {scope:?}",
+                authority.name
+            ),
+        }];
+    };
+    if statement.rules.level == Level::Skip {
+        return vec![SignatureOutcome::Valid {
+            signers: vec![crate::verify::signature::Signer::Notation {
+                authority: authority.name.clone(),
+                subject: format!(
+                    "nobody (trust policy statement {:?} has level skip: nothing verified)",
+                    statement.name
+                ),
+                warnings: Vec::new(),
+                revocation_unchecked: false,
+            }],
+        }];
+    }
+    let Some((media_type, size)) = subject else {
+        return Vec::new();
+    };
+    let target = crate::verify::notation::Target {
+        media_type: media_type.clone(),
+        digest: digest.to_string(),
+        size: *size,
+    };
+    envelopes
+        .iter()
+        .map(|(bytes, envelope_type)| {
+            crate::verify::notation_rules::outcome(
+                &authority.name,
+                statement,
+                bytes,
+                envelope_type,
+                &target,
+                now,
+            )
+        })
+        .collect()
 }
 
 /// Every signature and attestation of `evidence`, verified (pure).

@@ -302,7 +302,15 @@ fn notation_verify_envelope(args: &umpire::notation_cmd::VerifyEnvelopeArgs) -> 
                 eprintln!("skipped: the trust policy's level is skip; nothing was verified");
             }
             if report.verified() {
-                println!("verified: {}", args.envelope.display());
+                match &report.signer {
+                    Some(s) => println!("verified: {} (signed by {s})", args.envelope.display()),
+                    None => println!("verified: {}", args.envelope.display()),
+                }
+                if report.revocation_unchecked {
+                    eprintln!(
+                        "note: revocation (OCSP, CRL) was not checked: umpire verifies offline"
+                    );
+                }
                 ExitCode::SUCCESS
             } else {
                 for f in &report.enforced {

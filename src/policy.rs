@@ -81,6 +81,16 @@ pub enum Authority {
     },
     /// A Fulcio certificate identity under a `trust.sigstore` root.
     Keyless(KeylessAuthority),
+    /// Notation signatures, under an inline statement or a trust policy document's statements.
+    Notation(NotationAuthority),
+}
+
+/// A `notation` authority, its trust stores read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotationAuthority {
+    /// How messages name it (and how its signers are matched to it).
+    pub name: String,
+    pub statements: Vec<crate::verify::notation_rules::ScopedRules>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +155,7 @@ impl fmt::Display for Authority {
                 }
                 f.write_str(")")
             }
+            Authority::Notation(n) => f.write_str(&n.name),
         }
     }
 }
@@ -169,6 +180,7 @@ impl Authority {
             (Authority::Keyless(a), Signer::Keyless { trust, identity }) => {
                 a.trust == *trust && a.mismatch(identity).is_none()
             }
+            (Authority::Notation(n), Signer::Notation { authority, .. }) => n.name == *authority,
             _ => false,
         }
     }
@@ -304,6 +316,18 @@ pub fn evaluate_signatures(
     digest: &Digest,
     outcomes: &[SignatureOutcome],
 ) -> (bool, Vec<Finding>) {
+    let (held, findings, _) = evaluate_signatures_warning(policy, req, digest, outcomes);
+    (held, findings)
+}
+
+/// As `evaluate_signatures`, with the warnings of the signatures that met the requirement: what
+/// a Notation statement's level only logged.
+pub fn evaluate_signatures_warning(
+    policy: &str,
+    req: &SignatureRequirement,
+    digest: &Digest,
+    outcomes: &[SignatureOutcome],
+) -> (bool, Vec<Finding>, Vec<Finding>) {
     let accepted_by = |signers: &[Signer]| -> Vec<&Authority> {
         req.authorities
             .iter()
@@ -319,30 +343,63 @@ pub fn evaluate_signatures(
         .join(", ");
 
     if satisfied.len() >= req.threshold {
+        let mut warnings = Vec::new();
         let findings = satisfied
             .iter()
             .map(|a| {
-                Finding::new(
-                    Code::Satisfied,
-                    format!("signature verified by {a} for {digest}"),
-                )
-                .with_authority(a.to_string())
-                .with_policy(policy)
+                let mut message = format!("signature verified by {a} for {digest}");
+                if let Some((subject, logged, revocation_unchecked)) = notation_signer(a, outcomes)
+                {
+                    message =
+                        format!("Notation signature by {subject} verified by {a} for {digest}");
+                    if revocation_unchecked {
+                        message.push_str(
+                            "; revocation (OCSP, CRL) was not checked: umpire verifies offline",
+                        );
+                    }
+                    for w in logged {
+                        warnings.push(
+                            Finding::new(
+                                Code::SignatureInvalid,
+                                format!(
+                                    "{a} only logs this failure of the signature by {subject}: {w}"
+                                ),
+                            )
+                            .with_authority(a.to_string())
+                            .with_policy(policy),
+                        );
+                    }
+                }
+                Finding::new(Code::Satisfied, message)
+                    .with_authority(a.to_string())
+                    .with_policy(policy)
             })
             .collect();
-        return (true, findings);
+        return (true, findings, warnings);
     }
 
     if outcomes.is_empty() {
+        let wants_notation = req
+            .authorities
+            .iter()
+            .any(|a| matches!(a, Authority::Notation(_)));
+        let looked_at = if wants_notation {
+            format!(
+                "no signatures found for {digest} (cosign tag {}, OCI referrers including Notation's application/vnd.cncf.notary.signature)",
+                digest.cosign_tag("sig")
+            )
+        } else {
+            format!(
+                "no cosign signatures found for {digest} (tag {})",
+                digest.cosign_tag("sig")
+            )
+        };
         let f = Finding::new(
             Code::NoSignatures,
-            format!(
-                "no cosign signatures found for {digest} (tag {}); expected one by {expected}",
-                digest.cosign_tag("sig")
-            ),
+            format!("{looked_at}; expected one by {expected}"),
         )
         .with_policy(policy);
-        return (false, vec![f]);
+        return (false, vec![f], Vec::new());
     }
 
     let mut problems = Vec::new();
@@ -407,7 +464,36 @@ pub fn evaluate_signatures(
             .with_policy(policy),
         );
     }
-    (false, problems)
+    (false, problems, Vec::new())
+}
+
+/// The Notation signer that met `authority` with the fewest logged failures: (subject, what was
+/// logged, whether revocation went unchecked).
+fn notation_signer<'a>(
+    authority: &Authority,
+    outcomes: &'a [SignatureOutcome],
+) -> Option<(&'a str, &'a [String], bool)> {
+    if !matches!(authority, Authority::Notation(_)) {
+        return None;
+    }
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            SignatureOutcome::Valid { signers } => Some(signers),
+            _ => None,
+        })
+        .flatten()
+        .filter(|s| authority.accepts(s))
+        .filter_map(|s| match s {
+            Signer::Notation {
+                subject,
+                warnings,
+                revocation_unchecked,
+                ..
+            } => Some((subject.as_str(), warnings.as_slice(), *revocation_unchecked)),
+            _ => None,
+        })
+        .min_by_key(|(_, w, _)| w.len())
 }
 
 /// The finding code for evidence that failed `check`.
@@ -417,6 +503,9 @@ pub fn finding_code(check: Check) -> Code {
         Check::Certificate => Code::CertificateInvalid,
         Check::TransparencyLog => Code::TlogInvalid,
         Check::Digest => Code::DigestMismatch,
+        Check::UntrustedSigner => Code::UntrustedSigner,
+        Check::Identity => Code::IdentityMismatch,
+        Check::Scope => Code::PolicyViolation,
     }
 }
 
@@ -428,6 +517,7 @@ fn signer_identity(signers: &[Signer]) -> Option<String> {
         Signer::Keyless { identity, .. } => {
             format!("cert\0{}\0{}", identity.issuer, identity.subject)
         }
+        Signer::Notation { subject, .. } => format!("notation\0{subject}"),
     })
 }
 

@@ -1,6 +1,9 @@
 //! Notation envelopes from the Notary Project's own test data (tests/data/notation, cases.json)
 //! through `umpire notation verify-envelope`: each case ends as the corpus expects (JWS and COSE,
-//! with and without RFC 3161 countersignatures), failing under the validation the corpus names.
+//! with and without RFC 3161 countersignatures), failing under the validation the corpus names;
+//! and the layout cases through the image path (module `image_path`).
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -141,4 +144,377 @@ fn bad_input_exits_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+mod image_path {
+    //! The layout cases of the corpus (D01–D13, D28) through the image path: each layout pushed
+    //! to the test registry (image, signature manifests with no top-level artifactType, and the
+    //! `sha256-<hex>` referrers tag), then verified by the engine under a `notation` authority
+    //! that points at the case's trust policy document; and a Notation-signed image over gRPC and
+    //! the CLI under both config forms.
+
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use super::data;
+    use crate::support::cosign::Blob;
+    use crate::support::registry::Registry;
+    use umpire::verdict::{Code, Verdict};
+
+    const IMAGE: &str = "sha256:b8479de3f88fb259a0a9ea82a5b2a052a1ef3c4ebbcfc61482d5ae4c831f8af9";
+
+    /// Pushes every blob and manifest of `layout` into `repo`, tags as index.json names them.
+    async fn push_layout(registry: &Registry, repo: &str, layout: &Path) {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let blob = |d: &str| {
+            std::fs::read(
+                layout
+                    .join("blobs/sha256")
+                    .join(d.trim_start_matches("sha256:")),
+            )
+            .unwrap()
+        };
+        let entries = index["manifests"].as_array().unwrap();
+        let mut manifests = Vec::new();
+        for e in entries {
+            manifests.push(e["digest"].as_str().unwrap().to_owned());
+        }
+        // Every blob that is not a listed manifest or index.
+        for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = format!("sha256:{}", path.file_name().unwrap().to_string_lossy());
+            if !manifests.contains(&name) {
+                registry
+                    .push_blob(
+                        repo,
+                        &Blob::new("application/octet-stream", std::fs::read(&path).unwrap()),
+                    )
+                    .await;
+            }
+        }
+        // Image manifests first (what indexes and signatures name), then indexes.
+        let mut ordered: Vec<&serde_json::Value> = entries.iter().collect();
+        ordered.sort_by_key(|e| e["mediaType"].as_str().unwrap().contains("index"));
+        for e in ordered {
+            let d = e["digest"].as_str().unwrap();
+            let media_type = e["mediaType"].as_str().unwrap();
+            let reference = e["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap_or(d);
+            registry
+                .push_manifest(repo, reference, &blob(d), media_type)
+                .await;
+            if reference != d {
+                registry.push_manifest(repo, d, &blob(d), media_type).await;
+            }
+        }
+    }
+
+    /// A trust store folder holding, under each `TYPE:NAME` the case maps, that folder's files.
+    fn store_for(case: &serde_json::Value, dir: &Path) -> PathBuf {
+        let root = dir.join("store");
+        let _ = std::fs::remove_dir_all(&root);
+        if let Some(map) = case["trust_store_override"].as_object() {
+            for (store, folder) in map {
+                let (kind, name) = store.split_once(':').unwrap();
+                let to = root.join("x509").join(kind).join(name);
+                std::fs::create_dir_all(&to).unwrap();
+                for f in std::fs::read_dir(data(folder.as_str().unwrap())).unwrap() {
+                    let f = f.unwrap().path();
+                    std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+                }
+            }
+        }
+        std::fs::create_dir_all(root.join("x509")).unwrap();
+        root
+    }
+
+    fn yaml(host: &str, store: &Path, authority: &str) -> String {
+        format!(
+            r#"registries:
+  - host: {host}
+    insecure: true
+trust:
+  notation:
+    store: {store}
+policies:
+  - name: notation
+    images: ["{host}/**"]
+    signatures:
+      authorities:
+        - notation:
+{authority}
+"#,
+            store = store.display()
+        )
+    }
+
+    fn codes(v: &Verdict) -> Vec<Code> {
+        v.findings.iter().map(|f| f.code).collect()
+    }
+
+    /// What the corpus expects, as a verdict: allowed (with or without warnings) or the code of
+    /// the denial.
+    fn check(id: &str, expected: &str, v: &Verdict) {
+        let all = format!("{id}: expected {expected}; got {v:#?}");
+        if expected == "PASS" || expected.starts_with("SKIPPED") {
+            assert!(v.allowed, "{all}");
+            assert!(v.warnings.is_empty(), "{all}");
+            return;
+        }
+        if expected.starts_with("PASS with warning") {
+            assert!(v.allowed && !v.warnings.is_empty(), "{all}");
+            let what = expected
+                .split_once('(')
+                .and_then(|(_, r)| r.split_whitespace().next())
+                .unwrap();
+            assert!(v.warnings.iter().any(|w| w.message.contains(what)), "{all}");
+            return;
+        }
+        assert!(!v.allowed, "{all}");
+        let want = if expected.contains("no signature found") {
+            Code::NoSignatures
+        } else if expected.contains("no applicable trust policy") {
+            Code::PolicyViolation
+        } else if expected.contains("trusted identity") {
+            Code::IdentityMismatch
+        } else if expected.contains("chain not trusted") {
+            Code::UntrustedSigner
+        } else if expected.starts_with("FAIL authenticTimestamp") {
+            Code::CertificateInvalid
+        } else if expected.starts_with("FAIL expiry") || expected.starts_with("FAIL integrity") {
+            Code::SignatureInvalid
+        } else {
+            panic!("{id}: no code known for {expected}")
+        };
+        assert!(codes(v).contains(&want), "{all}");
+    }
+
+    #[tokio::test]
+    async fn every_layout_case_of_the_corpus() {
+        let cases: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(data("cases.json")).unwrap()).unwrap();
+        let registry = Registry::start().await;
+        let host = registry.host();
+        let dir = tempfile::tempdir().unwrap();
+        let mut pushed = Vec::new();
+        let mut checked = 0;
+        for (id, case) in cases["cases"].as_object().unwrap() {
+            if case["type"] != "oci-layout" {
+                continue;
+            }
+            let layout = case["layout"].as_str().unwrap();
+            let repo = layout.trim_start_matches("layouts/");
+            if !pushed.contains(&repo.to_owned()) {
+                push_layout(&registry, repo, &data(layout)).await;
+                pushed.push(repo.to_owned());
+            }
+            let store = store_for(case, dir.path());
+            let expected = case["expected"].as_str().unwrap();
+            if case["verification_time"] != "now" {
+                // A verification time in the past is for the offline command only (D10).
+                let code = super::envelope_from_layout(id, case, &data(layout), &store, dir.path());
+                assert_eq!(code, Some(0), "{id}: expected {expected}");
+                checked += 1;
+                continue;
+            }
+            let policy = data(case["policy"].as_str().unwrap());
+            let authority = format!("            trust_policy: {}", policy.display());
+            let engine = crate::support::engine(&yaml(&host, &store, &authority));
+            let v = engine
+                .verify(&format!("{host}/{repo}@{IMAGE}"), None)
+                .await
+                .unwrap();
+            check(id, expected, &v);
+            checked += 1;
+        }
+        assert!(checked >= 14, "only {checked} layout cases found");
+    }
+
+    #[tokio::test]
+    async fn a_notation_signed_image_over_grpc_and_the_cli_under_both_config_forms() {
+        let registry = Registry::start().await;
+        let host = registry.host();
+        push_layout(&registry, "e2e", &data("layouts/e2e-valid-signature")).await;
+        push_layout(&registry, "unsigned", &data("layouts/e2e")).await;
+        let dir = tempfile::tempdir().unwrap();
+        let case =
+            serde_json::json!({"trust_store_override": {"ca:e2e": "truststore/x509/ca/e2e"}});
+        let store = store_for(&case, dir.path());
+        let inline = "            trust_stores: [\"ca:e2e\"]\n            trusted_identities: [\"x509.subject: C=US, ST=WA, L=Seattle, O=Notary, CN=e2e\"]";
+        let document = format!(
+            "            trust_policy: {}",
+            data("trustpolicies/valid_trusted_identity_trustpolicy.json").display()
+        );
+        let wrong = "            trust_stores: [\"ca:e2e\"]\n            trusted_identities: [\"x509.subject: C=US, ST=WA, O=Notary, CN=someone-else\"]";
+        for (form, authority, allowed) in [
+            ("inline", inline, true),
+            ("trust_policy", document.as_str(), true),
+            ("inline, another identity", wrong, false),
+        ] {
+            let config = yaml(&host, &store, authority);
+            // gRPC
+            let server = crate::support::Umpire::start(&config).await;
+            let mut client = server.client().await;
+            let signed = client
+                .verify(umpire::proto::VerifyRequest {
+                    image: format!("{host}/e2e:v1"),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(signed.allowed, allowed, "{form}: {signed:#?}");
+            assert_eq!(signed.digest, IMAGE, "{form}");
+            if allowed {
+                assert!(
+                    signed
+                        .findings
+                        .iter()
+                        .any(|f| f.message.contains("CN=e2e") && f.message.contains("revocation")),
+                    "{form}: {signed:#?}"
+                );
+            } else {
+                assert!(
+                    signed
+                        .findings
+                        .iter()
+                        .any(|f| f.code == "IDENTITY_MISMATCH"),
+                    "{form}: {signed:#?}"
+                );
+            }
+            let unsigned = client
+                .verify(umpire::proto::VerifyRequest {
+                    image: format!("{host}/unsigned:v1"),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(!unsigned.allowed, "{form}");
+            assert!(
+                unsigned.findings.iter().any(|f| f.code == "NO_SIGNATURES"),
+                "{form}"
+            );
+            server.stop().await.unwrap();
+            // CLI
+            let file = dir.path().join("umpire.yaml");
+            std::fs::write(&file, &config).unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_umpire"))
+                .args(["verify", "--config"])
+                .arg(&file)
+                .arg(format!("{host}/e2e:v1"))
+                .env("DOCKER_CONFIG", "/nonexistent")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                out.status.code(),
+                Some(if allowed { 0 } else { 1 }),
+                "{form}: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    #[test]
+    fn notation_config_errors_are_load_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let case =
+            serde_json::json!({"trust_store_override": {"ca:e2e": "truststore/x509/ca/e2e"}});
+        let store = store_for(&case, dir.path());
+        let load = |authority: &str| {
+            umpire::Config::from_yaml(
+                &yaml("registry.example", &store, authority),
+                Path::new("."),
+                "test",
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        // A store that does not exist.
+        let err = load(
+            "            trust_stores: [\"ca:missing\"]\n            trusted_identities: [\"*\"]",
+        )
+        .unwrap_err();
+        assert!(err.contains("ca:missing"), "{err}");
+        // Documents Notation rejects (D29–D34).
+        for bad in [
+            "unset_trusted_identity_trustpolicy.json",
+            "wildcard_trust_store_trustpolicy.json",
+            "invalid_format_trustpolicy.json",
+            "override_integrity_for_permissive_trustpolicy.json",
+        ] {
+            let err = load(&format!(
+                "            trust_policy: {}",
+                data(&format!("trustpolicies/{bad}")).display()
+            ))
+            .unwrap_err();
+            assert!(err.contains("notation"), "{bad}: {err}");
+        }
+        // Inline statements follow Notation's rules too: no wildcard store, identities required.
+        assert!(load("            trust_stores: [\"ca:e2e\"]").is_err());
+        assert!(load("            trust_stores: [\"ca:e2e\"]\n            trusted_identities: [\"x509.subject: CN=e2e\"]").is_err());
+        assert!(
+            load("            trust_stores: [\"ca:e2e\"]\n            trusted_identities: [\"*\"]")
+                .is_ok()
+        );
+    }
+}
+
+/// Runs `umpire notation verify-envelope` on the signature a layout carries for its image, with
+/// the case's policy and the verification time it gives.
+fn envelope_from_layout(
+    id: &str,
+    case: &serde_json::Value,
+    layout: &Path,
+    store: &Path,
+    dir: &Path,
+) -> Option<i32> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let image = &index["manifests"][0];
+    let signature = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            serde_json::from_slice::<serde_json::Value>(&blob(m["digest"].as_str().unwrap()))
+                .unwrap()
+        })
+        .find(|m| m["config"]["mediaType"] == "application/vnd.cncf.notary.signature")
+        .unwrap_or_else(|| panic!("{id}: no signature in the layout"));
+    let layer = &signature["layers"][0];
+    let envelope = dir.join("envelope");
+    std::fs::write(&envelope, blob(layer["digest"].as_str().unwrap())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_umpire"))
+        .args(["notation", "verify-envelope", "--envelope"])
+        .arg(&envelope)
+        .args(["--media-type", layer["mediaType"].as_str().unwrap()])
+        .args(["--target-digest", image["digest"].as_str().unwrap()])
+        .args(["--target-size", &image["size"].to_string()])
+        .args(["--target-media-type", image["mediaType"].as_str().unwrap()])
+        .arg("--trust-policy")
+        .arg(data(case["policy"].as_str().unwrap()))
+        .arg("--trust-store")
+        .arg(store)
+        .args(["--scope", case["reference"].as_str().unwrap()])
+        .args(["--at", case["verification_time"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code() == Some(0),
+        "{id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.status.code()
 }

@@ -23,6 +23,15 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         }
         let authorities =
             self.authorities(&format!("{key}.authorities"), a.authorities, keys, sigstore)?;
+        if authorities
+            .iter()
+            .any(|x| matches!(x, Authority::Notation(_)))
+        {
+            return Err(bad(
+                &format!("{key}.authorities"),
+                "Notation signs images and artifacts, not in-toto attestations: use a key or keyless authority here".into(),
+            ));
+        }
         let wildcards = |k: &str, items: Vec<String>| {
             items
                 .iter()

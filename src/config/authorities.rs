@@ -17,6 +17,22 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         for (j, a) in raw.into_iter().enumerate() {
             let akey = format!("{key}[{j}]");
             let authority = match (a.key, a.keyless) {
+                (None, None) if a.notation.is_some() => {
+                    if a.transparency_log.is_some() || a.trust.is_some() {
+                        return Err(bad(
+                            &akey,
+                            "transparency_log and trust belong to key authorities".into(),
+                        ));
+                    }
+                    let n = a.notation.ok_or_else(|| bad(&akey, "no notation".into()))?;
+                    self.notation(&format!("{akey}.notation"), n)?
+                }
+                (Some(_), _) | (_, Some(_)) if a.notation.is_some() => {
+                    return Err(bad(
+                        &akey,
+                        "an authority is exactly one of `key`, `keyless` or `notation`".into(),
+                    ));
+                }
                 (Some(name), None) => {
                     if !keys.contains_key(&name) {
                         return Err(bad(
@@ -62,7 +78,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 _ => {
                     return Err(bad(
                         &akey,
-                        "an authority is exactly one of `key` or `keyless`".into(),
+                        "an authority is exactly one of `key`, `keyless` or `notation`".into(),
                     ));
                 }
             };
@@ -75,6 +91,110 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             return Err(bad(key, "needs at least one authority".into()));
         }
         Ok(authorities)
+    }
+
+    /// A `notation` authority: its statement (inline, written as a one-statement trust policy
+    /// with scope `*` so that Notation's own rules validate it) or its trust policy document, with
+    /// trust stores read under `trust.notation.store`.
+    pub(super) fn notation(&self, key: &str, n: RawNotation) -> Result<Authority, ConfigError> {
+        let bad = self.invalid;
+        let Some(store_root) = self.notation_store.borrow().clone() else {
+            return Err(bad(
+                key,
+                "a notation authority needs trust.notation.store (the folder that holds x509/)"
+                    .into(),
+            ));
+        };
+        let inline = n.trust_stores.is_some()
+            || n.trusted_identities.is_some()
+            || n.level.is_some()
+            || n.overrides.is_some()
+            || n.timestamp_stores.is_some()
+            || n.verify_timestamp.is_some();
+        let (document, name) = match (n.trust_policy, inline) {
+            (Some(_), true) => {
+                return Err(bad(
+                    key,
+                    "give either trust_policy (a Notation trust policy document) or an inline statement, not both".into(),
+                ));
+            }
+            (Some(path), false) => {
+                let full = self.named(&path);
+                let text = std::fs::read_to_string(&full).map_err(|e| {
+                    bad(
+                        &format!("{key}.trust_policy"),
+                        format!("cannot read {}: {e}", full.display()),
+                    )
+                })?;
+                (text, format!("notation (trust policy {path})"))
+            }
+            (None, _) => {
+                let stores = n.trust_stores.unwrap_or_default();
+                if stores.is_empty() {
+                    return Err(bad(
+                        &format!("{key}.trust_stores"),
+                        "name at least one ca:NAME or signingAuthority:NAME store".into(),
+                    ));
+                }
+                if let Some(s) = stores.iter().find(|s| s.starts_with("tsa:")) {
+                    return Err(bad(
+                        &format!("{key}.trust_stores"),
+                        format!("{s:?} is a tsa store: list it under timestamp_stores"),
+                    ));
+                }
+                let tsa = n.timestamp_stores.unwrap_or_default();
+                if let Some(s) = tsa.iter().find(|s| !s.starts_with("tsa:")) {
+                    return Err(bad(
+                        &format!("{key}.timestamp_stores"),
+                        format!("{s:?} is not a tsa:NAME store"),
+                    ));
+                }
+                let identities = n.trusted_identities.unwrap_or_default();
+                let mut verification = serde_json::json!({
+                    "level": n.level.as_deref().unwrap_or("strict"),
+                });
+                if let Some(o) = n.overrides {
+                    verification["override"] = serde_json::json!(o);
+                }
+                if let Some(v) = n.verify_timestamp {
+                    verification["verifyTimestamp"] = serde_json::json!(v);
+                }
+                let name = format!(
+                    "notation ({}; {})",
+                    stores
+                        .iter()
+                        .chain(tsa.iter())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    identities.join(" | ")
+                );
+                let document = serde_json::json!({
+                    "version": "1.0",
+                    "trustPolicies": [{
+                        "name": key,
+                        "registryScopes": ["*"],
+                        "signatureVerification": verification,
+                        "trustStores": stores.iter().chain(tsa.iter()).collect::<Vec<_>>(),
+                        "trustedIdentities": identities,
+                    }]
+                });
+                (document.to_string(), name)
+            }
+        };
+        let (statements, files) = crate::trust::notation::load_statements(&document, &store_root)
+            .map_err(|e| bad(key, e.to_string()))?;
+        if statements
+            .iter()
+            .any(|s| s.rules.level == crate::trust::notation::Level::Skip)
+        {
+            tracing::warn!(key = %key, "a Notation statement with level skip admits images without verifying any signature");
+            self.warnings.borrow_mut().push(format!(
+                "{key}: a Notation statement with level skip admits images without verifying any signature"
+            ));
+        }
+        self.files.borrow_mut().extend(files);
+        Ok(Authority::Notation(NotationAuthority { name, statements }))
     }
 
     pub(super) fn keyless(

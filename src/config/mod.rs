@@ -19,8 +19,8 @@ pub use crate::evidence::registry::RegistrySettings;
 use crate::glob::Glob;
 pub use crate::limits::Limits;
 use crate::policy::{
-    AttestationRequirement, Authority, KeylessAuthority, Mode, Policy, SignatureRequirement,
-    StaticAction,
+    AttestationRequirement, Authority, KeylessAuthority, Mode, NotationAuthority, Policy,
+    SignatureRequirement, StaticAction,
 };
 use crate::rego::RegoPolicy;
 use crate::trust::tuf::TufSettings;
@@ -210,6 +210,7 @@ impl Config {
                     Authority::Keyless(k) => {
                         roots_used.insert(k.trust.as_str());
                     }
+                    Authority::Notation(_) => {}
                 }
             }
         }
@@ -255,6 +256,7 @@ impl Config {
             invalid: &invalid,
             files: Default::default(),
             warnings: Default::default(),
+            notation_store: Default::default(),
         }
         .config(raw)
     }
@@ -267,6 +269,8 @@ struct Validator<'a, F: Fn(&str, String) -> ConfigError> {
     files: std::cell::RefCell<Vec<PathBuf>>,
     /// What loads but deserves a look (globs that can never match...).
     warnings: std::cell::RefCell<Vec<String>>,
+    /// `trust.notation.store`, resolved, once read.
+    notation_store: std::cell::RefCell<Option<PathBuf>>,
 }
 
 impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
@@ -317,6 +321,19 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         })
         .map_err(|e| bad(&e.key, e.message))?;
         trust_bytes.extend(trust.material.iter().cloned());
+        if let Some(n) = &raw.trust.notation {
+            let root = self.base.join(&n.store);
+            if !root.join("x509").is_dir() {
+                return Err(bad(
+                    "trust.notation.store",
+                    format!(
+                        "{} holds no x509/ folder (Notation's layout: x509/{{ca,signingAuthority,tsa}}/<name>/)",
+                        root.display()
+                    ),
+                ));
+            }
+            *self.notation_store.borrow_mut() = Some(root);
+        }
         let crate::trust::TrustSet {
             keys,
             sigstore,

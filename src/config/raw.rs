@@ -123,6 +123,15 @@ pub(super) struct RawTrust {
     pub(super) sigstore: BTreeMap<String, String>,
     #[serde(default)]
     pub(super) tuf: Option<RawTuf>,
+    #[serde(default)]
+    pub(super) notation: Option<RawNotationTrust>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotationTrust {
+    /// A folder laid out as Notation's: `x509/{ca,signingAuthority,tsa}/<name>/`.
+    pub(super) store: String,
 }
 
 #[derive(Deserialize)]
@@ -266,6 +275,28 @@ pub(super) struct RawAuthority {
     pub(super) trust: Option<String>,
     #[serde(default)]
     pub(super) keyless: Option<RawKeyless>,
+    #[serde(default)]
+    pub(super) notation: Option<RawNotation>,
+}
+
+/// A `notation` authority: an inline statement, or a Notation trust policy document.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotation {
+    #[serde(default)]
+    pub(super) trust_stores: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) trusted_identities: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) level: Option<String>,
+    #[serde(default, rename = "override")]
+    pub(super) overrides: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub(super) timestamp_stores: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) verify_timestamp: Option<String>,
+    #[serde(default)]
+    pub(super) trust_policy: Option<String>,
 }
 
 #[derive(Deserialize)]

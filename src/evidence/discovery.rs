@@ -15,10 +15,16 @@ use crate::limits::Limits;
 pub struct Needs {
     pub signatures: bool,
     pub attestations: bool,
+    /// Notation signatures (OCI referrers of type `application/vnd.cncf.notary.signature`).
+    pub notation: bool,
 }
 
 /// Media types (prefix) of Sigstore bundles attached as referrers.
 const SIGSTORE_BUNDLE_TYPE: &str = "application/vnd.dev.sigstore.bundle";
+/// The artifact type of Notation signatures (often only the config's media type).
+const NOTATION_SIGNATURE_TYPE: &str = "application/vnd.cncf.notary.signature";
+/// Media types of Notation envelopes.
+const NOTATION_ENVELOPE_TYPES: &[&str] = &["application/jose+json", "application/cose"];
 /// Bundles may be larger than simple-signing payloads (certificates, proofs).
 const MIN_BUNDLE_BYTES: u64 = 1024 * 1024;
 /// Signature layer blobs fetched at once for one image.
@@ -76,6 +82,11 @@ pub(crate) struct Evidence {
     pub sig_layers: Layers,
     pub att_layers: Layers,
     pub bundles: Vec<sigstore_types::Bundle>,
+    /// Notation envelopes attached to the image: (bytes, media type).
+    pub notation: Vec<(Vec<u8>, String)>,
+    /// The image manifest's media type and size, which Notation signatures name, when some were
+    /// found.
+    pub subject: Option<(String, u64)>,
 }
 
 /// The layers under cosign's `sha256-<hex>.<suffix>` tag (`sig`, `att`): each blob with the
@@ -165,6 +176,7 @@ pub(crate) async fn gather(
     limits: &Limits,
 ) -> Result<Evidence, FetchError> {
     let (needs_signatures, needs_attestations) = (needs.signatures, needs.attestations);
+    let needs_notation = needs.notation;
     let skip = || async { Ok(Vec::new()) };
     let (sig_layers, att_layers, bundles) = futures::join!(
         async {
@@ -197,14 +209,30 @@ pub(crate) async fn gather(
                 skip().await
             }
         },
-        referrer_bundles(source, digest, budget, limits)
+        referrers(source, digest, needs_notation, budget, limits)
     );
+    let (bundles, notation) = bundles?;
+    // Notation signatures name the manifest by media type and size as well as digest.
+    let subject = if notation.is_empty() {
+        None
+    } else {
+        let m = source
+            .manifest(
+                &ManifestRef::Digest(digest.clone()),
+                limits.max_manifest_bytes,
+            )
+            .await?;
+        budget.charge(m.size, &format!("manifest of {}@{digest}", source.name()))?;
+        Some((m.media_type, m.size))
+    };
     Ok(Evidence {
         needs_signatures,
         needs_attestations,
         sig_layers: sig_layers?,
         att_layers: att_layers?,
-        bundles: bundles?,
+        bundles,
+        notation,
+        subject,
     })
 }
 
@@ -283,17 +311,27 @@ pub(crate) async fn image_configs(
     Ok(out)
 }
 
-/// Sigstore bundles attached to `digest` as OCI referrers (the referrers API, or the
-/// `sha256-<hex>` fallback tag). Each referring manifest is read itself, since fallback indexes
-/// may lack the descriptors' artifact types, and must name `digest` as its subject.
-async fn referrer_bundles(
+/// A referrer read: a Sigstore bundle or a Notation envelope (bytes, media type).
+enum Referrer {
+    Bundle(sigstore_types::Bundle),
+    Notation(Vec<u8>, String),
+}
+
+type Referrers = (Vec<sigstore_types::Bundle>, Vec<(Vec<u8>, String)>);
+
+/// Sigstore bundles and (when `notation`) Notation envelopes attached to `digest` as OCI
+/// referrers (the referrers API, or the `sha256-<hex>` fallback tag). Each referring manifest is
+/// read itself, since fallback indexes may lack the descriptors' artifact types, and must name
+/// `digest` as its subject.
+async fn referrers(
     source: &dyn Source,
     digest: &Digest,
+    notation: bool,
     budget: &EvidenceBudget,
     limits: &Limits,
-) -> Result<Vec<sigstore_types::Bundle>, FetchError> {
+) -> Result<Referrers, FetchError> {
     let Some(index) = source.referrers(digest, limits.max_manifest_bytes).await? else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     let what = format!("referrers of {}@{digest}", source.name());
     budget.charge(index.size, &what)?;
@@ -306,9 +344,9 @@ async fn referrer_bundles(
     let candidates: Vec<_> = manifests
         .into_iter()
         .filter(|d| {
-            d.artifact_type
-                .as_deref()
-                .is_none_or(|t| t.starts_with(SIGSTORE_BUNDLE_TYPE))
+            d.artifact_type.as_deref().is_none_or(|t| {
+                t.starts_with(SIGSTORE_BUNDLE_TYPE) || (notation && t == NOTATION_SIGNATURE_TYPE)
+            })
         })
         .collect();
     if candidates.len() > limits.max_signatures {
@@ -323,72 +361,91 @@ async fn referrer_bundles(
         .max_signature_layer_bytes
         .max(limits.max_attestation_bytes)
         .max(MIN_BUNDLE_BYTES);
-    let fetched: Vec<Result<Option<sigstore_types::Bundle>, FetchError>> =
-        futures::stream::iter(candidates)
-            .map(|d| {
-                let what = what.clone();
-                async move {
-                    let d = Digest::parse(&d.digest).map_err(|e| FetchError::Protocol {
-                        what: what.clone(),
-                        detail: e.to_string(),
-                    })?;
-                    let m = source
-                        .manifest(&ManifestRef::Digest(d), max_manifest)
-                        .await?;
-                    budget.charge(m.size, &what)?;
-                    let is_bundle = m
-                        .artifact_type
-                        .as_deref()
-                        .is_some_and(|t| t.starts_with(SIGSTORE_BUNDLE_TYPE));
-                    let about_this_image = m
-                        .subject
-                        .as_ref()
-                        .is_some_and(|s| s.digest == digest.as_str());
-                    let ManifestKind::Image { layers } = m.kind else {
-                        return Ok(None);
-                    };
-                    let Some(layer) = layers
-                        .into_iter()
-                        .find(|l| l.media_type.starts_with(SIGSTORE_BUNDLE_TYPE))
-                    else {
-                        return Ok(None);
-                    };
-                    if !is_bundle || !about_this_image {
-                        return Ok(None);
-                    }
-                    if layer.size > max_bundle {
-                        return Err(FetchError::LimitExceeded {
-                            what: format!("{what}: bundle {}", layer.digest),
-                            limit: max_bundle,
-                            unit: "bytes",
-                        });
-                    }
-                    let ld = Digest::parse(&layer.digest).map_err(|e| FetchError::Protocol {
-                        what: what.clone(),
-                        detail: e.to_string(),
-                    })?;
-                    // Many referrers may name one blob: it is one bundle, read once.
-                    if !budget.first_time(&ld) {
-                        return Ok(None);
-                    }
-                    budget.charge(layer.size, &what)?;
-                    let bytes = read_declared(source, &ld, layer.size).await?;
-                    // An unparsable bundle is a signature that does not verify, not an error.
-                    Ok(std::str::from_utf8(&bytes)
-                        .ok()
-                        .and_then(|json| sigstore_types::Bundle::from_json(json).ok()))
+    let fetched: Vec<Result<Option<Referrer>, FetchError>> = futures::stream::iter(candidates)
+        .map(|d| {
+            let what = what.clone();
+            async move {
+                let d = Digest::parse(&d.digest).map_err(|e| FetchError::Protocol {
+                    what: what.clone(),
+                    detail: e.to_string(),
+                })?;
+                let m = source
+                    .manifest(&ManifestRef::Digest(d), max_manifest)
+                    .await?;
+                budget.charge(m.size, &what)?;
+                let is_bundle = m
+                    .artifact_type
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with(SIGSTORE_BUNDLE_TYPE));
+                let is_notation =
+                    notation && m.artifact_type.as_deref() == Some(NOTATION_SIGNATURE_TYPE);
+                let about_this_image = m
+                    .subject
+                    .as_ref()
+                    .is_some_and(|s| s.digest == digest.as_str());
+                let ManifestKind::Image { layers } = m.kind else {
+                    return Ok(None);
+                };
+                if !about_this_image || !(is_bundle || is_notation) {
+                    return Ok(None);
                 }
-            })
-            .buffered(BLOB_CONCURRENCY)
-            .collect()
-            .await;
+                let wanted = |media_type: &str| {
+                    if is_notation {
+                        NOTATION_ENVELOPE_TYPES.contains(&media_type)
+                    } else {
+                        media_type.starts_with(SIGSTORE_BUNDLE_TYPE)
+                    }
+                };
+                let first_type = layers.first().map(|l| l.media_type.clone());
+                let Some(layer) = layers.into_iter().find(|l| wanted(&l.media_type)) else {
+                    // A Notation signature manifest whose layer is no envelope: a signature
+                    // that cannot verify (its bytes unread), not nothing.
+                    if is_notation {
+                        let found = first_type.unwrap_or_else(|| "(no layer)".into());
+                        return Ok(Some(Referrer::Notation(Vec::new(), found)));
+                    }
+                    return Ok(None);
+                };
+                if layer.size > max_bundle {
+                    return Err(FetchError::LimitExceeded {
+                        what: format!("{what}: bundle {}", layer.digest),
+                        limit: max_bundle,
+                        unit: "bytes",
+                    });
+                }
+                let ld = Digest::parse(&layer.digest).map_err(|e| FetchError::Protocol {
+                    what: what.clone(),
+                    detail: e.to_string(),
+                })?;
+                // Many referrers may name one blob: it is one bundle, read once.
+                if !budget.first_time(&ld) {
+                    return Ok(None);
+                }
+                budget.charge(layer.size, &what)?;
+                let bytes = read_declared(source, &ld, layer.size).await?;
+                if is_notation {
+                    return Ok(Some(Referrer::Notation(bytes, layer.media_type)));
+                }
+                // An unparsable bundle is a signature that does not verify, not an error.
+                Ok(std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|json| sigstore_types::Bundle::from_json(json).ok())
+                    .map(Referrer::Bundle))
+            }
+        })
+        .buffered(BLOB_CONCURRENCY)
+        .collect()
+        .await;
     let mut bundles = Vec::new();
+    let mut envelopes = Vec::new();
     for f in fetched {
-        if let Some(b) = f? {
-            bundles.push(b);
+        match f? {
+            Some(Referrer::Bundle(b)) => bundles.push(b),
+            Some(Referrer::Notation(bytes, media_type)) => envelopes.push((bytes, media_type)),
+            None => {}
         }
     }
-    Ok(bundles)
+    Ok((bundles, envelopes))
 }
 
 /// A blob read up to the size its descriptor declares: more bytes cannot be the blob named, so

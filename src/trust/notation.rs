@@ -12,7 +12,7 @@ use serde::Deserialize;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use crate::verify::notation_rules::{
-    Action, Level, Report, Rules, TrustedIdentity, Validation, parse_dn,
+    Action, Level, Report, Rules, ScopedRules, TrustedIdentity, Validation, parse_dn,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,6 +113,15 @@ impl Statement {
 
     /// The statement's rules with its trust stores read from `store_root`.
     pub fn rules(&self, store_root: &Path) -> Result<Rules, NotationError> {
+        self.rules_and_files(store_root).map(|(rules, _)| rules)
+    }
+
+    /// The statement's rules, and every file its trust stores hold (for reloading).
+    pub fn rules_and_files(
+        &self,
+        store_root: &Path,
+    ) -> Result<(Rules, Vec<PathBuf>), NotationError> {
+        let mut files = Vec::new();
         let mut rules = Rules {
             level: self.level,
             overrides: self.overrides.clone(),
@@ -123,14 +132,15 @@ impl Statement {
             verify_timestamp_always: self.verify_timestamp_always,
         };
         for store in &self.stores {
-            let certs = load_store(store_root, store)?;
+            let (certs, read) = load_store_files(store_root, store)?;
+            files.extend(read);
             match store.kind {
                 StoreKind::Ca => rules.ca.extend(certs),
                 StoreKind::SigningAuthority => rules.signing_authority.extend(certs),
                 StoreKind::Tsa => rules.tsa.extend(certs),
             }
         }
-        Ok(rules)
+        Ok((rules, files))
     }
 }
 
@@ -348,6 +358,14 @@ pub fn statement_for<'a>(statements: &'a [Statement], scope: &str) -> Option<&'a
 /// `ca` and `signingAuthority` stores hold CA certificates or self-signed leaves; `tsa` stores hold
 /// self-signed root CAs only.
 pub fn load_store(root: &Path, store: &StoreRef) -> Result<Vec<Vec<u8>>, NotationError> {
+    load_store_files(root, store).map(|(certs, _)| certs)
+}
+
+/// `load_store`, with the files it read.
+fn load_store_files(
+    root: &Path,
+    store: &StoreRef,
+) -> Result<(Vec<Vec<u8>>, Vec<PathBuf>), NotationError> {
     let dir: PathBuf = root
         .join("x509")
         .join(store.kind.folder())
@@ -364,9 +382,9 @@ pub fn load_store(root: &Path, store: &StoreRef) -> Result<Vec<Vec<u8>>, Notatio
         .filter(|p| p.is_file())
         .collect();
     files.sort();
-    for file in files {
-        let bytes = std::fs::read(&file)
-            .map_err(|e| bad(format!("cannot read {}: {e}", file.display())))?;
+    for file in &files {
+        let bytes =
+            std::fs::read(file).map_err(|e| bad(format!("cannot read {}: {e}", file.display())))?;
         let ders: Vec<Vec<u8>> = match pem::parse_many(&bytes) {
             Ok(blocks) if !blocks.is_empty() => blocks
                 .into_iter()
@@ -402,7 +420,28 @@ pub fn load_store(root: &Path, store: &StoreRef) -> Result<Vec<Vec<u8>>, Notatio
     if certs.is_empty() {
         return Err(bad(format!("{} holds no certificate", dir.display())));
     }
-    Ok(certs)
+    Ok((certs, files))
+}
+
+/// A `notation` authority's statements, their trust stores read from `store_root`: from a trust
+/// policy document (version 1.0, validated as Notation validates it). Also returns every file
+/// read, for reloading.
+pub fn load_statements(
+    document: &str,
+    store_root: &Path,
+) -> Result<(Vec<ScopedRules>, Vec<PathBuf>), NotationError> {
+    let mut files = Vec::new();
+    let mut out = Vec::new();
+    for statement in parse_trust_policy(document)? {
+        let (rules, read) = statement.rules_and_files(store_root)?;
+        files.extend(read);
+        out.push(ScopedRules {
+            name: statement.name,
+            scopes: statement.scopes,
+            rules,
+        });
+    }
+    Ok((out, files))
 }
 
 /// Verifies one envelope for `target` under `statement`, with trust stores under `store_root`, at
@@ -423,7 +462,7 @@ pub fn verify_envelope(
         Err(e) => {
             return Ok(Report {
                 enforced: vec![format!("authenticity: {e}")],
-                failed: vec![Validation::Authenticity],
+                failed: vec![crate::verify::Check::UntrustedSigner],
                 ..Report::default()
             });
         }

@@ -12,6 +12,12 @@ pub enum Check {
     TransparencyLog,
     /// A signed digest that is not the artifact's.
     Digest,
+    /// A certificate chain that reaches no configured trust store.
+    UntrustedSigner,
+    /// A signer whose identity the configured identities do not name.
+    Identity,
+    /// No trust policy statement holds the image's scope.
+    Scope,
 }
 
 pub mod attestation;

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use super::Check;
 use super::notation::{SigningScheme, Target, chain_valid_at, check_chain, check_integrity};
+use super::signature::{SignatureOutcome, Signer};
 use super::timestamp;
 
 /// How strictly a statement verifies (Notation's `signatureVerification.level`).
@@ -146,10 +148,13 @@ pub struct Report {
     pub logged: Vec<String>,
     /// The level is `skip`: nothing was verified.
     pub skipped: bool,
-    /// What enforced failures are about, the first one first (for finding codes).
-    pub failed: Vec<Validation>,
+    /// What each enforced failure is, in order (for finding codes).
+    pub failed: Vec<Check>,
     /// The signing certificate's subject, once integrity held.
     pub signer: Option<String>,
+    /// Revocation would have been checked at this level (it is not: OCSP and CRLs need the
+    /// network).
+    pub revocation_unchecked: bool,
 }
 
 impl Report {
@@ -157,12 +162,12 @@ impl Report {
         self.enforced.is_empty()
     }
 
-    fn fail(&mut self, rules: &Rules, v: Validation, reason: String) {
+    fn fail(&mut self, rules: &Rules, v: Validation, check: Check, reason: String) {
         let reason = format!("{}: {reason}", validation_name(v));
         match rules.action(v) {
             Action::Enforce => {
                 self.enforced.push(reason);
-                self.failed.push(v);
+                self.failed.push(check);
             }
             Action::Log => self.logged.push(reason),
             Action::Skip => {}
@@ -196,7 +201,7 @@ pub fn verify(
     let env = match check_integrity(envelope, media_type, target) {
         Ok(env) => env,
         Err(reason) => {
-            report.fail(rules, Validation::Integrity, reason);
+            report.fail(rules, Validation::Integrity, Check::Signature, reason);
             return report;
         }
     };
@@ -215,7 +220,14 @@ pub fn verify(
     };
     let signed_at = env.signing_time;
     match check_chain(&env, trusted, signed_at) {
-        Err(reason) => report.fail(rules, Validation::Authenticity, reason),
+        Err(reason) => {
+            let check = if reason.contains("holds no certificate of a configured trust store") {
+                Check::UntrustedSigner
+            } else {
+                Check::Certificate
+            };
+            report.fail(rules, Validation::Authenticity, check, reason)
+        }
         Ok(()) => {
             if !rules
                 .identities
@@ -225,6 +237,7 @@ pub fn verify(
                 report.fail(
                     rules,
                     Validation::Authenticity,
+                    Check::Identity,
                     format!(
                         "the signing certificate's subject {subject} matches no trusted identity"
                     ),
@@ -238,18 +251,78 @@ pub fn verify(
         report.fail(
             rules,
             Validation::Expiry,
+            Check::Signature,
             format!("the signature expired at {expiry}"),
         );
     }
     if let Err(reason) = authentic_timestamp(rules, &env, at) {
-        report.fail(rules, Validation::AuthenticTimestamp, reason);
+        report.fail(
+            rules,
+            Validation::AuthenticTimestamp,
+            Check::Certificate,
+            reason,
+        );
     }
-    if report.enforced.is_empty() && rules.action(Validation::Revocation) != Action::Skip {
-        report
-            .logged
-            .push("revocation: not checked (OCSP and CRLs need the network)".into());
-    }
+    report.revocation_unchecked = rules.action(Validation::Revocation) != Action::Skip;
     report
+}
+
+/// A statement's rules and the registry scopes it holds (`None` for `*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopedRules {
+    pub name: String,
+    pub scopes: Option<Vec<String>>,
+    pub rules: Rules,
+}
+
+/// The statement whose scopes hold `scope` (`host[:port]/repository`, compared literally), else
+/// the `*` statement.
+pub fn select<'a>(statements: &'a [ScopedRules], scope: &str) -> Option<&'a ScopedRules> {
+    statements
+        .iter()
+        .find(|s| {
+            s.scopes
+                .as_ref()
+                .is_some_and(|v| v.iter().any(|x| x == scope))
+        })
+        .or_else(|| statements.iter().find(|s| s.scopes.is_none()))
+}
+
+/// One envelope verified under one authority (`authority` names it for counting), as a signature
+/// outcome: a `Signer::Notation` when the statement's level lets it count.
+pub fn outcome(
+    authority: &str,
+    statement: &ScopedRules,
+    envelope: &[u8],
+    media_type: &str,
+    target: &Target,
+    at: jiff::Timestamp,
+) -> SignatureOutcome {
+    let report = verify(&statement.rules, envelope, media_type, target, at);
+    if !report.verified() {
+        return SignatureOutcome::Unverified {
+            check: report.failed.first().copied().unwrap_or(Check::Signature),
+            reason: format!(
+                "Notation signature{} under trust policy statement {:?} (level {}): {}",
+                if envelope.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", super::notation::envelope_digest(envelope))
+                },
+                statement.name,
+                format!("{:?}", statement.rules.level).to_lowercase(),
+                report.enforced.join("; ")
+            ),
+        };
+    }
+    SignatureOutcome::Valid {
+        signers: vec![Signer::Notation {
+            authority: authority.to_owned(),
+            subject: report.signer.unwrap_or_default(),
+            warnings: report.logged,
+            revocation_unchecked: report.revocation_unchecked,
+        }],
+    }
 }
 
 /// Notation's authentic-timestamp check. `notary.x509.signingAuthority`: the chain is valid at the

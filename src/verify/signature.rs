@@ -48,6 +48,14 @@ pub enum Signer {
         trust: String,
         identity: CertIdentity,
     },
+    /// A Notation signature that a `notation` authority's statement accepts (with what its level
+    /// only logged).
+    Notation {
+        authority: String,
+        subject: String,
+        warnings: Vec<String>,
+        revocation_unchecked: bool,
+    },
 }
 
 impl std::fmt::Display for Signer {
@@ -58,6 +66,9 @@ impl std::fmt::Display for Signer {
             Signer::Keyless { trust, identity } => {
                 write!(f, "a certificate from {trust} for {identity}")
             }
+            Signer::Notation {
+                authority, subject, ..
+            } => write!(f, "a Notation signer {subject} under {authority}"),
         }
     }
 }
