@@ -798,10 +798,25 @@ impl Engine {
                 Ok(Vec::new())
             }
         };
-        let (gathered, configs) = futures::join!(gathered, configs);
+        let artifact_types: Vec<String> = policies
+            .iter()
+            .flat_map(|p| p.artifacts.iter().map(|a| a.media_type.clone()))
+            .collect();
+        let artifacts = async {
+            if artifact_types.is_empty() {
+                Ok(Vec::new())
+            } else {
+                discovery::artifacts(source, digest, &artifact_types, &budget, limits).await
+            }
+        };
+        let (gathered, configs, artifacts) = futures::join!(gathered, configs, artifacts);
         metrics.observe_step("fetch_evidence", started.elapsed());
         let configs = match configs {
             Ok(c) => c,
+            Err(e) => return Verdict::deny(&image, vec![fetch_finding(&e)]),
+        };
+        let artifacts = match artifacts {
+            Ok(a) => a,
             Err(e) => return Verdict::deny(&image, vec![fetch_finding(&e)]),
         };
         let mut raw = Vec::with_capacity(gathered.len());
@@ -858,6 +873,41 @@ impl Engine {
             }
             outcomes.push(out);
         }
+        // Each artifact's own signatures, under every authority an artifact requirement names.
+        let artifact_authorities: Vec<&policy::NotationAuthority> = {
+            let mut all: Vec<&policy::NotationAuthority> = Vec::new();
+            for a in policies
+                .iter()
+                .flat_map(|p| p.artifacts.iter())
+                .flat_map(|r| r.inner.authorities.iter())
+            {
+                if let policy::Authority::Notation(n) = a
+                    && !all.contains(&n)
+                {
+                    all.push(n);
+                }
+            }
+            all
+        };
+        let artifacts: Vec<(String, Digest, Vec<u8>, Vec<SignatureOutcome>)> = artifacts
+            .into_iter()
+            .map(|mut a| {
+                let envelopes = std::mem::take(&mut a.evidence.notation);
+                let subject = a.evidence.subject.take();
+                let (mut signatures, _) = verify_evidence(a.evidence, &trust, &a.digest);
+                for n in &artifact_authorities {
+                    signatures.extend(notation_outcomes(
+                        n,
+                        &envelopes,
+                        subject.as_ref(),
+                        &scope,
+                        &a.digest,
+                        trust.now,
+                    ));
+                }
+                (a.media_type, a.digest, a.content, signatures)
+            })
+            .collect();
         let none: (Vec<SignatureOutcome>, Vec<AttestationOutcome>) = (Vec::new(), Vec::new());
         metrics.observe_step("verify", started.elapsed());
 
@@ -887,6 +937,11 @@ impl Engine {
             for req in &p.attestations {
                 let (held, f) =
                     policy::evaluate_attestation(&p.name, req, &image, digest, attestations, now);
+                held_all &= held;
+                found.extend(f);
+            }
+            for req in &p.artifacts {
+                let (held, f) = evaluate_artifact(&p.name, req, &image, digest, &artifacts, now);
                 held_all &= held;
                 found.extend(f);
             }
@@ -922,6 +977,79 @@ impl Engine {
         }
         .with_warnings(warnings)
     }
+}
+
+/// An artifact requirement against the artifacts found: each of its type counts when one of the
+/// requirement's authorities verified a signature on the artifact's manifest; then its content
+/// is checked as an attestation would be.
+fn evaluate_artifact(
+    policy: &str,
+    req: &policy::ArtifactRequirement,
+    image: &str,
+    digest: &Digest,
+    artifacts: &[(String, Digest, Vec<u8>, Vec<SignatureOutcome>)],
+    now: jiff::Timestamp,
+) -> (bool, Vec<Finding>) {
+    let signed_by = policy::SignatureRequirement {
+        threshold: 1,
+        authorities: req.inner.authorities.clone(),
+    };
+    let predicate_type = req.inner.predicate_type.clone();
+    let outcomes: Vec<AttestationOutcome> = artifacts
+        .iter()
+        .filter(|(media_type, ..)| *media_type == req.media_type)
+        .map(|(_, artifact, content, signatures)| {
+            let (held, findings) =
+                policy::evaluate_signatures(policy, &signed_by, artifact, signatures);
+            if !held {
+                let reasons: Vec<String> = findings.into_iter().map(|f| f.message).collect();
+                return AttestationOutcome::Invalid {
+                    claimed_type: Some(predicate_type.clone()),
+                    reason: format!("artifact {artifact}: {}", reasons.join("; ")),
+                };
+            }
+            let signers: Vec<crate::verify::signature::Signer> = signatures
+                .iter()
+                .filter_map(|o| match o {
+                    SignatureOutcome::Valid { signers } => Some(signers),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|s| signed_by.authorities.iter().any(|a| a.accepts(s)))
+                .cloned()
+                .collect();
+            match policy::artifact_statement(&req.media_type, content, digest) {
+                Ok(statement) => AttestationOutcome::Verified { signers, statement },
+                Err(reason) => AttestationOutcome::Invalid {
+                    claimed_type: Some(predicate_type.clone()),
+                    reason: format!("artifact {artifact}: {reason}"),
+                },
+            }
+        })
+        .collect();
+    let (held, findings) =
+        policy::evaluate_attestation(policy, &req.inner, image, digest, &outcomes, now);
+    // Reported under the artifact's media type, not the predicate type its checks read.
+    let findings = findings
+        .into_iter()
+        .map(|mut f| {
+            f.message = f
+                .message
+                .replace(
+                    &format!("attestation of type {predicate_type}"),
+                    &format!("artifact of type {} (an OCI referrer)", req.media_type),
+                )
+                .replace(
+                    &format!("attestation claiming type {predicate_type}"),
+                    &format!("artifact of type {}", req.media_type),
+                )
+                .replace(&predicate_type, &req.media_type)
+                .replace("attestation(s)", "artifact(s)");
+            f.attestation_type = req.media_type.clone();
+            f
+        })
+        .collect();
+    (held, findings)
 }
 
 /// The `notation` authorities of a policy's signature requirement.

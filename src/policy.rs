@@ -34,6 +34,8 @@ pub struct Policy {
     pub signatures_repository: Option<crate::reference::RegistryRef>,
     pub signatures: Option<SignatureRequirement>,
     pub attestations: Vec<AttestationRequirement>,
+    /// Signed artifacts attached as referrers (Ratify style).
+    pub artifacts: Vec<ArtifactRequirement>,
     /// Hash of the policy's content (not its name), for verdict cache keys.
     pub fingerprint: [u8; 32],
 }
@@ -51,6 +53,64 @@ pub enum Mode {
 pub enum StaticAction {
     Allow,
     Deny,
+}
+
+/// One required artifact type (an SBOM or vulnerability report attached to the image as an OCI
+/// referrer), signed in turn by a signature attached to the artifact's manifest. Its content is
+/// checked as the attestation `inner` (whose predicate type stands for the media type).
+#[derive(Debug, Clone)]
+pub struct ArtifactRequirement {
+    /// The artifact's media type (`application/spdx+json`, ...), compared exactly.
+    pub media_type: String,
+    pub inner: AttestationRequirement,
+}
+
+/// The in-toto predicate type whose checks read an artifact of `media_type`, and how its content
+/// becomes that predicate.
+pub fn artifact_predicate_type(media_type: &str) -> Option<&'static str> {
+    match media_type {
+        "application/spdx+json" => Some("https://spdx.dev/Document"),
+        "application/vnd.cyclonedx+json" => Some("https://cyclonedx.org/bom"),
+        "application/sarif+json" => Some(crate::checks::COSIGN_VULN),
+        _ => None,
+    }
+}
+
+/// An artifact's content as the statement its checks read: SBOM documents as the predicate, a
+/// SARIF report as a vulnerability predicate's scanner result (the first run's end time as the
+/// scan's finish), about the image `digest`.
+pub fn artifact_statement(
+    media_type: &str,
+    content: &[u8],
+    digest: &Digest,
+) -> Result<crate::verify::statement::Statement, String> {
+    let predicate_type = artifact_predicate_type(media_type)
+        .ok_or_else(|| format!("artifact type {media_type} is not read"))?;
+    let document: serde_json::Value = serde_json::from_slice(content)
+        .map_err(|e| format!("the {media_type} artifact is not JSON: {e}"))?;
+    let predicate = if media_type == "application/sarif+json" {
+        let finished = document
+            .pointer("/runs/0/invocations/0/endTimeUtc")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        serde_json::json!({
+            "scanner": {"result": document},
+            "metadata": {"scanFinishedOn": finished},
+        })
+    } else {
+        document
+    };
+    let (alg, hex) = digest
+        .as_str()
+        .split_once(':')
+        .ok_or("digest without algorithm")?;
+    serde_json::from_value(serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "", "digest": {alg: hex}}],
+        "predicateType": predicate_type,
+        "predicate": predicate,
+    }))
+    .map_err(|e| e.to_string())
 }
 
 /// One required attestation type, its signers and its checks.
@@ -198,7 +258,7 @@ impl Policy {
     /// Whether this policy reads signatures or attestations (static policies and image rules
     /// alone do not).
     pub fn needs_evidence(&self) -> bool {
-        self.signatures.is_some() || !self.attestations.is_empty()
+        self.signatures.is_some() || !self.attestations.is_empty() || !self.artifacts.is_empty()
     }
 }
 

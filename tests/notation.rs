@@ -164,7 +164,7 @@ mod image_path {
     const IMAGE: &str = "sha256:b8479de3f88fb259a0a9ea82a5b2a052a1ef3c4ebbcfc61482d5ae4c831f8af9";
 
     /// Pushes every blob and manifest of `layout` into `repo`, tags as index.json names them.
-    async fn push_layout(registry: &Registry, repo: &str, layout: &Path) {
+    pub(super) async fn push_layout(registry: &Registry, repo: &str, layout: &Path) {
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
         let blob = |d: &str| {
@@ -517,4 +517,295 @@ fn envelope_from_layout(
         String::from_utf8_lossy(&out.stderr)
     );
     out.status.code()
+}
+
+mod artifacts {
+    //! Ratify-style artifacts: an SPDX SBOM attached to an image as an OCI referrer (through the
+    //! `sha256-<hex>` referrers tag, as `oras attach` writes it where the registry has no
+    //! referrers API), signed in turn by a cosign key or a Notation signature attached to the
+    //! artifact's manifest, enforced by a policy's `artifacts:` requirement.
+
+    use base64::Engine as _;
+    use sha2::Digest as _;
+
+    use super::image_path::push_layout;
+    use crate::support::cosign::{Blob, SigningKey, payload, signature_layer, spdx};
+    use crate::support::registry::Registry;
+    use umpire::verdict::Code;
+
+    const IMAGE: &str = "sha256:b8479de3f88fb259a0a9ea82a5b2a052a1ef3c4ebbcfc61482d5ae4c831f8af9";
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+    fn digest_of(bytes: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+    }
+
+    /// Pushes an artifact manifest of `artifact_type` holding `content`, referring to `subject`
+    /// (of `subject_size` bytes), and lists it in `subject`'s referrers tag with `siblings`.
+    /// Returns (digest, size) of the artifact manifest.
+    async fn attach(
+        registry: &Registry,
+        repo: &str,
+        subject: &str,
+        subject_size: usize,
+        artifact_type: &str,
+        config_type: &str,
+        layer_type: &str,
+        content: &[u8],
+    ) -> (String, usize) {
+        let config = Blob::new(config_type, b"{}".to_vec());
+        let layer = Blob::new(layer_type, content.to_vec());
+        registry.push_blob(repo, &config).await;
+        registry.push_blob(repo, &layer).await;
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": config_type, "digest": config.digest(), "size": 2},
+            "layers": [{"mediaType": layer_type, "digest": layer.digest(), "size": content.len()}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": subject_size},
+        }))
+        .unwrap();
+        let digest = digest_of(&manifest);
+        registry
+            .push_manifest(repo, &digest, &manifest, OCI_MANIFEST)
+            .await;
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(), "artifactType": artifact_type}],
+        }))
+        .unwrap();
+        registry
+            .push_manifest(repo, &subject.replace(':', "-"), &index, OCI_INDEX)
+            .await;
+        (digest, manifest.len())
+    }
+
+    /// A Notation JWS envelope (ES256, `notary.x509`) over `target`, by a leaf of a fresh CA;
+    /// returns (envelope, the CA's PEM).
+    fn notation_envelope(target: serde_json::Value) -> (Vec<u8>, String) {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        ca.distinguished_name.push(DnType::CommonName, "Acme Root");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        for (t, v) in [
+            (DnType::CountryName, "US"),
+            (DnType::StateOrProvinceName, "WA"),
+            (DnType::OrganizationName, "Acme"),
+            (DnType::CommonName, "sbom-signer"),
+        ] {
+            leaf.distinguished_name.push(t, v);
+        }
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+        let b64u = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let protected = serde_json::json!({
+            "alg": "ES256",
+            "cty": "application/vnd.cncf.notary.payload.v1+json",
+            "crit": ["io.cncf.notary.signingScheme"],
+            "io.cncf.notary.signingScheme": "notary.x509",
+            "io.cncf.notary.signingTime": jiff::Timestamp::now().to_string(),
+        });
+        let protected = b64u(protected.to_string().as_bytes());
+        let body = b64u(
+            serde_json::json!({"targetArtifact": target})
+                .to_string()
+                .as_bytes(),
+        );
+        let signer = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &leaf_key.serialize_der(),
+        )
+        .unwrap();
+        let signature = signer
+            .sign(
+                &aws_lc_rs::rand::SystemRandom::new(),
+                format!("{protected}.{body}").as_bytes(),
+            )
+            .unwrap();
+        let std = base64::engine::general_purpose::STANDARD;
+        let envelope = serde_json::json!({
+            "payload": body,
+            "protected": protected,
+            "header": {"x5c": [std.encode(leaf_cert.der()), std.encode(ca_cert.der())]},
+            "signature": b64u(signature.as_ref()),
+        });
+        (envelope.to_string().into_bytes(), ca_cert.pem())
+    }
+
+    fn config(host: &str, store: &std::path::Path, key_pem: &str, artifacts: &str) -> String {
+        format!(
+            r#"registries:
+  - host: {host}
+    insecure: true
+trust:
+  keys:
+    release: |
+{key}
+  notation:
+    store: {store}
+policies:
+  - name: sbom
+    images: ["{host}/**"]
+    artifacts:
+{artifacts}
+"#,
+            key = key_pem
+                .lines()
+                .map(|l| format!("      {l}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            store = store.display()
+        )
+    }
+
+    #[tokio::test]
+    async fn a_signed_sbom_attached_as_a_referrer_is_enforced() {
+        let registry = Registry::start().await;
+        let host = registry.host();
+        let layout = super::data("layouts/e2e");
+        let sbom = serde_json::to_vec(&spdx(&[
+            ("left-pad", "1.3.0", "MIT", "pkg:npm/left-pad@1.3.0"),
+            ("event-stream", "3.3.6", "MIT", "pkg:npm/event-stream@3.3.6"),
+        ]))
+        .unwrap();
+        let key = SigningKey::p256();
+        let dir = tempfile::tempdir().unwrap();
+
+        // cosign-signed SBOM in `keyed`; Notation-signed in `notation`; unsigned in `unsigned`.
+        for repo in ["keyed", "notation", "unsigned"] {
+            push_layout(&registry, repo, &layout).await;
+        }
+        let spdx_type = "application/spdx+json";
+        let (keyed, _) = attach(
+            &registry,
+            "keyed",
+            IMAGE,
+            517,
+            spdx_type,
+            "application/vnd.oci.empty.v1+json",
+            spdx_type,
+            &sbom,
+        )
+        .await;
+        registry
+            .push_signatures(
+                "keyed",
+                &keyed,
+                vec![signature_layer(
+                    &key,
+                    payload(&format!("{host}/keyed"), &keyed),
+                )],
+            )
+            .await;
+        let (signed, signed_size) = attach(
+            &registry,
+            "notation",
+            IMAGE,
+            517,
+            spdx_type,
+            "application/vnd.oci.empty.v1+json",
+            spdx_type,
+            &sbom,
+        )
+        .await;
+        let (envelope, ca_pem) = notation_envelope(serde_json::json!({
+            "mediaType": OCI_MANIFEST, "digest": signed, "size": signed_size,
+        }));
+        let notary = "application/vnd.cncf.notary.signature";
+        attach(
+            &registry,
+            "notation",
+            &signed,
+            signed_size,
+            notary,
+            notary,
+            "application/jose+json",
+            &envelope,
+        )
+        .await;
+        attach(
+            &registry,
+            "unsigned",
+            IMAGE,
+            517,
+            spdx_type,
+            "application/vnd.oci.empty.v1+json",
+            spdx_type,
+            &sbom,
+        )
+        .await;
+        let store = dir.path().join("store");
+        std::fs::create_dir_all(store.join("x509/ca/acme")).unwrap();
+        std::fs::write(store.join("x509/ca/acme/root.pem"), &ca_pem).unwrap();
+
+        let by_key = "      - type: application/spdx+json\n        authorities: [ { key: release } ]\n        sbom:\n          deny_licenses: [\"AGPL-*\"]\n";
+        let by_notation = "      - type: application/spdx+json\n        authorities:\n          - notation:\n              trust_stores: [\"ca:acme\"]\n              trusted_identities: [\"x509.subject: C=US, ST=WA, O=Acme, CN=sbom-signer\"]\n        sbom:\n          deny_licenses: [\"AGPL-*\"]\n";
+        let denying = "      - type: application/spdx+json\n        authorities: [ { key: release } ]\n        sbom:\n          deny_packages: [\"pkg:npm/event-stream@*\"]\n";
+        let verdict = |artifacts: &'static str, repo: &'static str| {
+            let engine =
+                crate::support::engine(&config(&host, &store, &key.public_pem(), artifacts));
+            let image = format!("{host}/{repo}@{IMAGE}");
+            async move { engine.verify(&image, None).await.unwrap() }
+        };
+
+        let v = verdict(by_key, "keyed").await;
+        assert!(v.allowed, "{v:#?}");
+        let v = verdict(by_notation, "notation").await;
+        assert!(v.allowed, "{v:#?}");
+        assert!(
+            v.findings.iter().any(|f| f.code == Code::Satisfied),
+            "{v:#?}"
+        );
+        // The content is checked: a denied package in the signed SBOM denies.
+        let v = verdict(denying, "keyed").await;
+        assert!(!v.allowed, "{v:#?}");
+        assert!(
+            v.findings
+                .iter()
+                .any(|f| f.code == Code::PolicyViolation && f.message.contains("event-stream")),
+            "{v:#?}"
+        );
+        // An SBOM nobody signed, or signed by another authority, does not count.
+        for (artifacts, repo) in [
+            (by_key, "unsigned"),
+            (by_notation, "keyed"),
+            (by_key, "notation"),
+        ] {
+            let v = verdict(artifacts, repo).await;
+            assert!(!v.allowed, "{repo}: {v:#?}");
+            assert!(
+                v.findings.iter().all(|f| f.attestation_type == spdx_type),
+                "{repo}: {v:#?}"
+            );
+            assert!(
+                v.findings
+                    .iter()
+                    .any(|f| f.message.contains("application/spdx+json")),
+                "{repo}: {v:#?}"
+            );
+        }
+        // No SBOM at all.
+        push_layout(&registry, "bare", &layout).await;
+        let v = verdict(by_key, "bare").await;
+        assert!(!v.allowed, "{v:#?}");
+        assert!(
+            v.findings
+                .iter()
+                .any(|f| f.code == Code::AttestationMissing),
+            "{v:#?}"
+        );
+    }
 }

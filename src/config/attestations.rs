@@ -12,6 +12,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         a: RawAttestation,
         keys: &BTreeMap<String, Arc<PublicKey>>,
         sigstore: &BTreeMap<String, Arc<SigstoreRoot>>,
+        allow_notation: bool,
     ) -> Result<(AttestationRequirement, Option<String>), ConfigError> {
         let bad = self.invalid;
         let t = a.predicate_type;
@@ -23,9 +24,10 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         }
         let authorities =
             self.authorities(&format!("{key}.authorities"), a.authorities, keys, sigstore)?;
-        if authorities
-            .iter()
-            .any(|x| matches!(x, Authority::Notation(_)))
+        if !allow_notation
+            && authorities
+                .iter()
+                .any(|x| matches!(x, Authority::Notation(_)))
         {
             return Err(bad(
                 &format!("{key}.authorities"),

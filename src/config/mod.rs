@@ -19,8 +19,8 @@ pub use crate::evidence::registry::RegistrySettings;
 use crate::glob::Glob;
 pub use crate::limits::Limits;
 use crate::policy::{
-    AttestationRequirement, Authority, KeylessAuthority, Mode, NotationAuthority, Policy,
-    SignatureRequirement, StaticAction,
+    ArtifactRequirement, AttestationRequirement, Authority, KeylessAuthority, Mode,
+    NotationAuthority, Policy, SignatureRequirement, StaticAction,
 };
 use crate::rego::RegoPolicy;
 use crate::trust::tuf::TufSettings;
@@ -489,6 +489,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             };
             let has_requirements = p.signatures.is_some()
                 || p.attestations.as_ref().is_some_and(|a| !a.is_empty())
+                || p.artifacts.as_ref().is_some_and(|a| !a.is_empty())
                 || image_rules.is_some();
             match (action.is_some(), has_requirements) {
                 (true, true) => {
@@ -535,7 +536,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             let mut rego_sources = Vec::new();
             for (j, a) in p.attestations.unwrap_or_default().into_iter().enumerate() {
                 let akey = at(&format!("attestations[{j}]"));
-                let (req, rego_source) = self.attestation(&akey, a, &keys, &sigstore)?;
+                let (req, rego_source) = self.attestation(&akey, a, &keys, &sigstore, false)?;
                 if attestations
                     .iter()
                     .any(|r: &AttestationRequirement| r.predicate_type == req.predicate_type)
@@ -548,12 +549,42 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 attestations.push(req);
                 rego_sources.extend(rego_source);
             }
+            let mut artifacts: Vec<ArtifactRequirement> = Vec::new();
+            for (j, mut a) in p.artifacts.unwrap_or_default().into_iter().enumerate() {
+                let akey = at(&format!("artifacts[{j}]"));
+                let media_type = a.predicate_type.clone();
+                let Some(predicate_type) = crate::policy::artifact_predicate_type(&media_type)
+                else {
+                    return Err(bad(
+                        &format!("{akey}.type"),
+                        format!(
+                            "expected application/spdx+json, application/vnd.cyclonedx+json or application/sarif+json, found {media_type:?}"
+                        ),
+                    ));
+                };
+                if a.provenance.is_some() {
+                    return Err(bad(
+                        &format!("{akey}.provenance"),
+                        "artifacts take sbom or vulnerabilities checks".into(),
+                    ));
+                }
+                a.predicate_type = predicate_type.to_owned();
+                let (inner, rego_source) = self.attestation(&akey, a, &keys, &sigstore, true)?;
+                if artifacts.iter().any(|r| r.media_type == media_type) {
+                    return Err(bad(
+                        &format!("{akey}.type"),
+                        format!("type {media_type:?} is required twice"),
+                    ));
+                }
+                artifacts.push(ArtifactRequirement { media_type, inner });
+                rego_sources.extend(rego_source);
+            }
             // Its content decides what a cached verdict may be reused for; the name is in too, so
             // that cached verdicts name the policy as it is called now.
             let fingerprint = {
                 use sha2::Digest as _;
                 let text = format!(
-                    "{:?}{images:?}{exclude:?}{namespaces:?}{mode:?}{action:?}{image_rules:?}{signatures_repository:?}{signatures:?}{attestations:?}{rego_sources:?}",
+                    "{:?}{images:?}{exclude:?}{namespaces:?}{mode:?}{action:?}{image_rules:?}{signatures_repository:?}{signatures:?}{attestations:?}{artifacts:?}{rego_sources:?}",
                     p.name
                 );
                 sha2::Sha256::digest(text.as_bytes()).into()
@@ -569,6 +600,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 signatures_repository,
                 signatures,
                 attestations,
+                artifacts,
                 fingerprint,
             });
         }

@@ -168,6 +168,9 @@ pub(super) struct RawPolicy {
     pub(super) signatures: Option<RawSignatures>,
     #[serde(default)]
     pub(super) attestations: Option<Vec<RawAttestation>>,
+    /// Ratify-style signed artifacts (`type` is the artifact's media type).
+    #[serde(default)]
+    pub(super) artifacts: Option<Vec<RawAttestation>>,
 }
 
 #[derive(Deserialize)]

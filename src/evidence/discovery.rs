@@ -464,3 +464,104 @@ async fn read_declared(
         other => other,
     }
 }
+
+/// A signed artifact's candidate: an artifact of a wanted type attached to the image, its content,
+/// and the signatures attached in turn to its manifest.
+pub(crate) struct Artifact {
+    pub media_type: String,
+    /// The artifact manifest's digest (what its signatures sign).
+    pub digest: Digest,
+    pub content: Vec<u8>,
+    pub evidence: Evidence,
+}
+
+/// The artifacts of `types` attached to `digest` as OCI referrers (`oras attach`: the artifact
+/// type, or the config media type, names the type; the first layer holds the content), each with
+/// the cosign and Notation signatures attached to its own manifest. Bounded as all evidence: at
+/// most `max_signatures` of them, each layer up to `max_attestation_bytes`, one byte budget.
+pub(crate) async fn artifacts(
+    source: &dyn Source,
+    digest: &Digest,
+    types: &[String],
+    budget: &EvidenceBudget,
+    limits: &Limits,
+) -> Result<Vec<Artifact>, FetchError> {
+    let Some(index) = source.referrers(digest, limits.max_manifest_bytes).await? else {
+        return Ok(Vec::new());
+    };
+    let what = format!("artifacts attached to {}@{digest}", source.name());
+    budget.charge(index.size, &what)?;
+    let ManifestKind::Index { manifests } = index.kind else {
+        return Err(FetchError::Protocol {
+            what,
+            detail: "the referrers answer is not an index".into(),
+        });
+    };
+    let candidates: Vec<_> = manifests
+        .into_iter()
+        .filter(|d| {
+            d.artifact_type
+                .as_deref()
+                .is_none_or(|t| types.iter().any(|w| w == t))
+        })
+        .collect();
+    if candidates.len() > limits.max_signatures {
+        return Err(FetchError::LimitExceeded {
+            what: format!("{what}: {} referrers", candidates.len()),
+            limit: limits.max_signatures as u64,
+            unit: "referrers",
+        });
+    }
+    let mut out = Vec::new();
+    for d in candidates {
+        let d = Digest::parse(&d.digest).map_err(|e| FetchError::Protocol {
+            what: what.clone(),
+            detail: e.to_string(),
+        })?;
+        let m = source
+            .manifest(&ManifestRef::Digest(d.clone()), limits.max_manifest_bytes)
+            .await?;
+        budget.charge(m.size, &what)?;
+        let Some(media_type) = m.artifact_type.clone().filter(|t| types.contains(t)) else {
+            continue;
+        };
+        if m.subject
+            .as_ref()
+            .is_none_or(|s| s.digest != digest.as_str())
+        {
+            continue;
+        }
+        let ManifestKind::Image { layers } = m.kind else {
+            continue;
+        };
+        let Some(layer) = layers.into_iter().next() else {
+            continue;
+        };
+        if layer.size > limits.max_attestation_bytes {
+            return Err(FetchError::LimitExceeded {
+                what: format!("{what}: artifact {d} ({} bytes)", layer.size),
+                limit: limits.max_attestation_bytes,
+                unit: "bytes",
+            });
+        }
+        let ld = Digest::parse(&layer.digest).map_err(|e| FetchError::Protocol {
+            what: what.clone(),
+            detail: e.to_string(),
+        })?;
+        budget.charge(layer.size, &what)?;
+        let content = read_declared(source, &ld, layer.size).await?;
+        let needs = Needs {
+            signatures: true,
+            attestations: false,
+            notation: true,
+        };
+        let evidence = Box::pin(gather(needs, source, &d, budget, limits)).await?;
+        out.push(Artifact {
+            media_type,
+            digest: d,
+            content,
+            evidence,
+        });
+    }
+    Ok(out)
+}
