@@ -903,6 +903,7 @@ mod tests {
             signatures_repository: None,
             signatures: None,
             attestations: Vec::new(),
+            artifacts: Vec::new(),
             fingerprint: [0; 32],
         };
         let ps = vec![

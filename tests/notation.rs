@@ -542,13 +542,12 @@ mod artifacts {
     }
 
     /// Pushes an artifact manifest of `artifact_type` holding `content`, referring to `subject`
-    /// (of `subject_size` bytes), and lists it in `subject`'s referrers tag with `siblings`.
+    /// (a manifest digest and size), and lists it in `subject`'s referrers tag with `siblings`.
     /// Returns (digest, size) of the artifact manifest.
     async fn attach(
         registry: &Registry,
         repo: &str,
-        subject: &str,
-        subject_size: usize,
+        (subject, subject_size): (&str, usize),
         artifact_type: &str,
         config_type: &str,
         layer_type: &str,
@@ -692,8 +691,7 @@ policies:
         let (keyed, _) = attach(
             &registry,
             "keyed",
-            IMAGE,
-            517,
+            (IMAGE, 517),
             spdx_type,
             "application/vnd.oci.empty.v1+json",
             spdx_type,
@@ -713,8 +711,7 @@ policies:
         let (signed, signed_size) = attach(
             &registry,
             "notation",
-            IMAGE,
-            517,
+            (IMAGE, 517),
             spdx_type,
             "application/vnd.oci.empty.v1+json",
             spdx_type,
@@ -728,8 +725,7 @@ policies:
         attach(
             &registry,
             "notation",
-            &signed,
-            signed_size,
+            (&signed, signed_size),
             notary,
             notary,
             "application/jose+json",
@@ -739,8 +735,7 @@ policies:
         attach(
             &registry,
             "unsigned",
-            IMAGE,
-            517,
+            (IMAGE, 517),
             spdx_type,
             "application/vnd.oci.empty.v1+json",
             spdx_type,
