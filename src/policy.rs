@@ -1146,4 +1146,29 @@ mod tests {
             f[0].message
         );
     }
+
+    #[test]
+    fn artifacts_become_the_statements_their_checks_read() {
+        let d = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
+        let sarif = serde_json::json!({
+            "version": "2.1.0",
+            "runs": [{"invocations": [{"endTimeUtc": "2026-12-01T00:00:00Z"}], "results": []}],
+        });
+        let s =
+            artifact_statement("application/sarif+json", sarif.to_string().as_bytes(), &d).unwrap();
+        assert_eq!(s.predicate_type, crate::checks::COSIGN_VULN);
+        assert_eq!(s.predicate["scanner"]["result"], sarif);
+        assert_eq!(
+            s.predicate["metadata"]["scanFinishedOn"],
+            "2026-12-01T00:00:00Z"
+        );
+        assert_eq!(s.subject[0].digest["sha256"], "ab".repeat(32));
+        let spdx = serde_json::json!({"spdxVersion": "SPDX-2.3", "packages": []});
+        let s =
+            artifact_statement("application/spdx+json", spdx.to_string().as_bytes(), &d).unwrap();
+        assert!(crate::checks::is_spdx(&s.predicate_type));
+        assert_eq!(s.predicate, spdx);
+        assert!(artifact_statement("application/spdx+json", b"not json", &d).is_err());
+        assert!(artifact_statement("text/plain", b"{}", &d).is_err());
+    }
 }

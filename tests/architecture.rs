@@ -162,7 +162,11 @@ fn trust_material_enters_only_through_trust_load() {
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
-            if rel.starts_with("trust/") || rel.starts_with("verify/") || rel == "conformance.rs" {
+            if rel.starts_with("trust/")
+                || rel.starts_with("verify/")
+                || rel == "conformance.rs"
+                || rel == "notation_cmd.rs"
+            {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
@@ -171,6 +175,8 @@ fn trust_material_enters_only_through_trust_load() {
                 "SigstoreRoot::from_json",
                 "SigstoreRoot::public_good",
                 "PublicKey::from_pem",
+                "load_store",
+                "parse_trust_policy",
             ] {
                 if code.contains(reader) {
                     readers.push(format!("{rel}: {reader}"));

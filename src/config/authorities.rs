@@ -120,12 +120,8 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             }
             (Some(path), false) => {
                 let full = self.named(&path);
-                let text = std::fs::read_to_string(&full).map_err(|e| {
-                    bad(
-                        &format!("{key}.trust_policy"),
-                        format!("cannot read {}: {e}", full.display()),
-                    )
-                })?;
+                let text = crate::trust::notation::read_policy_document(&full)
+                    .map_err(|e| bad(&format!("{key}.trust_policy"), e.to_string()))?;
                 (text, format!("notation (trust policy {path})"))
             }
             (None, _) => {

@@ -423,6 +423,22 @@ fn load_store_files(
     Ok((certs, files))
 }
 
+/// The statements of the trust policy document at `path` (see `load_statements`).
+pub fn load_policy_file(
+    path: &Path,
+    store_root: &Path,
+) -> Result<(Vec<ScopedRules>, Vec<PathBuf>), NotationError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| NotationError::Document(format!("cannot read {}: {e}", path.display())))?;
+    load_statements(&text, store_root)
+}
+
+/// The text of the trust policy document at `path`.
+pub fn read_policy_document(path: &Path) -> Result<String, NotationError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| NotationError::Document(format!("cannot read {}: {e}", path.display())))
+}
+
 /// A `notation` authority's statements, their trust stores read from `store_root`: from a trust
 /// policy document (version 1.0, validated as Notation validates it). Also returns every file
 /// read, for reloading.
