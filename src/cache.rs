@@ -180,7 +180,15 @@ impl VerdictCache {
     /// Stores a fresh verdict: allowed and lasting denials everywhere, retryable ones locally and briefly.
     pub async fn put(&self, key: &str, verdict: &Verdict) {
         let ttl = if verdict.allowed {
-            self.settings.allowed_ttl
+            // Never kept past the moment what allowed it stops holding.
+            match verdict.valid_until {
+                Some(until) => {
+                    let left = jiff::Timestamp::now().duration_until(until);
+                    let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+                    self.settings.allowed_ttl.min(left)
+                }
+                None => self.settings.allowed_ttl,
+            }
         } else if verdict.retryable {
             self.settings.retry_ttl.min(MAX_RETRY_TTL)
         } else {
@@ -469,5 +477,25 @@ mod tests {
         assert!(c.get("k").await.is_some());
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(c.get("k").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_allowed_verdict_is_not_kept_past_what_allowed_it() {
+        let cache = VerdictCache::new(CacheSettings::default(), Arc::new(Metrics::new()));
+        let allowed = Verdict::allow("", vec![Finding::new(Code::Satisfied, "ok")]);
+        let expired = allowed.clone().holds_until(Some(
+            jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1),
+        ));
+        cache.put("expired", &expired).await;
+        assert!(cache.get("expired").await.is_none());
+        let soon = allowed.clone().holds_until(Some(
+            jiff::Timestamp::now() + jiff::SignedDuration::from_millis(300),
+        ));
+        cache.put("soon", &soon).await;
+        assert!(cache.get("soon").await.is_some());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(cache.get("soon").await.is_none(), "kept past its validity");
+        cache.put("open", &allowed).await;
+        assert!(cache.get("open").await.is_some());
     }
 }

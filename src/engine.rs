@@ -969,6 +969,22 @@ impl Engine {
             }
         }
         metrics.observe_step("policy", started.elapsed());
+        // The earliest moment a time-bound signature that was counted stops holding (kept
+        // conservative: every such signer found, counted or not).
+        let holds_until = outcomes
+            .iter()
+            .flat_map(|(signatures, _)| signatures.iter())
+            .chain(artifacts.iter().flat_map(|(.., s)| s.iter()))
+            .filter_map(|o| match o {
+                SignatureOutcome::Valid { signers } => Some(signers),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|s| match s {
+                crate::verify::signature::Signer::Notation { valid_until, .. } => *valid_until,
+                _ => None,
+            })
+            .min();
         if allowed && !policies.is_empty() {
             Verdict::allow(&image, findings)
         } else {
@@ -976,6 +992,7 @@ impl Engine {
             Verdict::deny(&image, findings)
         }
         .with_warnings(warnings)
+        .holds_until(holds_until)
     }
 }
 
@@ -1094,6 +1111,7 @@ fn notation_outcomes(
                 ),
                 warnings: Vec::new(),
                 revocation_unchecked: false,
+                valid_until: None,
             }],
         }];
     }

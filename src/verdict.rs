@@ -108,6 +108,10 @@ pub struct Verdict {
     /// Failures of `mode: warn` policies; they never make `allowed` false.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Finding>,
+    /// When what allowed it stops holding (a Notation signature's expiry, a certificate checked
+    /// against the current time): an allowed verdict is not kept past it.
+    #[serde(skip)]
+    pub valid_until: Option<jiff::Timestamp>,
 }
 
 impl Verdict {
@@ -123,6 +127,7 @@ impl Verdict {
             cached: false,
             findings,
             warnings: Vec::new(),
+            valid_until: None,
         }
     }
 
@@ -158,6 +163,15 @@ impl Verdict {
     /// What `mode: warn` policies found wrong.
     pub fn with_warnings(mut self, warnings: Vec<Finding>) -> Self {
         self.warnings = warnings;
+        self
+    }
+
+    /// The verdict holds until `t` at the latest (the earliest of those given).
+    pub fn holds_until(mut self, t: Option<jiff::Timestamp>) -> Self {
+        self.valid_until = match (self.valid_until, t) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self
     }
 

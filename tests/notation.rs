@@ -261,6 +261,14 @@ policies:
         if expected == "PASS" || expected.starts_with("SKIPPED") {
             assert!(v.allowed, "{all}");
             assert!(v.warnings.is_empty(), "{all}");
+            // Checked against the current time, the signing certificate bounds how long the
+            // verdict may be kept.
+            if expected == "PASS" {
+                assert!(
+                    v.valid_until.is_some_and(|t| t > jiff::Timestamp::now()),
+                    "{all}"
+                );
+            }
             return;
         }
         if expected.starts_with("PASS with warning") {

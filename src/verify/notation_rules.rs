@@ -155,6 +155,9 @@ pub struct Report {
     /// Revocation would have been checked at this level (it is not: OCSP and CRLs need the
     /// network).
     pub revocation_unchecked: bool,
+    /// When an enforced check that passed because of the current time stops passing (the
+    /// signature's expiry; the chain's validity when it was checked against now).
+    pub valid_until: Option<jiff::Timestamp>,
 }
 
 impl Report {
@@ -255,6 +258,23 @@ pub fn verify(
             format!("the signature expired at {expiry}"),
         );
     }
+    let bound = |report: &mut Report, t: jiff::Timestamp| {
+        report.valid_until = Some(report.valid_until.map_or(t, |u| u.min(t)));
+    };
+    if let Some(expiry) = env.expiry
+        && rules.action(Validation::Expiry) == Action::Enforce
+    {
+        bound(&mut report, expiry);
+    }
+    if rules.action(Validation::AuthenticTimestamp) == Action::Enforce
+        && checks_chain_now(rules, &env, at)
+    {
+        for der in &env.chain {
+            if let Ok((_, not_after)) = super::notation::validity(der) {
+                bound(&mut report, not_after);
+            }
+        }
+    }
     if let Err(reason) = authentic_timestamp(rules, &env, at) {
         report.fail(
             rules,
@@ -321,8 +341,17 @@ pub fn outcome(
             subject: report.signer.unwrap_or_default(),
             warnings: report.logged,
             revocation_unchecked: report.revocation_unchecked,
+            valid_until: report.valid_until,
         }],
     }
+}
+
+/// Whether the authentic-timestamp check holds the chain against `at` (no verified timestamp
+/// stands in for it).
+fn checks_chain_now(rules: &Rules, env: &super::notation::Envelope, at: jiff::Timestamp) -> bool {
+    env.scheme == SigningScheme::X509
+        && (rules.tsa.is_empty()
+            || (!rules.verify_timestamp_always && chain_valid_at(env, at).is_ok()))
 }
 
 /// Notation's authentic-timestamp check. `notary.x509.signingAuthority`: the chain is valid at the

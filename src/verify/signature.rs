@@ -55,6 +55,8 @@ pub enum Signer {
         subject: String,
         warnings: Vec<String>,
         revocation_unchecked: bool,
+        /// When an enforced time-bound check stops holding (see `notation_rules::Report`).
+        valid_until: Option<jiff::Timestamp>,
     },
 }
 
