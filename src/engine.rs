@@ -228,14 +228,9 @@ impl Engine {
         policy: Option<&str>,
         options: Options,
     ) -> Result<Verdict, RequestError> {
-        let mut verdicts = self
-            .verify_batch_with(&[(image.to_owned(), policy.map(str::to_owned))], options)
-            .await
-            .map_err(|e| match e {
-                RequestError::InBatch { error, .. } => *error,
-                e => e,
-            })?;
-        Ok(verdicts.remove(0))
+        // One image: no batch around it (the cached answer is the hot path).
+        let prepared = self.prepare(image, policy, options.namespace.as_deref())?;
+        Ok(self.answer(prepared, options).await)
     }
 
     pub async fn verify_batch(

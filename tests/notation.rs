@@ -812,3 +812,253 @@ policies:
         );
     }
 }
+
+mod hostile_envelopes {
+    //! Envelopes an attacker would send, minted here (a CA and a code-signing leaf, JWS ES256):
+    //! each is refused for its own reason by the pure verification the image path uses.
+
+    use base64::Engine as _;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    use umpire::verify::Check;
+    use umpire::verify::notation::Target;
+    use umpire::verify::notation_rules::{Level, Rules, TrustedIdentity, verify};
+
+    struct Signer {
+        ca_der: Vec<u8>,
+        leaf_der: Vec<u8>,
+        leaf_key: KeyPair,
+    }
+
+    fn signer() -> Signer {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        ca.distinguished_name.push(DnType::CommonName, "Root");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        for (t, v) in [
+            (DnType::CountryName, "US"),
+            (DnType::StateOrProvinceName, "WA"),
+            (DnType::OrganizationName, "Acme"),
+            (DnType::CommonName, "release"),
+        ] {
+            leaf.distinguished_name.push(t, v);
+        }
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+        Signer {
+            ca_der: ca_cert.der().to_vec(),
+            leaf_der: leaf_cert.der().to_vec(),
+            leaf_key,
+        }
+    }
+
+    fn target() -> Target {
+        Target {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            size: 517,
+        }
+    }
+
+    /// A JWS envelope by `s` over `payload`, with `extra` protected headers and `crit`.
+    fn envelope(
+        s: &Signer,
+        payload: &serde_json::Value,
+        extra: serde_json::Value,
+        crit: &[&str],
+        chain: &[&[u8]],
+    ) -> Vec<u8> {
+        let b64u = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let mut protected = serde_json::json!({
+            "alg": "ES256",
+            "cty": "application/vnd.cncf.notary.payload.v1+json",
+            "io.cncf.notary.signingScheme": "notary.x509",
+            "io.cncf.notary.signingTime": jiff::Timestamp::now().to_string(),
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            protected[k] = v.clone();
+        }
+        let mut all_crit = vec!["io.cncf.notary.signingScheme"];
+        all_crit.extend(crit);
+        protected["crit"] = serde_json::json!(all_crit);
+        let protected = b64u(protected.to_string().as_bytes());
+        let body = b64u(payload.to_string().as_bytes());
+        let key = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &s.leaf_key.serialize_der(),
+        )
+        .unwrap();
+        let sig = key
+            .sign(
+                &aws_lc_rs::rand::SystemRandom::new(),
+                format!("{protected}.{body}").as_bytes(),
+            )
+            .unwrap();
+        let std = base64::engine::general_purpose::STANDARD;
+        serde_json::json!({
+            "payload": body,
+            "protected": protected,
+            "header": {"x5c": chain.iter().map(|c| std.encode(c)).collect::<Vec<_>>()},
+            "signature": b64u(sig.as_ref()),
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn payload(t: &Target) -> serde_json::Value {
+        serde_json::json!({"targetArtifact": {"mediaType": t.media_type, "digest": t.digest, "size": t.size}})
+    }
+
+    fn rules(level: Level, ca: &[u8]) -> Rules {
+        Rules {
+            level,
+            overrides: Default::default(),
+            identities: vec![TrustedIdentity::Any],
+            ca: vec![ca.to_vec()],
+            signing_authority: Vec::new(),
+            tsa: Vec::new(),
+            verify_timestamp_always: true,
+        }
+    }
+
+    const JWS: &str = "application/jose+json";
+
+    #[test]
+    fn a_well_made_envelope_verifies_and_every_forgery_is_refused_for_its_reason() {
+        let s = signer();
+        let chain: &[&[u8]] = &[&s.leaf_der, &s.ca_der];
+        let strict = rules(Level::Strict, &s.ca_der);
+        let now = jiff::Timestamp::now();
+        let good = envelope(&s, &payload(&target()), serde_json::json!({}), &[], chain);
+        let r = verify(&strict, &good, JWS, &target(), now);
+        assert!(r.verified(), "{r:?}");
+        assert!(
+            r.valid_until.is_some(),
+            "the leaf's notAfter bounds the verdict"
+        );
+
+        // Another artifact: digest, size or media type.
+        for other in [
+            Target {
+                digest: format!("sha256:{}", "cd".repeat(32)),
+                ..target()
+            },
+            Target {
+                size: 518,
+                ..target()
+            },
+            Target {
+                media_type: "application/vnd.oci.image.index.v1+json".into(),
+                ..target()
+            },
+        ] {
+            let r = verify(&strict, &good, JWS, &other, now);
+            assert_eq!(r.failed.first(), Some(&Check::Signature), "{r:?}");
+            assert!(r.enforced[0].contains("integrity"), "{r:?}");
+        }
+
+        // A payload swapped under the signature.
+        let mut swapped: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        let other_payload = payload(&Target {
+            digest: format!("sha256:{}", "ef".repeat(32)),
+            ..target()
+        });
+        swapped["payload"] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(other_payload.to_string())
+            .into();
+        let r = verify(&strict, swapped.to_string().as_bytes(), JWS, &target(), now);
+        assert!(r.enforced[0].contains("does not verify"), "{r:?}");
+
+        // Critical headers umpire does not understand, plugins, and known ones left uncritical.
+        let unknown = envelope(
+            &s,
+            &payload(&target()),
+            serde_json::json!({"io.cncf.notary.someExtension": "x"}),
+            &["io.cncf.notary.someExtension"],
+            chain,
+        );
+        let r = verify(&strict, &unknown, JWS, &target(), now);
+        assert!(r.enforced[0].contains("not understood"), "{r:?}");
+        let plugin = envelope(
+            &s,
+            &payload(&target()),
+            serde_json::json!({"io.cncf.notary.verificationPlugin": "com.example.plugin"}),
+            &[],
+            chain,
+        );
+        let r = verify(&strict, &plugin, JWS, &target(), now);
+        assert!(r.enforced[0].contains("verification plugin"), "{r:?}");
+        let soon = (now + jiff::SignedDuration::from_hours(1)).to_string();
+        let uncritical = envelope(
+            &s,
+            &payload(&target()),
+            serde_json::json!({"io.cncf.notary.expiry": soon}),
+            &[],
+            chain,
+        );
+        let r = verify(&strict, &uncritical, JWS, &target(), now);
+        assert!(r.enforced[0].contains("not marked critical"), "{r:?}");
+
+        // An expired signature: enforced on strict, only logged on permissive.
+        let past = (now - jiff::SignedDuration::from_hours(1)).to_string();
+        let expired = envelope(
+            &s,
+            &payload(&target()),
+            serde_json::json!({"io.cncf.notary.expiry": past}),
+            &["io.cncf.notary.expiry"],
+            chain,
+        );
+        let r = verify(&strict, &expired, JWS, &target(), now);
+        assert!(r.enforced[0].contains("expiry"), "{r:?}");
+        let r = verify(
+            &rules(Level::Permissive, &s.ca_der),
+            &expired,
+            JWS,
+            &target(),
+            now,
+        );
+        assert!(
+            r.verified() && r.logged.iter().any(|l| l.contains("expiry")),
+            "{r:?}"
+        );
+
+        // A chain to a CA no store holds; a trusted CA carried beside a leaf it did not issue.
+        let stranger = signer();
+        let r = verify(
+            &rules(Level::Strict, &stranger.ca_der),
+            &good,
+            JWS,
+            &target(),
+            now,
+        );
+        assert_eq!(r.failed.first(), Some(&Check::UntrustedSigner), "{r:?}");
+        let borrowed = envelope(
+            &stranger,
+            &payload(&target()),
+            serde_json::json!({}),
+            &[],
+            &[&stranger.leaf_der, &s.ca_der],
+        );
+        let r = verify(&strict, &borrowed, JWS, &target(), now);
+        assert_eq!(r.failed.first(), Some(&Check::Certificate), "{r:?}");
+
+        // An identity the statement does not trust.
+        let mut picky = rules(Level::Strict, &s.ca_der);
+        picky.identities =
+            vec![TrustedIdentity::parse("x509.subject: C=US, ST=WA, O=Acme, CN=other").unwrap()];
+        let r = verify(&picky, &good, JWS, &target(), now);
+        assert_eq!(r.failed.first(), Some(&Check::Identity), "{r:?}");
+
+        // The same bytes declared as COSE, or as something else.
+        assert!(!verify(&strict, &good, "application/cose", &target(), now).verified());
+        assert!(!verify(&strict, &good, "application/json", &target(), now).verified());
+    }
+}

@@ -63,6 +63,9 @@ pub struct Guarded<S> {
     inner: S,
     deadline: Pin<Box<Sleep>>,
     idle: Duration,
+    /// When bytes last arrived (`None` before the first): the timer is moved to `last + idle`
+    /// only when it fires, not on every read (a timer-wheel update per read costs a lock).
+    last: Option<tokio::time::Instant>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -72,6 +75,7 @@ impl<S> Guarded<S> {
             inner,
             deadline: Box::pin(tokio::time::sleep(ceilings.header_timeout)),
             idle: ceilings.idle_timeout,
+            last: None,
             _slot: slot,
         }
     }
@@ -81,12 +85,26 @@ impl<S> Guarded<S> {
     }
 
     fn moved(&mut self) {
-        let next = tokio::time::Instant::now() + self.idle;
-        self.deadline.as_mut().reset(next);
+        self.last = Some(tokio::time::Instant::now());
     }
 
+    /// The connection has been silent past its allowance: before its first bytes, the header
+    /// timeout; after them, the idle timeout since the last bytes.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline.as_mut().poll(cx).is_ready()
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let Some(last) = self.last else {
+                return true;
+            };
+            let next = last + self.idle;
+            if next <= tokio::time::Instant::now() {
+                return true;
+            }
+            // Bytes came since the timer was set: wait out the rest of the allowance.
+            self.deadline.as_mut().reset(next);
+        }
     }
 }
 

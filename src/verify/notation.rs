@@ -319,6 +319,15 @@ pub fn check_integrity(
     {
         return Err(format!("critical header {unknown:?} is not understood"));
     }
+    if let Some(plugin) = parts
+        .notary
+        .keys()
+        .find(|k| k.starts_with("io.cncf.notary.verificationPlugin"))
+    {
+        return Err(format!(
+            "{plugin} asks for a verification plugin, which umpire does not run"
+        ));
+    }
     for name in KNOWN_CRITICAL {
         if parts.notary.contains_key(*name) && !parts.crit.iter().any(|c| c == name) {
             return Err(format!("{name} is present but not marked critical"));
@@ -466,10 +475,13 @@ pub fn check_chain(
     )
     .map_err(|e| format!("the certificate chain does not verify at {at}: {e:?}"))?;
     let (_, leaf) = X509Certificate::from_der(&envelope.chain[0]).map_err(|e| e.to_string())?;
-    if let Ok(Some(ku)) = leaf.key_usage()
-        && !ku.value.digital_signature()
-    {
-        return Err("the signing certificate may not make digital signatures".into());
+    // Notation's signing-certificate rules: key usage present, with digital signature.
+    match leaf.key_usage() {
+        Ok(Some(ku)) if ku.value.digital_signature() => {}
+        Ok(Some(_)) => {
+            return Err("the signing certificate may not make digital signatures".into());
+        }
+        _ => return Err("the signing certificate has no (readable) key usage extension".into()),
     }
     Ok(())
 }
