@@ -83,13 +83,22 @@ pub fn verdict_key(
     h.update(b"\0");
     h.update(digest.as_bytes());
     h.update(b"\0");
-    let mut fps = policy_fingerprints.to_vec();
-    fps.sort();
-    for fp in fps {
-        h.update(fp);
+    if let [one] = policy_fingerprints {
+        h.update(one);
+    } else {
+        let mut fps = policy_fingerprints.to_vec();
+        fps.sort();
+        for fp in fps {
+            h.update(fp);
+        }
     }
     h.update(trust_fingerprint);
-    hex::encode(h.finalize())
+    // One allocation for the key (hex::encode collects char by char).
+    let mut text = [0u8; 64];
+    match hex::encode_to_slice(h.finalize(), &mut text) {
+        Ok(()) => String::from_utf8_lossy(&text).into_owned(),
+        Err(_) => String::new(),
+    }
 }
 
 #[derive(Clone)]
@@ -112,6 +121,8 @@ pub struct VerdictCache {
     tags: Option<moka::future::Cache<(String, String), String>>,
     redis: Option<SharedCache>,
     metrics: Arc<Metrics>,
+    /// `umpire_cache_hits_total{layer="local"}`, looked up once: the hot path's counter.
+    local_hits: prometheus_client::metrics::counter::Counter,
 }
 
 impl VerdictCache {
@@ -137,13 +148,33 @@ impl VerdictCache {
                         None
                     }
                 });
+        let local_hits = metrics
+            .cache_hits
+            .get_or_create(&LayerLabels { layer: "local" })
+            .clone();
         Self {
             settings,
             local,
             tags,
             redis,
             metrics,
+            local_hits,
         }
+    }
+
+    /// A verdict from Redis, kept locally for the time it has left there.
+    async fn from_redis(&self, redis: &SharedCache, key: &str) -> Option<Verdict> {
+        let (verdict, remaining) = redis.get(key).await?;
+        self.metrics
+            .cache_hits
+            .get_or_create(&LayerLabels { layer: "redis" })
+            .inc();
+        let entry = Entry {
+            verdict: Arc::new(verdict.clone()),
+            ttl: remaining,
+        };
+        self.local.insert(key.to_owned(), entry).await;
+        Some(verdict)
     }
 
     pub fn settings(&self) -> &CacheSettings {
@@ -153,24 +184,13 @@ impl VerdictCache {
     /// A cached verdict for `key`, from the local cache or else Redis.
     pub async fn get(&self, key: &str) -> Option<Verdict> {
         if let Some(e) = self.local.get(key).await {
-            self.metrics
-                .cache_hits
-                .get_or_create(&LayerLabels { layer: "local" })
-                .inc();
+            self.local_hits.inc();
             return Some((*e.verdict).clone());
         }
+        // Boxed: the Redis round trip's future is large, and the local hit above is the hot path.
         if let Some(redis) = &self.redis
-            && let Some((verdict, remaining)) = redis.get(key).await
+            && let Some(verdict) = Box::pin(self.from_redis(redis, key)).await
         {
-            self.metrics
-                .cache_hits
-                .get_or_create(&LayerLabels { layer: "redis" })
-                .inc();
-            let entry = Entry {
-                verdict: Arc::new(verdict.clone()),
-                ttl: remaining,
-            };
-            self.local.insert(key.to_owned(), entry).await;
             return Some(verdict);
         }
         self.metrics.cache_misses.inc();

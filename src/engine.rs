@@ -18,7 +18,7 @@ use crate::evidence::discovery::{self, EvidenceBudget, Needs};
 use crate::evidence::layout::LayoutSource;
 use crate::evidence::registry::RegistryClient;
 use crate::evidence::{Manifest, ManifestKind, ManifestRef, Source};
-use crate::metrics::{CachedLabels, Metrics, VerdictLabels};
+use crate::metrics::{Metrics, VerdictLabels};
 use crate::policy::{self, Policy};
 use crate::reference::{ImageRef, ReferenceError};
 use crate::verdict::{Code, Finding, Verdict};
@@ -346,19 +346,23 @@ impl Engine {
             .iter()
             .find(|f| f.code != Code::Satisfied)
             .map_or(Code::Satisfied.as_str(), |f| f.code.as_str());
-        metrics
-            .verdicts
-            .get_or_create(&VerdictLabels {
-                verdict: if verdict.allowed { "allowed" } else { "denied" },
-                code,
-            })
-            .inc();
-        metrics
-            .latency
-            .get_or_create(&CachedLabels {
-                cached: if verdict.cached { "true" } else { "false" },
-            })
-            .observe(started.elapsed().as_secs_f64());
+        if verdict.allowed && code == Code::Satisfied.as_str() {
+            metrics.allowed_satisfied.inc();
+        } else {
+            metrics
+                .verdicts
+                .get_or_create(&VerdictLabels {
+                    verdict: if verdict.allowed { "allowed" } else { "denied" },
+                    code,
+                })
+                .inc();
+        }
+        if verdict.cached {
+            &metrics.latency_cached
+        } else {
+            &metrics.latency_uncached
+        }
+        .observe(started.elapsed().as_secs_f64());
         verdict
     }
 
@@ -428,83 +432,88 @@ impl Engine {
             }
         }
 
-        if p.policies.is_empty() {
-            return match self.resolve_shared(&p.image, source).await {
-                Ok(r) => self.unmatched(&p, Some(&r.manifest)),
-                Err(denial) => *denial,
-            };
-        }
+        // The miss path lives on the heap: its future is large (about 16 KB), and a cached
+        // answer would otherwise carry (and move) all of it with every request.
+        Box::pin(async {
+            if p.policies.is_empty() {
+                return match self.resolve_shared(&p.image, source).await {
+                    Ok(r) => self.unmatched(&p, Some(&r.manifest)),
+                    Err(denial) => *denial,
+                };
+            }
 
-        let engine = Arc::clone(self);
-        let policies = p.policies.clone();
-        let child_scope = ChildScope {
-            source: source_name.clone(),
-            fingerprints: fingerprints.clone(),
-        };
-        match p.image.digest().cloned() {
-            // By digest, the evidence is fetched while the manifest is: two round trips, not three.
-            Some(digest) => {
-                let key = key_for(digest.as_str());
-                let image = p.image.clone();
-                let cache_key = key.clone();
-                let work = async move {
-                    let (resolved, judged) = futures::join!(
-                        engine.resolve_within_deadline(&image, Arc::clone(&source)),
-                        engine.judge_within_deadline(&policies, source.as_ref(), &digest)
-                    );
-                    let verdict = match resolved {
-                        Ok(r) => {
-                            let verdict = Verdict {
-                                media_type: r.manifest.media_type.clone(),
-                                ..judged
-                            };
-                            engine
-                                .record_children(&child_scope, &r.manifest, &verdict)
-                                .await;
-                            verdict
-                        }
-                        Err(denial) => *denial,
+            let engine = Arc::clone(self);
+            let policies = p.policies.clone();
+            let child_scope = ChildScope {
+                source: source_name.clone(),
+                fingerprints: fingerprints.clone(),
+            };
+            match p.image.digest().cloned() {
+                // By digest, the evidence is fetched while the manifest is: two round trips, not three.
+                Some(digest) => {
+                    let key = key_for(digest.as_str());
+                    let image = p.image.clone();
+                    let cache_key = key.clone();
+                    let work = async move {
+                        let (resolved, judged) = futures::join!(
+                            engine.resolve_within_deadline(&image, Arc::clone(&source)),
+                            engine.judge_within_deadline(&policies, source.as_ref(), &digest)
+                        );
+                        let verdict = match resolved {
+                            Ok(r) => {
+                                let verdict = Verdict {
+                                    media_type: r.manifest.media_type.clone(),
+                                    ..judged
+                                };
+                                engine
+                                    .record_children(&child_scope, &r.manifest, &verdict)
+                                    .await;
+                                verdict
+                            }
+                            Err(denial) => *denial,
+                        };
+                        // Stored before the in-flight entry is forgotten, so no caller falls between.
+                        engine.shared.cache.put(&cache_key, &verdict).await;
+                        verdict
                     };
-                    // Stored before the in-flight entry is forgotten, so no caller falls between.
-                    engine.shared.cache.put(&cache_key, &verdict).await;
-                    verdict
-                };
-                self.run_shared(key, work, &p.input).await
-            }
-            None => {
-                let resolved = match self.resolve_shared(&p.image, Arc::clone(&source)).await {
-                    Ok(r) => r,
-                    Err(denial) => return *denial,
-                };
-                let digest = resolved.manifest.digest.clone();
-                if let Some(tag) = p.image.tag() {
-                    cache.put_tag(&source_name, tag, digest.as_str()).await;
+                    self.run_shared(key, work, &p.input).await
                 }
-                let key = key_for(digest.as_str());
-                if !bypass && let Some(hit) = cache.get(&key).await {
-                    return Verdict {
-                        cached: true,
-                        ..hit
+                None => {
+                    let resolved = match self.resolve_shared(&p.image, Arc::clone(&source)).await {
+                        Ok(r) => r,
+                        Err(denial) => return *denial,
                     };
+                    let digest = resolved.manifest.digest.clone();
+                    if let Some(tag) = p.image.tag() {
+                        cache.put_tag(&source_name, tag, digest.as_str()).await;
+                    }
+                    let key = key_for(digest.as_str());
+                    if !bypass && let Some(hit) = cache.get(&key).await {
+                        return Verdict {
+                            cached: true,
+                            ..hit
+                        };
+                    }
+                    let cache_key = key.clone();
+                    let work = async move {
+                        let judged = engine
+                            .judge_within_deadline(&policies, source.as_ref(), &digest)
+                            .await;
+                        let verdict = Verdict {
+                            media_type: resolved.manifest.media_type.clone(),
+                            ..judged
+                        };
+                        engine
+                            .record_children(&child_scope, &resolved.manifest, &verdict)
+                            .await;
+                        engine.shared.cache.put(&cache_key, &verdict).await;
+                        verdict
+                    };
+                    self.run_shared(key, work, &p.input).await
                 }
-                let cache_key = key.clone();
-                let work = async move {
-                    let judged = engine
-                        .judge_within_deadline(&policies, source.as_ref(), &digest)
-                        .await;
-                    let verdict = Verdict {
-                        media_type: resolved.manifest.media_type.clone(),
-                        ..judged
-                    };
-                    engine
-                        .record_children(&child_scope, &resolved.manifest, &verdict)
-                        .await;
-                    engine.shared.cache.put(&cache_key, &verdict).await;
-                    verdict
-                };
-                self.run_shared(key, work, &p.input).await
             }
-        }
+        })
+        .await
     }
 
     /// The cache key of the record "`child` is a platform manifest of an allowed index".
@@ -1344,5 +1353,22 @@ mod tests {
             .await
             .unwrap();
         assert!(!again.allowed);
+    }
+}
+#[cfg(test)]
+mod future_size {
+    /// A cached answer's future does not carry the miss path's state: every request's future is
+    /// moved into a box by the gRPC layer, so its size is copied per request (it was 16 KB).
+    #[test]
+    fn the_future_of_one_answer_stays_small() {
+        let engine =
+            crate::Engine::standalone(crate::Config::builtin().unwrap(), Default::default())
+                .unwrap();
+        let answer = engine.verify_with("oci:examples/demo:signed", None, Default::default());
+        let size = std::mem::size_of_val(&answer);
+        assert!(size <= 4096, "verify_with's future is {size} bytes");
+        let lookup = engine.shared.cache.get("key");
+        let size = std::mem::size_of_val(&lookup);
+        assert!(size <= 2048, "a cache lookup's future is {size} bytes");
     }
 }

@@ -209,20 +209,38 @@ enum ConformanceCommand {
     VerifyBundle(umpire::conformance::VerifyBundleArgs),
 }
 
-fn init_logging(default_level: &str, json: bool) {
+/// Logs to stderr through a writer thread, so that a request never waits on a write; nothing is
+/// dropped (a full buffer holds requests back instead). The guard flushes when dropped: keep it
+/// until the program ends.
+/// One-shot commands (`verify`, `config check`, ...) write directly, in order with their output.
+fn init_logging(
+    default_level: &str,
+    json: bool,
+    background: bool,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UMPIRE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     // Colours only on a terminal: escape sequences in a collected log are noise at best.
     use std::io::IsTerminal as _;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let (writer, guard) = if background {
+        let (w, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .finish(std::io::stderr());
+        (BoxMakeWriter::new(w), Some(g))
+    } else {
+        (BoxMakeWriter::new(std::io::stderr), None)
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+    guard
 }
 
 fn main() -> ExitCode {
@@ -241,7 +259,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => {
             // Logging as the configuration asks; a config that does not load is reported as text.
             let json = load_config(config.as_ref()).is_ok_and(|c| c.log_json);
-            init_logging("info", json);
+            let _log_guard = init_logging("info", json, true);
             match runtime.block_on(serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -259,7 +277,7 @@ fn main() -> ExitCode {
             adhoc,
             images,
         } => {
-            init_logging("warn", false);
+            let _log_guard = init_logging("warn", false, false);
             let format = if json { "json".to_owned() } else { format };
             let adhoc = adhoc.given().then_some(adhoc);
             runtime.block_on(verify(config, policy, adhoc, &format, images))
@@ -267,13 +285,13 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {
-            init_logging("error", false);
+            let _log_guard = init_logging("error", false, false);
             config_check(config)
         }
         Command::Notation {
             command: NotationCommand::VerifyEnvelope(args),
         } => {
-            init_logging("error", false);
+            let _log_guard = init_logging("error", false, false);
             notation_verify_envelope(&args)
         }
         Command::Conformance {

@@ -66,6 +66,10 @@ pub struct Metrics {
     pub policy_warnings: Family<PolicyLabels, Counter>,
     /// The configuration generation live: 0 at start, one more per successful reload.
     pub config_generation: Counter,
+    /// Series of the families above that every cached answer touches, looked up once.
+    pub latency_cached: Histogram,
+    pub latency_uncached: Histogram,
+    pub allowed_satisfied: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -82,9 +86,27 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("umpire");
+        let verdicts: Family<VerdictLabels, Counter> = Family::default();
+        let latency: HistogramFamily<CachedLabels> =
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let latency_cached = latency
+            .get_or_create(&CachedLabels { cached: "true" })
+            .clone();
+        let latency_uncached = latency
+            .get_or_create(&CachedLabels { cached: "false" })
+            .clone();
+        let allowed_satisfied = verdicts
+            .get_or_create(&VerdictLabels {
+                verdict: "allowed",
+                code: "SATISFIED",
+            })
+            .clone();
         let m = Self {
-            verdicts: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            latency_cached,
+            latency_uncached,
+            allowed_satisfied,
+            verdicts,
+            latency,
             cache_hits: Family::default(),
             cache_misses: Counter::default(),
             coalesced_waits: Counter::default(),

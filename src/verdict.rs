@@ -184,6 +184,25 @@ impl Verdict {
     pub fn codes(&self) -> Vec<Code> {
         self.findings.iter().map(|f| f.code).collect()
     }
+
+    /// The findings' codes, comma-separated, for log lines (written without allocating).
+    pub fn code_list(&self) -> CodeList<'_> {
+        CodeList(&self.findings)
+    }
+}
+
+pub struct CodeList<'a>(&'a [Finding]);
+
+impl std::fmt::Display for CodeList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, finding) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(finding.code.as_str())?;
+        }
+        Ok(())
+    }
 }
 
 /// Codes whose cause may go away by itself.

@@ -105,7 +105,7 @@ impl proto::verifier_server::Verifier for VerifierService {
             .verify_with(&image, policy.as_deref(), options)
             .await
             .map_err(invalid)?;
-        tracing::info!(image = ?image, allowed = verdict.allowed, digest = %verdict.digest, codes = ?verdict.codes(), "verify");
+        tracing::info!(image = ?image, allowed = verdict.allowed, digest = %verdict.digest, codes = %verdict.code_list(), "verify");
         Ok(Response::new(to_proto(verdict)))
     }
 
