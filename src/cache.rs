@@ -163,7 +163,7 @@ impl VerdictCache {
     }
 
     /// A verdict from Redis, kept locally for the time it has left there.
-    async fn from_redis(&self, redis: &SharedCache, key: &str) -> Option<Verdict> {
+    async fn read_redis(&self, redis: &SharedCache, key: &str) -> Option<Verdict> {
         let (verdict, remaining) = redis.get(key).await?;
         self.metrics
             .cache_hits
@@ -189,7 +189,7 @@ impl VerdictCache {
         }
         // Boxed: the Redis round trip's future is large, and the local hit above is the hot path.
         if let Some(redis) = &self.redis
-            && let Some(verdict) = Box::pin(self.from_redis(redis, key)).await
+            && let Some(verdict) = Box::pin(self.read_redis(redis, key)).await
         {
             return Some(verdict);
         }
