@@ -1062,3 +1062,52 @@ mod hostile_envelopes {
         assert!(!verify(&strict, &good, "application/json", &target(), now).verified());
     }
 }
+
+mod hostile_cose {
+    //! The corpus's COSE envelope with a byte changed in each part an attacker could reach.
+
+    use umpire::verify::notation::Target;
+    use umpire::verify::notation_rules::verify;
+
+    #[test]
+    fn a_cose_envelope_with_any_byte_changed_does_not_verify() {
+        let bytes = std::fs::read(super::data("envelopes/alpine-v2/cose_signature.sig")).unwrap();
+        let store = umpire::trust::notation::parse_trust_policy(
+            &serde_json::json!({"version": "1.0", "trustPolicies": [{
+                "name": "alpine", "registryScopes": ["*"],
+                "signatureVerification": {"level": "strict"},
+                "trustStores": ["ca:alpine-2123"],
+                "trustedIdentities": ["*"],
+            }]})
+            .to_string(),
+        )
+        .unwrap();
+        let rules = store[0].rules(&super::data("truststore")).unwrap();
+        let target = Target {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            digest: "sha256:19dbd2e48e921426ee8ace4dc892edfb2ecdc1d1a72d5416c83670c30acecef0"
+                .into(),
+            size: 481,
+        };
+        let now = jiff::Timestamp::now();
+        assert!(verify(&rules, &bytes, "application/cose", &target, now).verified());
+        // Every 7th byte flipped in turn: none of them yields a verified envelope.
+        let mut verified = Vec::new();
+        for i in (0..bytes.len()).step_by(7) {
+            let mut forged = bytes.clone();
+            forged[i] ^= 0x01;
+            if verify(&rules, &forged, "application/cose", &target, now).verified() {
+                verified.push(i);
+            }
+        }
+        // Flips inside the unprotected, unsigned signing-agent entry (label and value), which
+        // no check reads, may leave it verified; nothing signed or trusted may change.
+        let label = b"io.cncf.notary.signingAgent";
+        let agent = bytes.windows(label.len()).position(|w| w == label).unwrap();
+        let agent_entry = agent - 2..agent + label.len() + 1 + "Notation/1.0.0".len();
+        for i in &verified {
+            let in_agent = agent_entry.contains(i);
+            assert!(in_agent, "a flip at byte {i} still verified");
+        }
+    }
+}
