@@ -83,6 +83,10 @@ pub struct Engine {
     source_override: Option<Arc<dyn Source>>,
     /// Some authority requires keyed signatures to be logged: find out where they are.
     keyed_log_checks: bool,
+    /// Requests by digest already seen → their verdict cache key, so that a cached answer skips
+    /// parsing, policy selection and key hashing. Exact for one configuration (one engine):
+    /// the key depends only on the request and the configuration.
+    request_keys: moka::sync::Cache<String, Arc<str>>,
 }
 
 /// A parsed request with the policies (indices into the config) that apply to it.
@@ -91,6 +95,19 @@ struct Prepared {
     image: ImageRef,
     policies: Vec<usize>,
     named: bool,
+    /// The request's entry in `request_keys`, for references by digest.
+    request_key: Option<String>,
+}
+
+/// A request as `request_keys` knows it.
+fn request_key(image: &str, policy: Option<&str>, namespace: Option<&str>) -> String {
+    let (policy, namespace) = (policy.unwrap_or(""), namespace.unwrap_or(""));
+    let mut key = String::with_capacity(image.len() + policy.len() + namespace.len() + 2);
+    for part in [image, policy, namespace] {
+        key.push_str(part);
+        key.push('\0');
+    }
+    key
 }
 
 /// What an index's child records are keyed by besides the child's digest: the same things its
@@ -162,6 +179,7 @@ impl Engine {
                     )
                 })
         });
+        let request_keys = moka::sync::Cache::new(config.cache.max_entries);
         Ok(Self {
             config: Arc::new(config),
             registry: Arc::new(registry),
@@ -171,6 +189,7 @@ impl Engine {
             shared,
             source_override: None,
             keyed_log_checks,
+            request_keys,
         })
     }
 
@@ -229,6 +248,25 @@ impl Engine {
         options: Options,
     ) -> Result<Verdict, RequestError> {
         // One image: no batch around it (the cached answer is the hot path).
+        if !options.bypass_cache {
+            let started = Instant::now();
+            let known = self.request_keys.get(&request_key(
+                image,
+                policy.filter(|p| !p.is_empty()),
+                options.namespace.as_deref().filter(|n| !n.is_empty()),
+            ));
+            if let Some(key) = known
+                && let Some(hit) = self.shared.cache.get(&key).await
+            {
+                let verdict = Verdict {
+                    cached: true,
+                    ..hit
+                }
+                .for_image(image);
+                self.record(&verdict, started);
+                return Ok(verdict);
+            }
+        }
         let prepared = self.prepare(image, policy, options.namespace.as_deref())?;
         Ok(self.answer(prepared, options).await)
     }
@@ -304,11 +342,16 @@ impl Engine {
                     .position(|p| std::ptr::eq(p, *s))
             })
             .collect();
+        let request_key = parsed
+            .digest()
+            .is_some()
+            .then(|| request_key(image, policy, namespace));
         Ok(Prepared {
             input: image.to_owned(),
             image: parsed,
             policies,
             named: policy.is_some(),
+            request_key,
         })
     }
 
@@ -332,6 +375,12 @@ impl Engine {
             None => work.await,
         }
         .for_image(input);
+        self.record(&verdict, started);
+        verdict
+    }
+
+    /// The metrics of one answer.
+    fn record(&self, verdict: &Verdict, started: Instant) {
         let metrics = &self.shared.metrics;
         for w in &verdict.warnings {
             metrics
@@ -363,7 +412,6 @@ impl Engine {
             &metrics.latency_uncached
         }
         .observe(started.elapsed().as_secs_f64());
-        verdict
     }
 
     async fn answer_inner(self: &Arc<Self>, p: Prepared, bypass: bool) -> Verdict {
@@ -418,7 +466,13 @@ impl Engine {
         // From memory, when the digest is already known (asked for, or a cached tag resolution).
         if !bypass && !p.policies.is_empty() {
             let known = match (p.image.digest(), p.image.tag()) {
-                (Some(d), _) => Some(d.to_string()),
+                (Some(d), _) => {
+                    if let Some(request) = &p.request_key {
+                        self.request_keys
+                            .insert(request.clone(), Arc::from(key_for(d.as_str())));
+                    }
+                    Some(d.to_string())
+                }
                 (None, Some(tag)) => cache.tag(&source_name, tag).await,
                 (None, None) => None,
             };
@@ -1336,6 +1390,66 @@ mod tests {
             .unwrap();
         assert!(!v.allowed);
         assert_eq!(v.codes(), [Code::SignatureInvalid], "{v:?}");
+    }
+
+    /// Cached answers found through `request_keys` are those the full path gives: per
+    /// namespace and policy name, never across them, and never for a bypass.
+    #[tokio::test]
+    async fn remembered_requests_answer_as_the_full_path_does() {
+        let key = Ecdsa::p256();
+        let (m, digest) = source(None);
+        let mut pem = String::new();
+        for line in key.public_pem().lines() {
+            pem.push_str(&format!("      {line}\n"));
+        }
+        let yaml = format!(
+            "trust:\n  keys:\n    release: |\n{pem}policies:\n  - name: prod\n    images: [\"{HOST}/**\"]\n    namespaces: [prod]\n    signatures:\n      authorities:\n        - key: release\n  - name: dev\n    images: [\"{HOST}/**\"]\n    namespaces: [dev]\n    action: allow\n"
+        );
+        let config = Config::from_yaml(&yaml, std::path::Path::new("."), "test").unwrap();
+        let engine = Engine::with_source(config, Arc::new(m)).unwrap();
+        let image = format!("{HOST}/app@{digest}");
+        let ask = |namespace: &str, policy: Option<&'static str>, bypass: bool| {
+            let engine = Arc::clone(&engine);
+            let image = image.clone();
+            let options = Options {
+                namespace: Some(namespace.to_owned()),
+                bypass_cache: bypass,
+                ..Options::default()
+            };
+            async move { engine.verify_with(&image, policy, options).await.unwrap() }
+        };
+        let first = ask("prod", None, false).await;
+        assert_eq!(first.codes(), [Code::NoSignatures], "{first:?}");
+        assert!(!first.cached);
+        let again = ask("prod", None, false).await;
+        assert!(again.cached, "{again:?}");
+        assert_eq!(
+            (
+                again.allowed,
+                again.codes(),
+                &again.digest,
+                &again.policy,
+                &again.image
+            ),
+            (
+                first.allowed,
+                first.codes(),
+                &first.digest,
+                &first.policy,
+                &first.image
+            )
+        );
+        // Another namespace selects another policy: its own answer, not the one remembered.
+        let dev = ask("dev", None, false).await;
+        assert!(dev.allowed && dev.policy == "dev", "{dev:?}");
+        let dev_again = ask("dev", None, false).await;
+        assert!(dev_again.allowed && dev_again.cached, "{dev_again:?}");
+        assert!(!ask("prod", None, false).await.allowed);
+        // A policy named by the caller is part of the question.
+        let named = ask("prod", Some("prod"), false).await;
+        assert!(!named.allowed && named.policy == "prod", "{named:?}");
+        // bypass_cache is never answered from memory.
+        assert!(!ask("prod", None, true).await.cached);
     }
 
     #[tokio::test]
