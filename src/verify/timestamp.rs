@@ -144,7 +144,10 @@ pub fn verify(token: &[u8], signature: &[u8], tsa_roots: &[Vec<u8>]) -> Result<S
             + f64::from(a.millis.unwrap_or(0)) / 1e3
             + f64::from(a.micros.unwrap_or(0)) / 1e6
     });
-    let slack = jiff::SignedDuration::from_secs_f64(accuracy_seconds.max(0.0));
+    // The accuracy is the TSA's claim, read before its signature is checked: out of range is an
+    // error, never a panic.
+    let slack = jiff::SignedDuration::try_from_secs_f64(accuracy_seconds.max(0.0))
+        .map_err(|_| format!("the timestamp's accuracy ({accuracy_seconds} s) is out of range"))?;
     let (earliest, latest) = (
         time.checked_sub(slack).map_err(|e| e.to_string())?,
         time.checked_add(slack).map_err(|e| e.to_string())?,
@@ -368,5 +371,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("TSTInfo"), "{err}");
+    }
+
+    #[test]
+    fn an_absurd_accuracy_is_an_error_not_a_panic() {
+        // The token's accuracy is read before its signature is checked.
+        use x509_cert::der::Encode as _;
+        let token = data("TimeStampToken.p7s");
+        let info = ContentInfo::from_der(&token).unwrap();
+        let mut signed = SignedData::from_der(&info.content.to_der().unwrap()).unwrap();
+        let tst_der = signed
+            .encap_content_info
+            .econtent
+            .as_ref()
+            .unwrap()
+            .value()
+            .to_vec();
+        let mut tst = x509_tsp::TstInfo::from_der(&tst_der).unwrap();
+        tst.accuracy = Some(x509_tsp::Accuracy {
+            seconds: Some(u64::MAX),
+            millis: None,
+            micros: None,
+        });
+        signed.encap_content_info.econtent = Some(
+            x509_cert::der::Any::new(x509_cert::der::Tag::OctetString, tst.to_der().unwrap())
+                .unwrap(),
+        );
+        let forged = ContentInfo {
+            content_type: info.content_type,
+            content: x509_cert::der::Any::from_der(&signed.to_der().unwrap()).unwrap(),
+        }
+        .to_der()
+        .unwrap();
+        let err = verify(&forged, b"notation", &root()).unwrap_err();
+        assert!(err.contains("out of range"), "{err}");
     }
 }
