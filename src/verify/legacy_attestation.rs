@@ -186,8 +186,12 @@ fn verify_intoto(
         .map_err(|e| fail(Check::Certificate, e.to_string()))?;
     root.check_issuers_valid_at(leaf, &[signed_at.as_second()])?;
 
+    let only = logged
+        .signatures
+        .first()
+        .ok_or_else(|| fail(Check::Signature, "the envelope carries no signature"))?;
     let signature = base64::engine::general_purpose::STANDARD
-        .decode(logged.signatures[0].trim())
+        .decode(only.trim())
         .map_err(|_| fail(Check::Signature, "the DSSE signature is not base64"))?;
     verify_signature(
         &info.public_key,
