@@ -93,11 +93,13 @@ pub fn verdict_key(
         }
     }
     h.update(trust_fingerprint);
-    // One allocation for the key (hex::encode collects char by char).
+    // One allocation for the key (hex::encode collects char by char); 32 bytes always fit 64
+    // hex digits, and the fallback is the same text, never a key shared by other verdicts.
+    let digest = h.finalize();
     let mut text = [0u8; 64];
-    match hex::encode_to_slice(h.finalize(), &mut text) {
+    match hex::encode_to_slice(digest, &mut text) {
         Ok(()) => String::from_utf8_lossy(&text).into_owned(),
-        Err(_) => String::new(),
+        Err(_) => hex::encode(digest),
     }
 }
 

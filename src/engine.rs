@@ -1162,7 +1162,7 @@ fn notation_outcomes(
     if statement.rules.level == Level::Skip {
         return vec![SignatureOutcome::Valid {
             signers: vec![crate::verify::signature::Signer::Notation {
-                authority: authority.name.clone(),
+                authority: authority.id.clone(),
                 subject: format!(
                     "nobody (trust policy statement {:?} has level skip: nothing verified)",
                     statement.name
@@ -1185,7 +1185,7 @@ fn notation_outcomes(
         .iter()
         .map(|(bytes, envelope_type)| {
             crate::verify::notation_rules::outcome(
-                &authority.name,
+                &authority.id,
                 statement,
                 bytes,
                 envelope_type,

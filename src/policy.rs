@@ -148,8 +148,12 @@ pub enum Authority {
 /// A `notation` authority, its trust stores read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotationAuthority {
-    /// How messages name it (and how its signers are matched to it).
+    /// How messages name it.
     pub name: String,
+    /// What its signers are matched by: a hash of everything it decides with (statements, levels,
+    /// overrides, identities, certificates), so that two authorities that look alike in messages
+    /// (one `audit`, one `strict`) never accept each other's signers.
+    pub id: String,
     pub statements: Vec<crate::verify::notation_rules::ScopedRules>,
 }
 
@@ -240,7 +244,7 @@ impl Authority {
             (Authority::Keyless(a), Signer::Keyless { trust, identity }) => {
                 a.trust == *trust && a.mismatch(identity).is_none()
             }
-            (Authority::Notation(n), Signer::Notation { authority, .. }) => n.name == *authority,
+            (Authority::Notation(n), Signer::Notation { authority, .. }) => n.id == *authority,
             _ => false,
         }
     }

@@ -426,6 +426,42 @@ policies:
         }
     }
 
+    /// Two authorities that differ only in level (one audit, one strict) under policies on the
+    /// same image: the envelope the audit level admits must not count for the strict one.
+    #[tokio::test]
+    async fn an_audit_authority_does_not_vouch_for_a_strict_one() {
+        let registry = Registry::start().await;
+        let host = registry.host();
+        push_layout(&registry, "e2e", &data("layouts/e2e-valid-signature")).await;
+        let dir = tempfile::tempdir().unwrap();
+        // A store that does not hold the signer's certificate.
+        let case =
+            serde_json::json!({"trust_store_override": {"ca:other": "truststore/x509/ca/e2e-new"}});
+        let store = store_for(&case, dir.path());
+        let statement = |level: &str| {
+            format!(
+                "            trust_stores: [\"ca:other\"]\n            trusted_identities: [\"*\"]\n            level: {level}"
+            )
+        };
+        let audit_only = yaml(&host, &store, &statement("audit"));
+        let v = crate::support::engine(&audit_only)
+            .verify(&format!("{host}/e2e@{IMAGE}"), None)
+            .await
+            .unwrap();
+        assert!(v.allowed && !v.warnings.is_empty(), "{v:#?}");
+        let both = format!(
+            "{}  - name: strict\n    images: [\"{host}/**\"]\n    signatures:\n      authorities:\n        - notation:\n{}\n",
+            audit_only,
+            statement("strict")
+        );
+        let v = crate::support::engine(&both)
+            .verify(&format!("{host}/e2e@{IMAGE}"), None)
+            .await
+            .unwrap();
+        assert!(!v.allowed, "{v:#?}");
+        assert!(codes(&v).contains(&Code::UntrustedSigner), "{v:#?}");
+    }
+
     #[test]
     fn notation_config_errors_are_load_errors() {
         let dir = tempfile::tempdir().unwrap();

@@ -190,7 +190,15 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             ));
         }
         self.files.borrow_mut().extend(files);
-        Ok(Authority::Notation(NotationAuthority { name, statements }))
+        let id = {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(format!("{statements:?}").as_bytes()))
+        };
+        Ok(Authority::Notation(NotationAuthority {
+            name,
+            id,
+            statements,
+        }))
     }
 
     pub(super) fn keyless(

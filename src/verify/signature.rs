@@ -51,6 +51,7 @@ pub enum Signer {
     /// A Notation signature that a `notation` authority's statement accepts (with what its level
     /// only logged).
     Notation {
+        /// The accepting authority's `id` (see `policy::NotationAuthority`).
         authority: String,
         subject: String,
         warnings: Vec<String>,
@@ -68,9 +69,7 @@ impl std::fmt::Display for Signer {
             Signer::Keyless { trust, identity } => {
                 write!(f, "a certificate from {trust} for {identity}")
             }
-            Signer::Notation {
-                authority, subject, ..
-            } => write!(f, "a Notation signer {subject} under {authority}"),
+            Signer::Notation { subject, .. } => write!(f, "a Notation signer {subject}"),
         }
     }
 }
