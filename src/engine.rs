@@ -884,6 +884,21 @@ impl Engine {
                 Err(e) => return Verdict::deny(&image, vec![fetch_finding(&e)]),
             }
         }
+        // Notation signatures name the image manifest's media type and size: read once, from the
+        // image's own repository (a `signatures_repository` holds signatures, not the image).
+        if raw
+            .iter()
+            .any(|e: &discovery::Evidence| !e.notation.is_empty())
+        {
+            match discovery::subject_descriptor(source, digest, &budget, limits).await {
+                Ok(subject) => {
+                    for e in raw.iter_mut().filter(|e| !e.notation.is_empty()) {
+                        e.subject = Some(subject.clone());
+                    }
+                }
+                Err(e) => return Verdict::deny(&image, vec![fetch_finding(&e)]),
+            }
+        }
 
         let started = Instant::now();
         let keys: Vec<(String, &PublicKey)> = self

@@ -84,8 +84,9 @@ pub(crate) struct Evidence {
     pub bundles: Vec<sigstore_types::Bundle>,
     /// Notation envelopes attached to the image: (bytes, media type).
     pub notation: Vec<(Vec<u8>, String)>,
-    /// The image manifest's media type and size, which Notation signatures name, when some were
-    /// found.
+    /// The media type and size of the manifest the evidence is about, which Notation signatures
+    /// name: set by whoever holds that manifest (the engine through `subject_descriptor`, or
+    /// `artifacts` from the artifact manifest it read), only when Notation envelopes were found.
     pub subject: Option<(String, u64)>,
 }
 
@@ -212,19 +213,6 @@ pub(crate) async fn gather(
         referrers(source, digest, needs_notation, budget, limits)
     );
     let (bundles, notation) = bundles?;
-    // Notation signatures name the manifest by media type and size as well as digest.
-    let subject = if notation.is_empty() {
-        None
-    } else {
-        let m = source
-            .manifest(
-                &ManifestRef::Digest(digest.clone()),
-                limits.max_manifest_bytes,
-            )
-            .await?;
-        budget.charge(m.size, &format!("manifest of {}@{digest}", source.name()))?;
-        Some((m.media_type, m.size))
-    };
     Ok(Evidence {
         needs_signatures,
         needs_attestations,
@@ -232,8 +220,26 @@ pub(crate) async fn gather(
         att_layers: att_layers?,
         bundles,
         notation,
-        subject,
+        subject: None,
     })
+}
+
+/// The media type and size of the manifest `digest` in `source` (read and hashed), which Notation
+/// signatures name beside its digest.
+pub(crate) async fn subject_descriptor(
+    source: &dyn Source,
+    digest: &Digest,
+    budget: &EvidenceBudget,
+    limits: &Limits,
+) -> Result<(String, u64), FetchError> {
+    let m = source
+        .manifest(
+            &ManifestRef::Digest(digest.clone()),
+            limits.max_manifest_bytes,
+        )
+        .await?;
+    budget.charge(m.size, &format!("manifest of {}@{digest}", source.name()))?;
+    Ok((m.media_type, m.size))
 }
 
 /// The image config of `digest`, or of every platform when it is an index: (which, config).
@@ -555,7 +561,11 @@ pub(crate) async fn artifacts(
             attestations: false,
             notation: true,
         };
-        let evidence = Box::pin(gather(needs, source, &d, budget, limits)).await?;
+        let mut evidence = Box::pin(gather(needs, source, &d, budget, limits)).await?;
+        // Its signatures name the manifest just read: no second fetch.
+        if !evidence.notation.is_empty() {
+            evidence.subject = Some((m.media_type.clone(), m.size));
+        }
         out.push(Artifact {
             media_type,
             digest: d,
