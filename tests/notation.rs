@@ -569,13 +569,13 @@ mod artifacts {
     //! referrers API), signed in turn by a cosign key or a Notation signature attached to the
     //! artifact's manifest, enforced by a policy's `artifacts:` requirement.
 
-    use base64::Engine as _;
     use sha2::Digest as _;
 
     use super::image_path::push_layout;
     use crate::support::cosign::{Blob, SigningKey, payload, signature_layer, spdx};
     use crate::support::registry::Registry;
     use umpire::verdict::Code;
+    use umpire::verify::notation::Target;
 
     const IMAGE: &str = "sha256:b8479de3f88fb259a0a9ea82a5b2a052a1ef3c4ebbcfc61482d5ae4c831f8af9";
     const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -626,66 +626,20 @@ mod artifacts {
         (digest, manifest.len())
     }
 
-    /// A Notation JWS envelope (ES256, `notary.x509`) over `target`, by a leaf of a fresh CA;
-    /// returns (envelope, the CA's PEM).
-    fn notation_envelope(target: serde_json::Value) -> (Vec<u8>, String) {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-            KeyUsagePurpose,
-        };
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        ca.distinguished_name.push(DnType::CommonName, "Acme Root");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca, ca_key);
-        let leaf_key = KeyPair::generate().unwrap();
-        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-        for (t, v) in [
-            (DnType::CountryName, "US"),
-            (DnType::StateOrProvinceName, "WA"),
-            (DnType::OrganizationName, "Acme"),
-            (DnType::CommonName, "sbom-signer"),
-        ] {
-            leaf.distinguished_name.push(t, v);
-        }
-        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
-        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
-        let b64u = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-        let protected = serde_json::json!({
-            "alg": "ES256",
-            "cty": "application/vnd.cncf.notary.payload.v1+json",
-            "crit": ["io.cncf.notary.signingScheme"],
-            "io.cncf.notary.signingScheme": "notary.x509",
-            "io.cncf.notary.signingTime": jiff::Timestamp::now().to_string(),
-        });
-        let protected = b64u(protected.to_string().as_bytes());
-        let body = b64u(
-            serde_json::json!({"targetArtifact": target})
-                .to_string()
-                .as_bytes(),
+    /// A Notation JWS envelope (ES256, `notary.x509`) over `target` by a leaf of a fresh CA (as
+    /// `hostile_envelopes` mints them); returns (envelope, the CA's PEM).
+    fn notation_envelope(target: &Target) -> (Vec<u8>, String) {
+        use super::hostile_envelopes::{envelope, payload, signer};
+        let s = signer();
+        let bytes = envelope(
+            &s,
+            &payload(target),
+            serde_json::json!({}),
+            &[],
+            &[&s.leaf_der, &s.ca_der],
         );
-        let signer = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            &leaf_key.serialize_der(),
-        )
-        .unwrap();
-        let signature = signer
-            .sign(
-                &aws_lc_rs::rand::SystemRandom::new(),
-                format!("{protected}.{body}").as_bytes(),
-            )
-            .unwrap();
-        let std = base64::engine::general_purpose::STANDARD;
-        let envelope = serde_json::json!({
-            "payload": body,
-            "protected": protected,
-            "header": {"x5c": [std.encode(leaf_cert.der()), std.encode(ca_cert.der())]},
-            "signature": b64u(signature.as_ref()),
-        });
-        (envelope.to_string().into_bytes(), ca_cert.pem())
+        let ca_pem = pem::encode(&pem::Pem::new("CERTIFICATE", s.ca_der.clone()));
+        (bytes, ca_pem)
     }
 
     fn config(host: &str, store: &std::path::Path, key_pem: &str, artifacts: &str) -> String {
@@ -762,9 +716,11 @@ policies:
             &sbom,
         )
         .await;
-        let (envelope, ca_pem) = notation_envelope(serde_json::json!({
-            "mediaType": OCI_MANIFEST, "digest": signed, "size": signed_size,
-        }));
+        let (envelope, ca_pem) = notation_envelope(&Target {
+            media_type: OCI_MANIFEST.into(),
+            digest: signed.clone(),
+            size: signed_size as u64,
+        });
         let notary = "application/vnd.cncf.notary.signature";
         attach(
             &registry,
@@ -791,7 +747,7 @@ policies:
         std::fs::write(store.join("x509/ca/acme/root.pem"), &ca_pem).unwrap();
 
         let by_key = "      - type: application/spdx+json\n        authorities: [ { key: release } ]\n        sbom:\n          deny_licenses: [\"AGPL-*\"]\n";
-        let by_notation = "      - type: application/spdx+json\n        authorities:\n          - notation:\n              trust_stores: [\"ca:acme\"]\n              trusted_identities: [\"x509.subject: C=US, ST=WA, O=Acme, CN=sbom-signer\"]\n        sbom:\n          deny_licenses: [\"AGPL-*\"]\n";
+        let by_notation = "      - type: application/spdx+json\n        authorities:\n          - notation:\n              trust_stores: [\"ca:acme\"]\n              trusted_identities: [\"x509.subject: C=US, ST=WA, O=Acme, CN=release\"]\n        sbom:\n          deny_licenses: [\"AGPL-*\"]\n";
         let denying = "      - type: application/spdx+json\n        authorities: [ { key: release } ]\n        sbom:\n          deny_packages: [\"pkg:npm/event-stream@*\"]\n";
         let verdict = |artifacts: &'static str, repo: &'static str| {
             let engine =
@@ -862,13 +818,14 @@ mod hostile_envelopes {
     use umpire::verify::notation::Target;
     use umpire::verify::notation_rules::{Level, Rules, TrustedIdentity, verify};
 
-    struct Signer {
-        ca_der: Vec<u8>,
-        leaf_der: Vec<u8>,
+    pub(super) struct Signer {
+        pub(super) ca_der: Vec<u8>,
+        pub(super) leaf_der: Vec<u8>,
         leaf_key: KeyPair,
     }
 
-    fn signer() -> Signer {
+    /// A fresh CA and a code-signing leaf (C=US, ST=WA, O=Acme, CN=release) it issued.
+    pub(super) fn signer() -> Signer {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -905,7 +862,7 @@ mod hostile_envelopes {
     }
 
     /// A JWS envelope by `s` over `payload`, with `extra` protected headers and `crit`.
-    fn envelope(
+    pub(super) fn envelope(
         s: &Signer,
         payload: &serde_json::Value,
         extra: serde_json::Value,
@@ -949,7 +906,7 @@ mod hostile_envelopes {
         .into_bytes()
     }
 
-    fn payload(t: &Target) -> serde_json::Value {
+    pub(super) fn payload(t: &Target) -> serde_json::Value {
         serde_json::json!({"targetArtifact": {"mediaType": t.media_type, "digest": t.digest, "size": t.size}})
     }
 

@@ -317,6 +317,41 @@ pub(crate) async fn image_configs(
     Ok(out)
 }
 
+/// The descriptors of `digest`'s referrers (the referrers API or the fallback tag, under the
+/// budget) whose artifact type `wanted` accepts, or that name none (fallback indexes may omit it:
+/// each manifest is read before it counts); at most `max_signatures` of them.
+async fn referrer_candidates(
+    source: &dyn Source,
+    digest: &Digest,
+    what: &str,
+    budget: &EvidenceBudget,
+    limits: &Limits,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<super::manifest::Descriptor>, FetchError> {
+    let Some(index) = source.referrers(digest, limits.max_manifest_bytes).await? else {
+        return Ok(Vec::new());
+    };
+    budget.charge(index.size, what)?;
+    let ManifestKind::Index { manifests } = index.kind else {
+        return Err(FetchError::Protocol {
+            what: what.to_owned(),
+            detail: "the referrers answer is not an index".into(),
+        });
+    };
+    let candidates: Vec<_> = manifests
+        .into_iter()
+        .filter(|d| d.artifact_type.as_deref().is_none_or(&wanted))
+        .collect();
+    if candidates.len() > limits.max_signatures {
+        return Err(FetchError::LimitExceeded {
+            what: format!("{what}: {} referrers", candidates.len()),
+            limit: limits.max_signatures as u64,
+            unit: "referrers",
+        });
+    }
+    Ok(candidates)
+}
+
 /// A referrer read: a Sigstore bundle or a Notation envelope (bytes, media type).
 enum Referrer {
     Bundle(sigstore_types::Bundle),
@@ -336,32 +371,11 @@ async fn referrers(
     budget: &EvidenceBudget,
     limits: &Limits,
 ) -> Result<Referrers, FetchError> {
-    let Some(index) = source.referrers(digest, limits.max_manifest_bytes).await? else {
-        return Ok((Vec::new(), Vec::new()));
-    };
     let what = format!("referrers of {}@{digest}", source.name());
-    budget.charge(index.size, &what)?;
-    let ManifestKind::Index { manifests } = index.kind else {
-        return Err(FetchError::Protocol {
-            what,
-            detail: "the referrers answer is not an index".into(),
-        });
-    };
-    let candidates: Vec<_> = manifests
-        .into_iter()
-        .filter(|d| {
-            d.artifact_type.as_deref().is_none_or(|t| {
-                t.starts_with(SIGSTORE_BUNDLE_TYPE) || (notation && t == NOTATION_SIGNATURE_TYPE)
-            })
-        })
-        .collect();
-    if candidates.len() > limits.max_signatures {
-        return Err(FetchError::LimitExceeded {
-            what: format!("{what}: {} referrers", candidates.len()),
-            limit: limits.max_signatures as u64,
-            unit: "referrers",
-        });
-    }
+    let candidates = referrer_candidates(source, digest, &what, budget, limits, |t| {
+        t.starts_with(SIGSTORE_BUNDLE_TYPE) || (notation && t == NOTATION_SIGNATURE_TYPE)
+    })
+    .await?;
     let max_manifest = limits.max_manifest_bytes;
     let max_bundle = limits
         .max_signature_layer_bytes
@@ -492,32 +506,11 @@ pub(crate) async fn artifacts(
     budget: &EvidenceBudget,
     limits: &Limits,
 ) -> Result<Vec<Artifact>, FetchError> {
-    let Some(index) = source.referrers(digest, limits.max_manifest_bytes).await? else {
-        return Ok(Vec::new());
-    };
     let what = format!("artifacts attached to {}@{digest}", source.name());
-    budget.charge(index.size, &what)?;
-    let ManifestKind::Index { manifests } = index.kind else {
-        return Err(FetchError::Protocol {
-            what,
-            detail: "the referrers answer is not an index".into(),
-        });
-    };
-    let candidates: Vec<_> = manifests
-        .into_iter()
-        .filter(|d| {
-            d.artifact_type
-                .as_deref()
-                .is_none_or(|t| types.iter().any(|w| w == t))
-        })
-        .collect();
-    if candidates.len() > limits.max_signatures {
-        return Err(FetchError::LimitExceeded {
-            what: format!("{what}: {} referrers", candidates.len()),
-            limit: limits.max_signatures as u64,
-            unit: "referrers",
-        });
-    }
+    let candidates = referrer_candidates(source, digest, &what, budget, limits, |t| {
+        types.iter().any(|w| w == t)
+    })
+    .await?;
     let mut out = Vec::new();
     for d in candidates {
         let d = Digest::parse(&d.digest).map_err(|e| FetchError::Protocol {
