@@ -5,44 +5,52 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// `crate::<module>` references of each top-level module, test code left out.
-fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
-    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+/// Every `.rs` file under `src/`: (path relative to `src/` with `/` separators, full path).
+fn source_files() -> Vec<(String, std::path::PathBuf)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-                continue;
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path
+                    .strip_prefix(&src)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                files.push((rel, path));
             }
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let rel = path.strip_prefix(&src).unwrap();
-            let top = rel
-                .components()
-                .next()
-                .unwrap()
-                .as_os_str()
-                .to_string_lossy()
-                .trim_end_matches(".rs")
-                .to_owned();
-            if top == "main" || top == "lib" || rel.ends_with("tests.rs") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-            let refs = graph.entry(top.clone()).or_default();
-            for (i, _) in code.match_indices("crate::") {
-                let name: String = code[i + 7..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() && name != top {
-                    refs.insert(name);
-                }
+        }
+    }
+    files
+}
+
+/// `crate::<module>` references of each top-level module, test code left out.
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (rel, path) in source_files() {
+        let top = rel
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(".rs")
+            .to_owned();
+        if top == "main" || top == "lib" || rel.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let refs = graph.entry(top.clone()).or_default();
+        for (i, _) in code.match_indices("crate::") {
+            let name: String = code[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != top {
+                refs.insert(name);
             }
         }
     }
@@ -107,34 +115,19 @@ fn evidence_knows_no_policies_or_verdicts() {
 fn the_map_names_every_source_file() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let map = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
-    let src = root.join("src");
     let mut missing = Vec::new();
-    let mut stack = vec![src.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let rel = path
-                .strip_prefix(&src)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if !rel.ends_with(".rs") || rel == "lib.rs" || name == "tests.rs" {
-                continue;
-            }
-            let folder = rel.rsplit_once('/').map(|(f, _)| format!("`{f}/`"));
-            let named = map.contains(&format!("`{rel}`"))
-                || folder.as_ref().is_some_and(|f| {
-                    map.contains(f.as_str())
-                        && (name == "mod.rs" || map.contains(&format!("`{name}`")))
-                });
-            if !named {
-                missing.push(rel);
-            }
+    for (rel, path) in source_files() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if rel == "lib.rs" || name == "tests.rs" {
+            continue;
+        }
+        let folder = rel.rsplit_once('/').map(|(f, _)| format!("`{f}/`"));
+        let named = map.contains(&format!("`{rel}`"))
+            || folder.as_ref().is_some_and(|f| {
+                map.contains(f.as_str()) && (name == "mod.rs" || map.contains(&format!("`{name}`")))
+            });
+        if !named {
+            missing.push(rel);
         }
     }
     assert!(
@@ -147,40 +140,26 @@ fn the_map_names_every_source_file() {
 fn trust_material_enters_only_through_trust_load() {
     // Besides `trust/`, only the offline debugging command reads trust material (from its
     // arguments), and `verify/` defines the readers.
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut stack = vec![src.clone()];
     let mut readers = Vec::new();
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let rel = path
-                .strip_prefix(&src)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if rel.starts_with("trust/")
-                || rel.starts_with("verify/")
-                || rel == "conformance.rs"
-                || rel == "notation_cmd.rs"
-            {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-            for reader in [
-                "SigstoreRoot::from_json",
-                "SigstoreRoot::public_good",
-                "PublicKey::from_pem",
-                "load_store",
-                "parse_trust_policy",
-            ] {
-                if code.contains(reader) {
-                    readers.push(format!("{rel}: {reader}"));
-                }
+    for (rel, path) in source_files() {
+        if rel.starts_with("trust/")
+            || rel.starts_with("verify/")
+            || rel == "conformance.rs"
+            || rel == "notation_cmd.rs"
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for reader in [
+            "SigstoreRoot::from_json",
+            "SigstoreRoot::public_good",
+            "PublicKey::from_pem",
+            "load_store",
+            "parse_trust_policy",
+        ] {
+            if code.contains(reader) {
+                readers.push(format!("{rel}: {reader}"));
             }
         }
     }

@@ -344,14 +344,7 @@ pub fn parse_trust_policy(json: &str) -> Result<Vec<Statement>, NotationError> {
 /// The statement whose scopes hold `scope` (`host[:port]/repository`, compared literally), else the
 /// `*` statement.
 pub fn statement_for<'a>(statements: &'a [Statement], scope: &str) -> Option<&'a Statement> {
-    statements
-        .iter()
-        .find(|s| {
-            s.scopes
-                .as_ref()
-                .is_some_and(|v| v.iter().any(|x| x == scope))
-        })
-        .or_else(|| statements.iter().find(|s| s.scopes.is_none()))
+    crate::verify::notation_rules::select_by(statements, |s| s.scopes.as_deref(), scope)
 }
 
 /// The certificates (DER) of one trust store: every file of `root/x509/<type>/<name>/`, PEM or DER.
@@ -421,16 +414,6 @@ fn load_store_files(
         return Err(bad(format!("{} holds no certificate", dir.display())));
     }
     Ok((certs, files))
-}
-
-/// The statements of the trust policy document at `path` (see `load_statements`).
-pub fn load_policy_file(
-    path: &Path,
-    store_root: &Path,
-) -> Result<(Vec<ScopedRules>, Vec<PathBuf>), NotationError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| NotationError::Document(format!("cannot read {}: {e}", path.display())))?;
-    load_statements(&text, store_root)
 }
 
 /// The text of the trust policy document at `path`.

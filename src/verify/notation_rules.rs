@@ -298,14 +298,20 @@ pub struct ScopedRules {
 /// The statement whose scopes hold `scope` (`host[:port]/repository`, compared literally), else
 /// the `*` statement.
 pub fn select<'a>(statements: &'a [ScopedRules], scope: &str) -> Option<&'a ScopedRules> {
+    select_by(statements, |s| s.scopes.as_deref(), scope)
+}
+
+/// Notation's statement choice over any statement type: the one whose `scopes_of` holds `scope`
+/// literally, else the one with no scopes (`*`).
+pub fn select_by<'a, T>(
+    statements: &'a [T],
+    scopes_of: impl Fn(&T) -> Option<&[String]>,
+    scope: &str,
+) -> Option<&'a T> {
     statements
         .iter()
-        .find(|s| {
-            s.scopes
-                .as_ref()
-                .is_some_and(|v| v.iter().any(|x| x == scope))
-        })
-        .or_else(|| statements.iter().find(|s| s.scopes.is_none()))
+        .find(|s| scopes_of(s).is_some_and(|v| v.iter().any(|x| x == scope)))
+        .or_else(|| statements.iter().find(|s| scopes_of(s).is_none()))
 }
 
 /// One envelope verified under one authority (`authority` names it for counting), as a signature
