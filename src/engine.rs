@@ -869,19 +869,28 @@ impl Engine {
         };
         let (gathered, configs, artifacts) = futures::join!(gathered, configs, artifacts);
         metrics.observe_step("fetch_evidence", started.elapsed());
-        let configs = match configs {
-            Ok(c) => c,
-            Err(e) => return Verdict::deny(&image, vec![fetch_finding(&e)]),
+        // A fetch failure fails the policies that needed what could not be read, each as its mode
+        // says: an enforce policy denies (retryable when transient), a warn policy only warns.
+        let (configs, configs_failed) = match configs {
+            Ok(c) => (c, None),
+            Err(e) => (Vec::new(), Some(fetch_finding(&e))),
         };
-        let artifacts = match artifacts {
-            Ok(a) => a,
-            Err(e) => return Verdict::deny(&image, vec![fetch_finding(&e)]),
+        let (artifacts, artifacts_failed) = match artifacts {
+            Ok(a) => (a, None),
+            Err(e) => (Vec::new(), Some(fetch_finding(&e))),
         };
         let mut raw = Vec::with_capacity(gathered.len());
+        let mut group_failed: Vec<Option<Finding>> = Vec::with_capacity(gathered.len());
         for g in gathered {
             match g {
-                Ok(evidence) => raw.push(evidence),
-                Err(e) => return Verdict::deny(&image, vec![fetch_finding(&e)]),
+                Ok(evidence) => {
+                    raw.push(evidence);
+                    group_failed.push(None);
+                }
+                Err(e) => {
+                    raw.push(discovery::Evidence::default());
+                    group_failed.push(Some(fetch_finding(&e)));
+                }
             }
         }
         // Notation signatures name the image manifest's media type and size: read once, from the
@@ -896,7 +905,15 @@ impl Engine {
                         e.subject = Some(subject.clone());
                     }
                 }
-                Err(e) => return Verdict::deny(&image, vec![fetch_finding(&e)]),
+                Err(e) => {
+                    let failed = fetch_finding(&e);
+                    for (g, e) in raw.iter_mut().enumerate() {
+                        if !e.notation.is_empty() {
+                            *e = discovery::Evidence::default();
+                            group_failed[g] = Some(failed.clone());
+                        }
+                    }
+                }
             }
         }
 
@@ -989,6 +1006,7 @@ impl Engine {
         let mut allowed = true;
         let mut findings = Vec::new();
         let mut warnings = Vec::new();
+        let mut image_rules_until: Option<jiff::Timestamp> = None;
         for (i, p) in policies.iter().enumerate() {
             let (signatures, attestations) = outcomes.get(group_of[i]).unwrap_or(&none);
             let mut held_all = true;
@@ -1000,26 +1018,54 @@ impl Engine {
                 held_all &= held;
                 found.extend(f);
             }
-            if let Some(req) = &p.signatures {
+            // What this policy needed and could not be read: its evidence group, the artifacts,
+            // the image configs. The requirements on it are not evaluated (nothing to evaluate).
+            let unread: Vec<&Finding> = [
+                group_failed
+                    .get(group_of[i])
+                    .and_then(Option::as_ref)
+                    .filter(|_| p.signatures.is_some() || !p.attestations.is_empty()),
+                artifacts_failed
+                    .as_ref()
+                    .filter(|_| !p.artifacts.is_empty()),
+                configs_failed.as_ref().filter(|_| p.image_rules.is_some()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let evaluate = unread.is_empty();
+            if !evaluate {
+                held_all = false;
+                found.extend(unread.into_iter().map(|f| f.clone().with_policy(&p.name)));
+            }
+            if let Some(req) = p.signatures.as_ref().filter(|_| evaluate) {
                 let (held, f, w) =
                     policy::evaluate_signatures_warning(&p.name, req, digest, signatures);
                 held_all &= held;
                 found.extend(f);
                 logged.extend(w);
             }
-            for req in &p.attestations {
+            for req in p.attestations.iter().filter(|_| evaluate) {
                 let (held, f) =
                     policy::evaluate_attestation(&p.name, req, &image, digest, attestations, now);
                 held_all &= held;
                 found.extend(f);
             }
-            for req in &p.artifacts {
+            for req in p.artifacts.iter().filter(|_| evaluate) {
                 let (held, f) = evaluate_artifact(&p.name, req, &image, digest, &artifacts, now);
                 held_all &= held;
                 found.extend(f);
             }
-            if let Some(rules) = &p.image_rules {
+            if let Some(rules) = p.image_rules.as_ref().filter(|_| evaluate) {
                 let (held, f) = policy::evaluate_image_rules(&p.name, rules, &configs, now);
+                // An allow that rests on `max_age` holds only until the image is too old.
+                if held && p.mode == policy::Mode::Enforce {
+                    image_rules_until = configs
+                        .iter()
+                        .filter_map(|(_, c)| rules.holds_until(c))
+                        .chain(image_rules_until)
+                        .min();
+                }
                 held_all &= held;
                 found.extend(f);
             }
@@ -1066,6 +1112,7 @@ impl Engine {
         }
         .with_warnings(warnings)
         .holds_until(holds_until)
+        .holds_until(image_rules_until)
     }
 }
 

@@ -30,7 +30,7 @@ impl Glob {
                 "globs match host/repository only; drop the tag or digest",
             ));
         }
-        let canonical = canonical_glob(text);
+        let canonical = canonical_glob(text).map_err(|e| err(&e))?;
         let mut re = String::from("^");
         let mut chars = canonical.chars().peekable();
         while let Some(c) = chars.next() {
@@ -69,11 +69,28 @@ impl Glob {
                 "{text:?} has upper-case letters after the host; repositories are lower-case"
             ));
         }
-        let first = text.split('/').next().unwrap_or(text);
-        let hostlike = first.contains(['.', ':', '*', '?', '[']) || first == "localhost";
-        if !text.contains('/') && !text.starts_with("**") || !hostlike && !text.starts_with("**") {
+        if !text.contains('/') && !text.starts_with("**") {
             return Some(format!(
-                "{text:?} does not start with a registry host; globs match host[:port]/repository (docker.io/library/nginx)"
+                "{text:?} names no repository; globs match host[:port]/repository (docker.io/library/nginx)"
+            ));
+        }
+        // Repositories hold only [a-z0-9._-] between slashes, and `[`, `]` and `:` belong to the
+        // host alone (`[` is literal in umpire's globs, not a character class).
+        let (first, rest) = text.split_once('/').unwrap_or(("", text));
+        let in_repository = |c: char| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || matches!(c, '.' | '_' | '-' | '/' | '*' | '?')
+        };
+        let in_host = |c: char| in_repository(c) || matches!(c, ':' | '[' | ']');
+        if let Some(c) = rest.chars().find(|c| !in_repository(*c)) {
+            return Some(format!(
+                "{text:?} has {c:?} in its repository part, which no repository name holds (globs know only * ** ?; [ is literal)"
+            ));
+        }
+        if let Some(c) = first.chars().find(|c| !in_host(*c)) {
+            return Some(format!(
+                "{text:?} has {c:?} in its host part, which no canonical host holds"
             ));
         }
         None
@@ -88,24 +105,39 @@ impl Glob {
     }
 }
 
-/// The glob with its host in canonical form (as references are): lowercased, `:443` dropped,
-/// Docker Hub's aliases folded, and `library/` before a one-segment Docker Hub name.
-fn canonical_glob(text: &str) -> String {
-    if text.starts_with("oci:") {
-        return text.to_owned();
+/// The glob with its host in canonical form (as references are, by
+/// [`crate::reference::canonical_host`]): lowercased, port in canonical decimal, `:443` dropped,
+/// IPv6 literals in RFC 5952 form, Docker Hub's aliases folded; a first segment that Docker's
+/// reference rules read as a Docker Hub path (no `.`, `:`, not `localhost`) gets `docker.io/`,
+/// and a one-segment Docker Hub name `library/`: `nginx` is `docker.io/library/nginx`, as
+/// `nginx` the reference is.
+fn canonical_glob(text: &str) -> Result<String, String> {
+    if text.starts_with("oci:") || text.starts_with('*') {
+        return Ok(text.to_owned());
     }
-    let Some((first, rest)) = text.split_once('/') else {
-        return text.to_owned();
-    };
-    let hostlike = first.contains(['.', ':']) || first.eq_ignore_ascii_case("localhost");
-    if !hostlike || first.contains(['*', '?']) {
-        return text.to_owned();
+    let (first, rest) = text.split_once('/').unwrap_or((text, ""));
+    if first.contains(['*', '?']) {
+        return Ok(text.to_owned());
     }
-    let host = crate::reference::canonical_host(first);
+    let hostlike = first.contains(['.', ':'])
+        || first.starts_with('[')
+        || first.eq_ignore_ascii_case("localhost");
+    if !hostlike {
+        let hub = crate::reference::DOCKER_HUB;
+        return Ok(if !text.contains('/') {
+            format!("{hub}/library/{text}")
+        } else {
+            format!("{hub}/{text}")
+        });
+    }
+    if rest.is_empty() {
+        return Ok(text.to_owned());
+    }
+    let host = crate::reference::canonical_host(first)?;
     if host == crate::reference::DOCKER_HUB && !rest.contains('/') && !rest.contains('*') {
-        return format!("{host}/library/{rest}");
+        return Ok(format!("{host}/library/{rest}"));
     }
-    format!("{host}/{rest}")
+    Ok(format!("{host}/{rest}"))
 }
 
 /// A `:` in the last path segment is a tag; the first segment may be `host:port`.
@@ -166,6 +198,20 @@ mod tests {
                 .unwrap()
                 .matches("docker.io/library/nginx")
         );
+        // Docker's reference rules: no host means Docker Hub, as for references.
+        assert_eq!(
+            Glob::new("nginx").unwrap().as_str(),
+            "docker.io/library/nginx"
+        );
+        assert_eq!(Glob::new("acme/*").unwrap().as_str(), "docker.io/acme/*");
+        for (glob, subject) in [
+            ("localhost:05000/app", "localhost:5000/app"),
+            ("registry.example.com:0443/**", "registry.example.com/app"),
+            ("[0::1]:5000/app", "[::1]:5000/app"),
+        ] {
+            assert!(Glob::new(glob).unwrap().matches(subject), "{glob}");
+        }
+        assert!(Glob::new("localhost:0/app").is_err());
     }
 
     #[test]
@@ -185,8 +231,19 @@ mod tests {
                 .never_matches()
                 .is_some()
         );
-        assert!(Glob::new("nginx").unwrap().never_matches().is_some());
-        assert!(Glob::new("acme/app").unwrap().never_matches().is_some());
+        assert!(Glob::new("ghcr.io").unwrap().never_matches().is_some());
+        for never in ["**/nomatch*x[", "ghcr.io/a]pp", "ghcr.io/a:b/c", "**/a%2fb"] {
+            assert!(
+                Glob::new(never).unwrap().never_matches().is_some(),
+                "{never}"
+            );
+        }
+        assert!(
+            Glob::new("[::1]:5000/**")
+                .unwrap()
+                .never_matches()
+                .is_none()
+        );
         assert!(
             Glob::new("ghcr.io/acme/**")
                 .unwrap()

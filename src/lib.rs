@@ -32,6 +32,8 @@ pub mod evidence;
 #[doc(hidden)]
 pub mod glob;
 #[doc(hidden)]
+pub mod gojson;
+#[doc(hidden)]
 pub mod limits;
 #[doc(hidden)]
 pub mod metrics;

@@ -182,62 +182,89 @@ fn is_alnum_lower(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit()
 }
 
-fn valid_host(h: &str) -> bool {
-    let (host, port) = if let Some(rest) = h.strip_prefix('[') {
-        // IPv6 literal: [addr] or [addr]:port
-        match rest.split_once(']') {
-            Some((addr, tail)) => {
-                if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
-                    return false;
-                }
-                match tail.strip_prefix(':') {
-                    Some(p) => ("x", Some(p)),
-                    None if tail.is_empty() => ("x", None),
-                    None => return false,
+/// The one spelling of a registry `host[:port]`, as the client that dials it reads it (Go's
+/// `net` package in containerd and cosign, Docker's reference rules): the name lowercased; a port
+/// in canonical decimal (`05000` is `5000`: Go dials the number), HTTPS's default `:443` dropped;
+/// an IPv6 literal in its RFC 5952 form (`[0::1]` is `[::1]`); Docker Hub's aliases folded into
+/// `docker.io`. Spellings that resolvers read in more than one way are refused: a name whose last
+/// label is numeric must be a dotted-quad IPv4 address in canonical form (`127.1`, `0x7f.0.0.1`,
+/// `127.000.0.1` and `2130706433` are refused), IPv6 zones, port 0 and ports past 65535.
+/// Policy selection, caches, registry settings, credentials and the gate all see this form.
+pub fn canonical_host(host: &str) -> Result<String, String> {
+    let refuse = |why: &str| Err(format!("{host:?} is not a registry host[:port]: {why}"));
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let Some((addr, tail)) = rest.split_once(']') else {
+            return refuse("an IPv6 literal without its closing ]");
+        };
+        let Ok(ip) = addr.parse::<std::net::Ipv6Addr>() else {
+            return refuse("not an IPv6 address (zones are not accepted)");
+        };
+        let port = match tail {
+            "" => None,
+            t => match t.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return refuse("text after the IPv6 literal"),
+            },
+        };
+        (format!("[{ip}]"), port)
+    } else {
+        let (name, port) = match host.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (host, None),
+        };
+        let name = name.to_ascii_lowercase();
+        let labels_ok = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !labels_ok {
+            return refuse("invalid host name");
+        }
+        let last = name.rsplit('.').next().unwrap_or_default();
+        let numeric = last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x");
+        if numeric {
+            match name.parse::<std::net::Ipv4Addr>() {
+                Ok(ip) if ip.to_string() == name => {}
+                _ => {
+                    return refuse(
+                        "a numeric host must be an IPv4 address written a.b.c.d without leading zeros",
+                    );
                 }
             }
-            None => return false,
         }
-    } else {
-        match h.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (h, None),
+        (name, port)
+    };
+    let port = match port {
+        None => None,
+        Some(p) => {
+            if p.is_empty() || p.len() > 10 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return refuse("the port is not a number");
+            }
+            match p.parse::<u32>() {
+                Ok(n @ 1..=65535) => Some(n),
+                _ => return refuse("the port is not between 1 and 65535"),
+            }
         }
     };
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    let port_ok = port.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 5
-            && p.bytes().all(|b| b.is_ascii_digit())
-            && p.parse::<u16>().is_ok()
-    });
-    host_ok && port_ok
-}
-
-/// The one spelling of a registry host: lowercased, HTTPS's default port dropped, Docker Hub's
-/// aliases folded into `docker.io`. Policy selection, caches and credentials all see this form.
-pub fn canonical_host(host: &str) -> String {
-    let lower = host.to_ascii_lowercase();
-    // Dropping the port must leave something that still reads as a host (`1:443/x` must not
-    // become the Docker Hub repository `1/x`; found by fuzzing).
-    let host = match lower.strip_suffix(":443") {
-        Some(h) if h.contains('.') || h == "localhost" || h.starts_with('[') => h,
-        _ => &lower,
-    };
-    match host {
+    let name = match name.as_str() {
         "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_owned(),
-        h => h.to_owned(),
-    }
+        _ => name,
+    };
+    // Dropping `:443` must leave something that still reads as a host (`registry:443/app` must
+    // not print as the Docker Hub repository `registry/app`; found by fuzzing).
+    let reads_as_host = name.contains('.') || name == "localhost" || name.starts_with('[');
+    Ok(match port {
+        None => name,
+        Some(443) if reads_as_host => name,
+        Some(p) => format!("{name}:{p}"),
+    })
 }
 
 fn parse_registry(input: &str) -> Result<RegistryRef, ReferenceError> {
@@ -269,10 +296,13 @@ fn parse_registry(input: &str) -> Result<RegistryRef, ReferenceError> {
         {
             // `OCI:5000/app` would print as `oci:5000/app`, a local layout: one spelling, one
             // meaning, so a host that reads as the layout scheme is refused (found by fuzzing).
-            if !valid_host(first) || first.to_ascii_lowercase().starts_with("oci:") {
+            if first.to_ascii_lowercase().starts_with("oci:") {
                 return Err(invalid("registry host", first));
             }
-            (canonical_host(first), rest.to_owned())
+            match canonical_host(first) {
+                Ok(host) => (host, rest.to_owned()),
+                Err(_) => return Err(invalid("registry host", first)),
+            }
         }
         _ => (DOCKER_HUB.to_owned(), name.clone()),
     };
@@ -439,9 +469,43 @@ mod tests {
         );
         assert_eq!(reg("Index.Docker.IO/nginx").repository, "library/nginx");
         assert_eq!(reg("ghcr.io:8443/a").registry, "ghcr.io:8443");
-        // Found by fuzzing: without its port, `1` would read as a Docker Hub namespace.
-        let odd = ImageRef::parse("1:443/1.1.1").unwrap();
+        // Found by fuzzing: without its port, `registry` would read as a Docker Hub namespace.
+        let odd = ImageRef::parse("registry:443/1.1.1").unwrap();
         assert_eq!(ImageRef::parse(&odd.to_string()).unwrap(), odd);
+        assert!(ImageRef::parse("1:443/1.1.1").is_err());
+    }
+
+    #[test]
+    fn ports_and_ip_literals_have_one_spelling() {
+        for (spelling, host) in [
+            ("localhost:05000/app", "localhost:5000"),
+            ("localhost:0005000/app", "localhost:5000"),
+            ("registry.example.com:0443/app", "registry.example.com"),
+            ("registry.example.com:00443/app", "registry.example.com"),
+            ("[::1]:5000/app", "[::1]:5000"),
+            ("[0::1]:5000/app", "[::1]:5000"),
+            ("[0:0:0:0:0:0:0:1]:05000/app", "[::1]:5000"),
+            ("[2001:DB8::1]/app", "[2001:db8::1]"),
+            ("[2001:db8:0:0:0:0:0:1]:443/app", "[2001:db8::1]"),
+            ("127.0.0.1:5000/app", "127.0.0.1:5000"),
+        ] {
+            assert_eq!(reg(spelling).registry, host, "{spelling}");
+        }
+        for refused in [
+            "localhost:0/app",
+            "localhost:65536/app",
+            "localhost:+5000/app",
+            "localhost:5000x/app",
+            "127.1:5000/app",
+            "127.000.000.001:5000/app",
+            "0x7f.0.0.1:5000/app",
+            "2130706433:5000/app",
+            "[fe80::1%eth0]:5000/app",
+            "[::1/app",
+            "[::g]/app",
+        ] {
+            assert!(ImageRef::parse(refused).is_err(), "{refused}");
+        }
     }
 
     #[test]

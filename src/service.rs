@@ -204,20 +204,99 @@ fn contents_of(files: &[PathBuf]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// How long the files must stay quiet before a reload (editors and kubelet write in steps).
-const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long the watched files must stay quiet before a reload (editors and kubelet write in steps).
+const QUIET: std::time::Duration = std::time::Duration::from_millis(500);
+/// A reload comes at most this long after the first change, however often the files change.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Files are loaded only when two reads this far apart agree (not caught half-written).
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Whether an event on `path` is about the watched `files`: one of them (or the file a symlink
+/// names), or the `..data` link of a Kubernetes ConfigMap or Secret volume beside one of them
+/// (kubelet swaps `..data` to a new folder; the files' own links stay as they are). Other writes
+/// in the same folders (a log file, an editor's swap file) are not.
+fn touches(path: &std::path::Path, files: &[PathBuf]) -> bool {
+    files.iter().any(|f| {
+        if path == f || std::fs::canonicalize(f).is_ok_and(|real| real == path) {
+            return true;
+        }
+        let volume_link = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("..data"));
+        volume_link && path.parent() == f.parent()
+    })
+}
+
+/// The folders to watch for `files`: each one's own, and the folder its symlink resolves into.
+fn folders_of(files: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for f in files {
+        let real = std::fs::canonicalize(f).ok();
+        for dir in [
+            f.parent().map(PathBuf::from),
+            real.and_then(|r| r.parent().map(PathBuf::from)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let dir = if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir
+            };
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+    }
+    dirs
+}
+
+/// Waits for the next event that touches `files`; `None` when the watcher is gone.
+async fn next_change(
+    rx: &mut tokio::sync::mpsc::Receiver<Vec<PathBuf>>,
+    files: &[PathBuf],
+) -> Option<()> {
+    loop {
+        let paths = rx.recv().await?;
+        if paths.iter().any(|p| touches(p, files)) {
+            return Some(());
+        }
+    }
+}
+
+/// The watched files' contents once two reads `SETTLE` apart agree (a few tries at most).
+async fn settled_contents(files: &[PathBuf]) -> Vec<u8> {
+    let read = |files: Vec<PathBuf>| async move {
+        tokio::task::spawn_blocking(move || contents_of(&files))
+            .await
+            .unwrap_or_default()
+    };
+    let mut last = read(files.to_vec()).await;
+    for _ in 0..10 {
+        tokio::time::sleep(SETTLE).await;
+        let now = read(files.to_vec()).await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
 
 /// Reloads when the config file or a file it names changes on disk (inotify on their folders,
-/// so ConfigMap and Secret volume updates count), debounced; a bad config keeps the running one.
+/// so ConfigMap and Secret volume updates count): after `QUIET` without further changes to those
+/// files, and never later than `MAX_WAIT` after the first; a bad config keeps the running one.
 pub async fn reload_on_change(live: Arc<Live>) {
     use notify::Watcher as _;
     if live.config_path.is_none() {
         return;
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<PathBuf>>(256);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.try_send(());
+        if let Ok(event) = event {
+            let _ = tx.try_send(event.paths);
         }
     });
     let mut watcher = match watcher {
@@ -231,29 +310,29 @@ pub async fn reload_on_change(live: Arc<Live>) {
     let mut files = live.watched_files();
     let mut seen = contents_of(&files);
     loop {
-        for dir in files.iter().filter_map(|f| f.parent()) {
-            let dir = if dir.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                dir.to_path_buf()
-            };
+        for dir in folders_of(&files) {
             if watched.insert(dir.clone())
                 && let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive)
             {
                 tracing::warn!(dir = %dir.display(), "cannot watch: {e}");
             }
         }
-        if rx.recv().await.is_none() {
+        if next_change(&mut rx, &files).await.is_none() {
             return;
         }
-        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
-        let current = {
-            let files = files.clone();
-            tokio::task::spawn_blocking(move || contents_of(&files))
-                .await
-                .unwrap_or_default()
-        };
-        if current == seen {
+        let first = tokio::time::Instant::now();
+        loop {
+            let left = MAX_WAIT.saturating_sub(first.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(QUIET.min(left), next_change(&mut rx, &files)).await {
+                Ok(Some(())) => continue,
+                Ok(None) => return,
+                Err(_) => break,
+            }
+        }
+        if settled_contents(&files).await == seen {
             continue;
         }
         tracing::info!("a configuration file changed on disk: reloading");

@@ -89,8 +89,8 @@ fn verify_does_no_io_and_knows_no_finding_codes() {
     let graph = module_graph();
     let uses = &graph["verify"];
     assert!(
-        uses.iter().all(|m| m == "digest"),
-        "verify reaches beyond digest: {uses:?}"
+        uses.iter().all(|m| m == "digest" || m == "gojson"),
+        "verify reaches beyond digest and gojson: {uses:?}"
     );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/verify");
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -10,7 +10,8 @@ use crate::verify::identity::Matcher;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ImageRules {
-    /// The config's `User` is set and is neither `0` nor `root` (nor `0:…` / `root:…`).
+    /// The config's `User` is a numeric uid that the runtime reads as non-zero (kubelet's
+    /// `runAsNonRoot`): names and uid 0 in any spelling are violations.
     pub non_root: bool,
     /// How old the image may be, from its `created` time (missing: a violation).
     pub max_age: Option<Duration>,
@@ -18,35 +19,68 @@ pub struct ImageRules {
     pub labels: Vec<(String, Matcher)>,
 }
 
+/// How far ahead of umpire's clock a `created` time may be (clock skew between builder and here).
+const MAX_CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
+
+/// The uid a runtime runs `user` (the config's `User`, `uid[:gid]` or a name) as, read as runc and
+/// containerd read it: the part before `:` through Go's `strconv.Atoi` (sign, decimal digits, a
+/// 64-bit value), then converted to `uint32` (wrapping: `4294967296` is uid 0). `Ok(None)` when no
+/// user is set (root); `Err` with the text when it is not a number (a name, or malformed).
+pub fn runtime_uid(user: &str) -> Result<Option<u32>, String> {
+    if user.is_empty() {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = user.split(':').collect();
+    if parts.len() > 2 {
+        return Err(format!(
+            "{user:?} is not uid[:gid] (the runtime refuses it)"
+        ));
+    }
+    let uid = parts[0];
+    let digits = uid.strip_prefix(['+', '-']).unwrap_or(uid);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{uid:?} is a user name, not a uid"));
+    }
+    let value: i64 = uid
+        .parse::<i64>()
+        .map_err(|_| format!("{uid:?} is out of range for a uid"))?;
+    // Go's uint32(int) keeps the low 32 bits (two's complement), as `as` does.
+    Ok(Some(value as u32))
+}
+
 impl ImageRules {
-    /// Violations of these rules by the image config `config` (of the platform `which`).
+    /// Violations of these rules by the image config `config` (of the platform `which`). The
+    /// config has passed [`crate::gojson::check`]: fields are looked up as Go's `encoding/json`
+    /// matches them.
     pub fn violations(&self, which: &str, config: &Value, now: jiff::Timestamp) -> Vec<String> {
+        use crate::gojson::get;
         let mut out = Vec::new();
+        let inner = get(config, "config");
         if self.non_root {
-            let user = config
-                .pointer("/config/User")
+            let user = inner
+                .and_then(|c| get(c, "User"))
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let name = user.split(':').next().unwrap_or_default();
-            if name.is_empty() || name == "0" || name == "root" {
-                out.push(format!(
-                    "image.non_root: {which} runs as {}; set USER to a non-root user",
-                    if user.is_empty() {
-                        "root (no User in its config)".to_owned()
-                    } else {
-                        format!("{user:?}")
-                    }
-                ));
+            match runtime_uid(user) {
+                Ok(Some(uid)) if uid != 0 => {}
+                Ok(Some(_)) => out.push(format!(
+                    "image.non_root: {which} runs as {user:?}, which the runtime reads as uid 0 (root); set USER to a non-zero numeric uid"
+                )),
+                Ok(None) => out.push(format!(
+                    "image.non_root: {which} runs as root (no User in its config); set USER to a non-zero numeric uid"
+                )),
+                Err(why) => out.push(format!(
+                    "image.non_root: {which} has User {user:?}: {why}; a user name cannot be verified from the image config (kubelet's runAsNonRoot refuses it too): set a numeric USER, e.g. USER 65532"
+                )),
             }
         }
         if let Some(max_age) = self.max_age {
-            let created = config
-                .get("created")
-                .and_then(Value::as_str)
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-            match created {
+            match created(config) {
                 None => out.push(format!(
                     "image.max_age: {which} does not say when it was created (no readable `created`)"
+                )),
+                Some(t) if t.duration_since(now) > MAX_CLOCK_SKEW => out.push(format!(
+                    "image.max_age: {which} claims to be created at {t}, in the future (umpire's clock says {now}); a build date cannot be ahead of the clock by more than 5 minutes"
                 )),
                 Some(t) => {
                     let age = now.duration_since(t).as_secs();
@@ -61,8 +95,9 @@ impl ImageRules {
             }
         }
         for (name, matcher) in &self.labels {
-            match config
-                .pointer("/config/Labels")
+            // Labels are a Go map: their keys are matched exactly.
+            match inner
+                .and_then(|c| get(c, "Labels"))
                 .and_then(|l| l.get(name))
                 .and_then(Value::as_str)
             {
@@ -75,6 +110,19 @@ impl ImageRules {
         }
         out
     }
+
+    /// When an image config that meets these rules stops meeting them (`created` + `max_age`).
+    pub fn holds_until(&self, config: &Value) -> Option<jiff::Timestamp> {
+        let max_age = self.max_age?;
+        let age = jiff::SignedDuration::try_from(max_age).ok()?;
+        created(config)?.checked_add(age).ok()
+    }
+}
+
+fn created(config: &Value) -> Option<jiff::Timestamp> {
+    crate::gojson::get(config, "created")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
 }
 
 #[cfg(test)]
@@ -99,8 +147,21 @@ mod tests {
             ("0:0", false),
             ("root:wheel", false),
             ("1000", true),
-            ("app:app", true),
+            ("app:app", false),
+            ("nobody", false),
             ("65532:65532", true),
+            ("00", false),
+            ("+0:0", false),
+            ("-0", false),
+            ("4294967296", false),
+            ("8589934592:1", false),
+            ("4294967297", true),
+            ("-1", true),
+            ("1000:0", true),
+            ("1:2:3", false),
+            (":1000", false),
+            ("99999999999999999999", false),
+            (" 1000", false),
         ] {
             let config = json!({"config": {"User": user}});
             assert_eq!(
@@ -110,6 +171,38 @@ mod tests {
             );
         }
         assert!(!rules.violations("x", &json!({}), now()).is_empty());
+        // Go matches `user` to the `User` field.
+        assert!(
+            rules
+                .violations("x", &json!({"Config": {"user": "0"}}), now())
+                .len()
+                == 1
+        );
+        assert!(
+            rules
+                .violations("x", &json!({"Config": {"user": "10"}}), now())
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_future_build_date_is_a_violation_and_age_bounds_the_verdict() {
+        let rules = ImageRules {
+            max_age: Some(Duration::from_secs(10 * 86_400)),
+            ..Default::default()
+        };
+        let soon = json!({"created": "2026-12-01T00:04:00Z"});
+        assert!(rules.violations("x", &soon, now()).is_empty());
+        let later = json!({"created": "2026-12-01T00:06:00Z"});
+        let v = rules.violations("x", &later, now());
+        assert!(v[0].contains("in the future"), "{v:?}");
+        let far = json!({"created": "2126-01-01T00:00:00Z"});
+        assert_eq!(rules.violations("x", &far, now()).len(), 1);
+        let fresh = json!({"created": "2026-11-30T00:00:00Z"});
+        assert_eq!(
+            rules.holds_until(&fresh),
+            Some("2026-12-10T00:00:00Z".parse().unwrap())
+        );
     }
 
     #[test]

@@ -184,7 +184,53 @@ impl Config {
                 if let Some(r) = &p.signatures_repository {
                     line.push_str(&format!(" signatures from {}/{}", r.registry, r.repository));
                 }
+                // Notation statements, with their scopes as umpire matches them (canonical).
+                let mut seen = std::collections::BTreeSet::new();
+                let notation = p
+                    .signatures
+                    .iter()
+                    .flat_map(|s| s.authorities.iter())
+                    .chain(p.artifacts.iter().flat_map(|a| a.inner.authorities.iter()));
+                for a in notation {
+                    let Authority::Notation(n) = a else { continue };
+                    if !seen.insert(n.id.clone()) {
+                        continue;
+                    }
+                    for st in &n.statements {
+                        let scopes = st
+                            .scopes
+                            .as_ref()
+                            .map_or_else(|| "*".to_owned(), |s| s.join(", "));
+                        line.push_str(&format!(
+                            "\n    {}: statement {:?} scopes [{scopes}]",
+                            n.name, st.name
+                        ));
+                    }
+                }
                 line
+            })
+            .collect()
+    }
+
+    /// Policies scoped by `namespaces` never apply where no namespace is carried: say where.
+    fn namespace_warnings(&self) -> Vec<String> {
+        let mut surfaces = vec!["umpire verify (no --namespace)"];
+        if self.webhook.is_some() {
+            surfaces.push("the Gatekeeper provider");
+        }
+        if self.ext_authz.is_some() {
+            surfaces.push("the registry gate (ext_authz)");
+        }
+        surfaces.push("gRPC calls without VerifyRequest.namespace");
+        self.policies
+            .iter()
+            .filter(|p| !p.namespaces.is_empty())
+            .map(|p| {
+                format!(
+                    "policy {} has namespaces, so it applies only to admission requests (and gRPC calls naming a namespace): it never applies to {}; images there follow the other policies or `default`",
+                    p.name,
+                    surfaces.join(", ")
+                )
             })
             .collect()
     }
@@ -240,6 +286,17 @@ impl Config {
             key: key.to_owned(),
             message,
         };
+        // A key written with no value (`threshold:` caught half-typed, or a value left out) would
+        // read as "absent" and take its default: refuse it, naming the key.
+        if let Ok(tree) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
+            && let Some(key) = first_empty_value(&tree, "")
+        {
+            return Err(invalid(
+                &key,
+                "has an empty value; give it a value or remove the key (to take its default)"
+                    .into(),
+            ));
+        }
         let de = serde_yaml_ng::Deserializer::from_str(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
@@ -355,7 +412,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 auth_hosts: r.auth_hosts,
             };
             // The spelling references are canonicalised to, so that LOCALHOST:5000 finds these.
-            let host = crate::reference::canonical_host(&r.host);
+            let host = crate::reference::canonical_host(&r.host).map_err(|e| bad(&key, e))?;
             if registries.insert(host, settings).is_some() {
                 return Err(bad(&key, format!("{:?} is listed twice", r.host)));
             }
@@ -781,7 +838,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             h.finalize().into()
         };
 
-        Ok(Config {
+        let mut config = Config {
             listen,
             metrics_listen,
             grpc_tls,
@@ -801,7 +858,41 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             files: self.files.borrow().clone(),
             warnings: self.warnings.borrow().clone(),
             log_json,
-        })
+        };
+        let namespaced = config.namespace_warnings();
+        config.warnings.extend(namespaced);
+        Ok(config)
+    }
+}
+
+/// The path of the first mapping key whose value is empty (YAML null), if any.
+fn first_empty_value(value: &serde_yaml_ng::Value, at: &str) -> Option<String> {
+    use serde_yaml_ng::Value;
+    match value {
+        Value::Mapping(m) => m.iter().find_map(|(k, v)| {
+            let name = match k {
+                Value::String(s) => s.clone(),
+                other => serde_yaml_ng::to_string(other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            };
+            let path = if at.is_empty() {
+                name
+            } else {
+                format!("{at}.{name}")
+            };
+            match v {
+                Value::Null => Some(path),
+                _ => first_empty_value(v, &path),
+            }
+        }),
+        Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_empty_value(v, &format!("{at}[{i}]"))),
+        Value::Tagged(t) => first_empty_value(&t.value, at),
+        _ => None,
     }
 }
 

@@ -320,7 +320,8 @@ fn normalise_host(key: &str) -> String {
         .or_else(|| key.strip_prefix("http://"))
         .unwrap_or(key);
     let host = no_scheme.split('/').next().unwrap_or(no_scheme);
-    crate::reference::canonical_host(host)
+    // A key that is no host (a typo) keeps its text: it can then match no registry.
+    crate::reference::canonical_host(host).unwrap_or_else(|_| host.to_owned())
 }
 
 /// A parsed `WWW-Authenticate` challenge.

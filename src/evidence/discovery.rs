@@ -76,6 +76,7 @@ impl EvidenceBudget {
 pub(crate) type Layers = Vec<(Vec<u8>, std::collections::BTreeMap<String, String>)>;
 
 /// Evidence as read, before any of it is verified.
+#[derive(Default)]
 pub(crate) struct Evidence {
     pub needs_signatures: bool,
     pub needs_attestations: bool,
@@ -269,7 +270,8 @@ pub(crate) async fn image_configs(
                     unit: "platforms",
                 });
             }
-            for d in manifests {
+            // Image rules are about what runs: attestation manifests are evidence, not platforms.
+            for d in manifests.iter().filter(|d| !d.is_unrunnable()) {
                 let d = Digest::parse(&d.digest).map_err(|e| FetchError::Protocol {
                     what: what.clone(),
                     detail: e.to_string(),
@@ -303,9 +305,11 @@ pub(crate) async fn image_configs(
         }
         budget.charge(config.size, &what)?;
         let bytes = read_declared(source, &d, config.size).await?;
-        let json = serde_json::from_slice(&bytes).map_err(|e| FetchError::Protocol {
+        // The runtime reads the config with Go's encoding/json: a document it would read
+        // differently (keys that fold together) is refused, not interpreted.
+        let json = crate::gojson::from_slice(&bytes).map_err(|e| FetchError::Protocol {
             what: what.clone(),
-            detail: format!("the config {d} is not JSON: {e}"),
+            detail: format!("the config {d} is refused: {e}"),
         })?;
         let which = if top.is_index() {
             format!("platform {}", m.digest)

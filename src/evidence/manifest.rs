@@ -34,6 +34,30 @@ pub struct Descriptor {
     pub annotations: BTreeMap<String, String>,
     #[serde(default, rename = "artifactType")]
     pub artifact_type: Option<String>,
+    /// An index entry's platform.
+    #[serde(default)]
+    pub platform: Option<Platform>,
+}
+
+/// An index entry's `platform` (the fields a runtime selects by).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Platform {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+}
+
+impl Descriptor {
+    /// An entry no runtime selects: `platform: unknown/unknown`, where BuildKit stores its
+    /// attestation manifests (`vnd.docker.reference.type: attestation-manifest`). containerd
+    /// matches index entries by platform, and no node is `unknown/unknown`; an entry with no
+    /// platform matches every node, so it is runnable.
+    pub fn is_unrunnable(&self) -> bool {
+        self.platform
+            .as_ref()
+            .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +130,8 @@ impl Manifest {
                 " (Docker schema 1 is deprecated and unsigned-by-design; push the image again)",
             ));
         }
+        // containerd reads manifests with Go's encoding/json: keys it folds together are refused.
+        crate::gojson::check(bytes).map_err(|e| protocol(format!("manifest: {e}")))?;
         let raw: Raw = serde_json::from_slice(bytes).map_err(|e| {
             protocol(format!(
                 "manifest is not a valid OCI document (annotations are string to string): {e}"

@@ -173,22 +173,40 @@ struct RawVerification {
     verify_timestamp: Option<String>,
 }
 
-/// A registry scope as Notation writes it: `host[:port]/repository`, no tag or digest, no wildcard.
-fn valid_scope(s: &str) -> bool {
-    let Some((host, repo)) = s.split_once('/') else {
-        return false;
+/// A registry scope as notation-go validates it (`validateRegistryScopeFormat`): a domain of
+/// letters, digits and inner hyphens, an optional numeric port, then a repository of the
+/// distribution spec's lower-case components; no tag, digest, wildcard or IPv6 literal. Returned
+/// in the canonical form references take (host by `canonical_host`, `docker.io/nginx` as
+/// `docker.io/library/nginx`), since umpire matches scopes against canonical references: a
+/// `trustpolicy.json` written for `LOCALHOST:5000/app` or `docker.io/nginx` keeps its meaning.
+fn canonical_scope(s: &str) -> Result<String, String> {
+    let invalid = || {
+        format!(
+            "registry scope {s:?} is not valid: a fully qualified repository without scheme, tag or wildcard (domain.com/my/repository)"
+        )
     };
-    !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
-        && !repo.is_empty()
-        && repo.split('/').all(|seg| {
-            !seg.is_empty()
-                && seg.chars().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-                })
-        })
+    let (domain, repository) = s.split_once('/').ok_or_else(invalid)?;
+    let (name, port) = match domain.split_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (domain, None),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let domain_ok = name.split('.').all(label_ok)
+        && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !domain_ok || !crate::reference::valid_repository(repository) {
+        return Err(invalid());
+    }
+    let host =
+        crate::reference::canonical_host(domain).map_err(|e| format!("{}: {e}", invalid()))?;
+    if host == crate::reference::DOCKER_HUB && !repository.contains('/') {
+        return Ok(format!("{host}/library/{repository}"));
+    }
+    Ok(format!("{host}/{repository}"))
 }
 
 /// Parses and validates a trust policy document (version 1.0).
@@ -226,14 +244,11 @@ pub fn parse_trust_policy(json: &str) -> Result<Vec<Statement>, NotationError> {
                     "registryScopes is either [\"*\"] or a list of scopes".into()
                 ));
             }
+            let mut canonical = Vec::with_capacity(r.registry_scopes.len());
             for s in &r.registry_scopes {
-                if !valid_scope(s) {
-                    return Err(bad(format!(
-                        "registry scope {s:?} is not host[:port]/repository"
-                    )));
-                }
+                canonical.push(canonical_scope(s).map_err(&bad)?);
             }
-            Some(r.registry_scopes.clone())
+            Some(canonical)
         };
         for s in scopes
             .iter()
@@ -283,13 +298,19 @@ pub fn parse_trust_policy(json: &str) -> Result<Vec<Statement>, NotationError> {
             if level == Level::Skip {
                 return Err(bad("a skip level takes no overrides".into()));
             }
-            if validation == Validation::Authenticity && action == Action::Skip {
-                return Err(bad("authenticity cannot be skipped".into()));
+            // notation-go: only revocation may be skipped by an override.
+            if validation != Validation::Revocation && action == Action::Skip {
+                return Err(bad(format!("{k} cannot be skipped (only revocation can)")));
             }
             overrides.insert(validation, action);
         }
         let (stores, identities) = match (level, &r.trust_stores, &r.trusted_identities) {
-            (Level::Skip, None, None) => (Vec::new(), Vec::new()),
+            (Level::Skip, stores, ids)
+                if stores.as_ref().is_none_or(Vec::is_empty)
+                    && ids.as_ref().is_none_or(Vec::is_empty) =>
+            {
+                (Vec::new(), Vec::new())
+            }
             (Level::Skip, _, _) => {
                 return Err(bad(
                     "a skip level takes no trustStores or trustedIdentities".into(),
@@ -316,11 +337,34 @@ pub fn parse_trust_policy(json: &str) -> Result<Vec<Statement>, NotationError> {
                     .iter()
                     .map(|i| TrustedIdentity::parse(i).map_err(&bad))
                     .collect::<Result<Vec<_>, _>>()?;
+                // notation-go: no identity may be a subset of another (a duplicate included).
+                for (i, a) in ids.iter().enumerate() {
+                    for (j, b) in ids.iter().enumerate() {
+                        if let (TrustedIdentity::Subject(x), TrustedIdentity::Subject(y)) = (a, b)
+                            && i != j
+                            && crate::verify::notation_rules::is_subset_dn(x, y)
+                        {
+                            return Err(bad(format!(
+                                "trusted identities overlap: {:?} is within {:?}",
+                                r.trusted_identities
+                                    .as_ref()
+                                    .and_then(|t| t.get(i))
+                                    .cloned()
+                                    .unwrap_or_default(),
+                                r.trusted_identities
+                                    .as_ref()
+                                    .and_then(|t| t.get(j))
+                                    .cloned()
+                                    .unwrap_or_default()
+                            )));
+                        }
+                    }
+                }
                 (stores, ids)
             }
         };
         let verify_timestamp_always = match r.signature_verification.verify_timestamp.as_deref() {
-            None | Some("always") => true,
+            None | Some("" | "always") => true,
             Some("afterCertExpiry") => false,
             Some(other) => {
                 return Err(bad(format!(

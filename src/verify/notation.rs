@@ -284,10 +284,17 @@ pub fn subject_attributes(cert: &X509Certificate<'_>) -> BTreeMap<String, String
             "2.5.4.10" => "O",
             "2.5.4.11" => "OU",
             "2.5.4.3" => "CN",
+            "2.5.4.5" => "SERIALNUMBER",
+            "2.5.4.9" => "STREET",
+            "2.5.4.17" => "POSTALCODE",
             other => other,
         };
         if let Ok(value) = attr.as_str() {
-            attrs.insert(name.to_owned(), value.to_owned());
+            // notation-go refuses a subject with an attribute twice: such an attribute matches
+            // no identity here.
+            if attrs.insert(name.to_owned(), value.to_owned()).is_some() {
+                attrs.insert(name.to_owned(), "\u{0}(appears twice)".to_owned());
+            }
         }
     }
     attrs

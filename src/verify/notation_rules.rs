@@ -61,24 +61,96 @@ pub enum TrustedIdentity {
     Subject(BTreeMap<String, String>),
 }
 
-/// Parses a distinguished name `CN=a, O=b, ...` into attributes (each at most once).
+/// Parses a distinguished name `CN=a, O=b, ...` into attributes (each at most once), as
+/// notation-go reads trusted identities (RFC 4514 through go-ldap, then its own rules): `\,`,
+/// `\+`, `\\` and `\XX` escapes are read, a multi-valued RDN (`+`) and any `=#` (a hex-encoded
+/// value) are refused, and `S` is `ST`.
 pub fn parse_dn(dn: &str) -> Result<BTreeMap<String, String>, String> {
+    if dn.contains("=#") {
+        return Err(format!(
+            "{dn:?} holds \"=#\" (a hex-encoded value), which Notation does not accept"
+        ));
+    }
     let mut attrs = BTreeMap::new();
-    for part in dn.split(',') {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| format!("{part:?} in {dn:?} is not ATTRIBUTE=VALUE"))?;
-        let (k, v) = (k.trim(), v.trim());
+    for part in split_unescaped(dn, ',')? {
+        if split_unescaped(&part, '+')?.len() > 1 {
+            return Err(format!(
+                "{part:?} in {dn:?} is a multi-valued RDN, which Notation does not accept"
+            ));
+        }
+        let pieces = split_unescaped(&part, '=')?;
+        let Some((k, rest)) = pieces.split_first().filter(|(_, r)| !r.is_empty()) else {
+            return Err(format!("{part:?} in {dn:?} is not ATTRIBUTE=VALUE"));
+        };
+        let k = k.trim();
+        let v = unescape(rest.join("=").trim())?;
         if k.is_empty() || v.is_empty() {
             return Err(format!(
                 "{part:?} in {dn:?} has an empty attribute or value"
             ));
         }
-        if attrs.insert(k.to_owned(), v.to_owned()).is_some() {
+        let k = if k == "S" { "ST" } else { k };
+        if attrs.insert(k.to_owned(), v).is_some() {
             return Err(format!("attribute {k} appears twice in {dn:?}"));
         }
     }
     Ok(attrs)
+}
+
+/// `text` split at each `sep` that no backslash escapes (the escapes are kept).
+fn split_unescaped(text: &str, sep: char) -> Result<Vec<String>, String> {
+    let mut parts = vec![String::new()];
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let next = chars
+                .next()
+                .ok_or_else(|| format!("{text:?} ends with a lone backslash"))?;
+            let last = parts.last_mut().expect("parts is never empty");
+            last.push(c);
+            last.push(next);
+        } else if c == sep {
+            parts.push(String::new());
+        } else if let Some(last) = parts.last_mut() {
+            last.push(c);
+        }
+    }
+    Ok(parts)
+}
+
+/// An RFC 4514 value with its escapes read: `\c` is `c`, `\XX` a byte in hex.
+fn unescape(value: &str) -> Result<String, String> {
+    let mut bytes = Vec::with_capacity(value.len());
+    let raw = value.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] != b'\\' {
+            bytes.push(raw[i]);
+            i += 1;
+            continue;
+        }
+        let hex = raw
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (hex, raw.get(i + 1)) {
+            (Some(b), _) => {
+                bytes.push(b);
+                i += 3;
+            }
+            (None, Some(c)) => {
+                bytes.push(*c);
+                i += 2;
+            }
+            (None, None) => return Err(format!("{value:?} ends with a lone backslash")),
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{value:?} is not UTF-8 once unescaped"))
+}
+
+/// Whether every attribute of `a` is in `b` with the same value (notation-go's `IsSubsetDN`).
+pub fn is_subset_dn(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> bool {
+    a.iter().all(|(k, v)| b.get(k) == Some(v))
 }
 
 impl TrustedIdentity {

@@ -36,6 +36,7 @@ struct CaCert {
     not_before: i64,
     not_after: i64,
     name: String,
+    der: Vec<u8>,
 }
 
 fn ca_certs(root: &TrustedRoot) -> Vec<CaCert> {
@@ -51,6 +52,7 @@ fn ca_certs(root: &TrustedRoot) -> Vec<CaCert> {
                 not_before: cert.validity().not_before.timestamp(),
                 not_after: cert.validity().not_after.timestamp(),
                 name: cert.subject().to_string(),
+                der: c.raw_bytes.as_bytes().to_vec(),
             })
         })
         .collect()
@@ -114,11 +116,16 @@ impl SigstoreRoot {
         artifact: Artifact<'_>,
     ) -> Result<CertIdentity, Failure> {
         let chain = bundle_chain(bundle);
-        if chain.len() > 1 && super::chain::carries_root(chain.iter().skip(1).map(Vec::as_slice)) {
-            return Err(Failure {
+        if chain.len() > 1 {
+            super::chain::check_travelling(&chain, |der| {
+                self.ca_certs
+                    .iter()
+                    .any(|c| c.subject == c.issuer && c.der == der)
+            })
+            .map_err(|reason| Failure {
                 check: Check::Certificate,
-                reason: "the bundle's certificate chain carries a self-signed root; roots come only from the trusted root".into(),
-            });
+                reason,
+            })?;
         }
         let mut policy = VerificationPolicy::any_identity();
         if self.has_tlogs && bundle.verification_material.tlog_entries.is_empty() {

@@ -6,11 +6,9 @@ use serde::Deserialize;
 
 use crate::digest::Digest;
 
-/// Payload types umpire accepts in `critical.type`.
-const ACCEPTED_TYPES: &[&str] = &[
-    "cosign container image signature",
-    "atomic container signature",
-];
+/// The one `critical.type` cosign (sigstore's payload package) and containers/image accept for
+/// these signatures; `atomic container signature` is GPG simple signing's, not cosign's.
+const ACCEPTED_TYPES: &[&str] = &["cosign container image signature"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimpleSigning {
@@ -53,8 +51,9 @@ struct Image {
 
 impl SimpleSigning {
     pub fn parse(payload: &[u8]) -> Result<Self, PayloadError> {
-        let raw: Raw =
-            serde_json::from_slice(payload).map_err(|e| PayloadError::Malformed(e.to_string()))?;
+        // cosign and containers/image read the payload with Go's encoding/json.
+        let raw: Raw = crate::gojson::from_slice(payload)
+            .map_err(|e| PayloadError::Malformed(e.to_string()))?;
         if !ACCEPTED_TYPES.contains(&raw.critical.kind.as_str()) {
             return Err(PayloadError::WrongType(
                 raw.critical.kind.chars().take(80).collect(),
@@ -106,6 +105,17 @@ mod tests {
         assert!(matches!(
             SimpleSigning::parse(&payload("something else", d.as_str())),
             Err(PayloadError::WrongType(_))
+        ));
+        assert!(matches!(
+            SimpleSigning::parse(&payload("atomic container signature", d.as_str())),
+            Err(PayloadError::WrongType(_))
+        ));
+        let twice = format!(
+            r#"{{"critical":{{"identity":{{"docker-reference":"r"}},"image":{{"docker-manifest-digest":"{d}"}},"type":"cosign container image signature","Type":"x"}}}}"#
+        );
+        assert!(matches!(
+            SimpleSigning::parse(twice.as_bytes()),
+            Err(PayloadError::Malformed(_))
         ));
         assert!(matches!(
             SimpleSigning::parse(b"{}"),

@@ -38,7 +38,8 @@ pub enum StatementError {
 
 impl Statement {
     pub fn parse(payload: &[u8]) -> Result<Self, StatementError> {
-        let s: Statement = serde_json::from_slice(payload)
+        // cosign, slsa-verifier and in-toto-golang read statements with Go's encoding/json.
+        let s: Statement = crate::gojson::from_slice(payload)
             .map_err(|e| StatementError::Malformed(e.to_string()))?;
         if s.statement_type != STATEMENT_V01 && s.statement_type != STATEMENT_V1 {
             return Err(StatementError::UnknownType(
