@@ -4,6 +4,7 @@
 //! share one resolution and one verification. It is the only module that calls both `evidence` and
 //! `verify`. Every error path ends in a denial.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,52 @@ pub struct Options {
     pub deadline: Option<Instant>,
     /// The Kubernetes namespace asking, for policies scoped by `namespaces`.
     pub namespace: Option<String>,
+    /// Places among the images being verified (`limits.max_in_flight`): a verification takes one
+    /// when it starts, and an image that finds none is answered with a retryable denial marked
+    /// `shed` (cached answers take none). `None`: unbounded (one-shot commands, tests).
+    pub places: Option<Places>,
+}
+
+/// Places among the images being verified at once (`limits.max_in_flight`), shared by every
+/// surface, taken one per image as its verification starts and never waited for (load shedding).
+#[derive(Debug, Clone)]
+pub struct Places {
+    semaphore: Arc<tokio::sync::Semaphore>,
+    max: usize,
+}
+
+impl Places {
+    pub fn new(max: usize) -> Self {
+        Self {
+            semaphore: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// A place, or `None` at once.
+    pub fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.semaphore).try_acquire_owned().ok()
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+/// The answer for an image that found no place: retryable, never cached.
+fn shed(image: &str, max: usize) -> Verdict {
+    let mut v = Verdict::deny(
+        image,
+        vec![Finding::new(
+            Code::LimitExceeded,
+            format!(
+                "not judged: umpire is verifying its limit of {max} images at once (limits.max_in_flight); retry with back-off"
+            ),
+        )],
+    )
+    .retryable();
+    v.shed = true;
+    v
 }
 
 /// What outlives a configuration reload: caches, in-flight work, metrics.
@@ -309,13 +356,28 @@ impl Engine {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(join_all(
-            prepared
-                .into_iter()
-                .enumerate()
-                .map(|(i, p)| self.answer(p, options.get(i).cloned().unwrap_or_default())),
-        )
-        .await)
+        // The same question twice in a batch is answered once (and takes one place).
+        let mut first_of: HashMap<(String, Option<String>, Option<String>, bool), usize> =
+            HashMap::new();
+        let mut unique = Vec::new();
+        let mut slot = Vec::with_capacity(prepared.len());
+        for (i, p) in prepared.into_iter().enumerate() {
+            let o = options.get(i).cloned().unwrap_or_default();
+            let question = (
+                requests[i].0.clone(),
+                requests[i].1.clone(),
+                o.namespace.clone(),
+                o.bypass_cache,
+            );
+            let next = unique.len();
+            let at = *first_of.entry(question).or_insert(next);
+            if at == next {
+                unique.push((p, o));
+            }
+            slot.push(at);
+        }
+        let answers = join_all(unique.into_iter().map(|(p, o)| self.answer(p, o))).await;
+        Ok(slot.into_iter().map(|at| answers[at].clone()).collect())
     }
 
     fn prepare(
@@ -366,7 +428,7 @@ impl Engine {
     async fn answer(self: &Arc<Self>, p: Prepared, options: Options) -> Verdict {
         let started = Instant::now();
         let input = p.input.clone();
-        let work = self.answer_inner(p, options.bypass_cache);
+        let work = self.answer_inner(p, options.bypass_cache, options.places.as_ref());
         let verdict = match options.deadline {
             Some(d) => match tokio::time::timeout_at(d.into(), work).await {
                 Ok(v) => v,
@@ -414,7 +476,12 @@ impl Engine {
         .observe(started.elapsed().as_secs_f64());
     }
 
-    async fn answer_inner(self: &Arc<Self>, p: Prepared, bypass: bool) -> Verdict {
+    async fn answer_inner(
+        self: &Arc<Self>,
+        p: Prepared,
+        bypass: bool,
+        places: Option<&Places>,
+    ) -> Verdict {
         let must_resolve =
             !p.policies.is_empty() || (!p.named && self.config.default == DefaultAction::Allow);
         if !must_resolve {
@@ -489,6 +556,17 @@ impl Engine {
         // The miss path lives on the heap: its future is large (about 16 KB), and a cached
         // answer would otherwise carry (and move) all of it with every request.
         Box::pin(async {
+            // A verification starts here: it takes its place, held until it is answered.
+            let _place = match places {
+                Some(places) => match places.take() {
+                    Some(place) => Some(place),
+                    None => {
+                        self.shared.metrics.shed.inc();
+                        return shed(&p.input, places.max());
+                    }
+                },
+                None => None,
+            };
             if p.policies.is_empty() {
                 return match self.resolve_shared(&p.image, source).await {
                     Ok(r) => self.unmatched(&p, Some(&r.manifest)),

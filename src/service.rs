@@ -19,8 +19,7 @@ pub struct Live {
     current: RwLock<Arc<Engine>>,
     config_path: Option<PathBuf>,
     metrics: Arc<Metrics>,
-    in_flight: Arc<tokio::sync::Semaphore>,
-    max_in_flight: usize,
+    places: crate::engine::Places,
 }
 
 /// What the listeners serve with, from the current configuration (see [`Live::listeners`]).
@@ -74,8 +73,7 @@ impl Live {
             current: RwLock::new(engine),
             config_path,
             metrics,
-            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
-            max_in_flight,
+            places: crate::engine::Places::new(max_in_flight),
         })
     }
 
@@ -98,25 +96,19 @@ impl Live {
         }
     }
 
-    /// A place among the images being verified, or `Overloaded` at once (load shedding, no queue).
+    /// A place among the images being verified, or `Overloaded` at once (load shedding, no queue),
+    /// for a surface that verifies one image per request outside the engine's own accounting.
     pub fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Overloaded> {
-        self.admit_images(1)
+        self.places.take().ok_or_else(|| {
+            self.metrics.shed.inc();
+            Overloaded(self.places.max())
+        })
     }
 
-    /// Places for `images` images at once (a batch, an admission object, a Gatekeeper request
-    /// counts each distinct image), all or none. Held by the caller for as long as it waits for
-    /// the work, which is cancelled when no caller waits any more.
-    pub fn admit_images(
-        &self,
-        images: usize,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, Overloaded> {
-        let n = u32::try_from(images.max(1)).unwrap_or(u32::MAX);
-        Arc::clone(&self.in_flight)
-            .try_acquire_many_owned(n)
-            .map_err(|_| {
-                self.metrics.shed.inc();
-                Overloaded(self.max_in_flight)
-            })
+    /// The places every surface's verifications take, one per image as it starts (cached answers
+    /// take none): pass them in `Options::places`.
+    pub fn places(&self) -> crate::engine::Places {
+        self.places.clone()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

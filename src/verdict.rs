@@ -112,6 +112,10 @@ pub struct Verdict {
     /// against the current time): an allowed verdict is not kept past it.
     #[serde(skip)]
     pub valid_until: Option<jiff::Timestamp>,
+    /// Not judged: no place among the images being verified (`limits.max_in_flight`). Never
+    /// cached; surfaces answer it as load shedding (gRPC `RESOURCE_EXHAUSTED`, 503, ...).
+    #[serde(skip)]
+    pub shed: bool,
 }
 
 impl Verdict {
@@ -128,6 +132,7 @@ impl Verdict {
             findings,
             warnings: Vec::new(),
             valid_until: None,
+            shed: false,
         }
     }
 

@@ -89,14 +89,11 @@ impl proto::verifier_server::Verifier for VerifierService {
         if request.bypass_cache && !self.live.listeners().allow_bypass_cache {
             return Err(bypass_refused());
         }
-        let _permit = self
-            .live
-            .admit()
-            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let options = Options {
             bypass_cache: request.bypass_cache,
             deadline,
             namespace: Some(request.namespace.clone()).filter(|n| !n.is_empty()),
+            places: Some(self.live.places()),
         };
         let (image, policy) = unpack(request);
         let verdict = self
@@ -105,6 +102,15 @@ impl proto::verifier_server::Verifier for VerifierService {
             .verify_with(&image, policy.as_deref(), options)
             .await
             .map_err(invalid)?;
+        if verdict.shed {
+            return Err(Status::resource_exhausted(
+                verdict
+                    .findings
+                    .first()
+                    .map(|f| f.message.clone())
+                    .unwrap_or_default(),
+            ));
+        }
         tracing::info!(image = ?image, allowed = verdict.allowed, digest = %verdict.digest, codes = %verdict.code_list(), "verify");
         Ok(Response::new(to_proto(verdict)))
     }
@@ -125,14 +131,9 @@ impl proto::verifier_server::Verifier for VerifierService {
         if requests.iter().any(|r| r.bypass_cache) && !self.live.listeners().allow_bypass_cache {
             return Err(bypass_refused());
         }
-        let distinct: std::collections::HashSet<(&str, &str)> = requests
-            .iter()
-            .map(|r| (r.image.as_str(), r.policy.as_str()))
-            .collect();
-        let _permit = self
-            .live
-            .admit_images(distinct.len())
-            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        // Each image takes its place as its verification starts; one that finds none gets a
+        // retryable denial of its own while the rest are judged.
+        let places = self.live.places();
         // Each entry's options are its own: one flagged entry does not make the batch bypass.
         let options: Vec<Options> = requests
             .iter()
@@ -140,6 +141,7 @@ impl proto::verifier_server::Verifier for VerifierService {
                 bypass_cache: r.bypass_cache,
                 deadline,
                 namespace: Some(r.namespace.clone()).filter(|n| !n.is_empty()),
+                places: Some(places.clone()),
             })
             .collect();
         let requests: Vec<_> = requests.into_iter().map(unpack).collect();

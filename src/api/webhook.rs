@@ -45,6 +45,8 @@ struct Judgement {
     message: Option<String>,
     warnings: Vec<String>,
     pins: Vec<Pin>,
+    /// Some image found no place among those being verified: the denial is retryable.
+    shed: bool,
 }
 
 fn settings(live: &Live) -> Option<WebhookSettings> {
@@ -57,6 +59,7 @@ async fn judge(live: &Live, review: &Review) -> Judgement {
         message: Some(message),
         warnings: Vec::new(),
         pins: Vec::new(),
+        shed: false,
     };
     let Some(settings) = settings(live) else {
         return refuse("umpire's webhook is not configured".into());
@@ -67,6 +70,7 @@ async fn judge(live: &Live, review: &Review) -> Judgement {
             message: None,
             warnings: Vec::new(),
             pins: Vec::new(),
+            shed: false,
         };
     }
     if settings.exempt_namespaces.contains(&review.namespace) {
@@ -78,6 +82,7 @@ async fn judge(live: &Live, review: &Review) -> Judgement {
             )),
             warnings: Vec::new(),
             pins: Vec::new(),
+            shed: false,
         };
     }
     let images = match admission::images(&review.kind, &review.object) {
@@ -118,6 +123,7 @@ async fn judge(live: &Live, review: &Review) -> Judgement {
         .collect();
     let options = crate::engine::Options {
         namespace: Some(review.namespace.clone()).filter(|n| !n.is_empty()),
+        places: Some(live.places()),
         ..Default::default()
     };
     let verdicts = match live.engine().verify_batch_with(&requests, options).await {
@@ -159,6 +165,7 @@ async fn judge(live: &Live, review: &Review) -> Judgement {
             message: None,
             warnings: warn_lines,
             pins,
+            shed: false,
         };
     }
     let lines: Vec<String> = denied.iter().map(|v| describe(v)).collect();
@@ -193,13 +200,20 @@ async fn judge(live: &Live, review: &Review) -> Judgement {
                 .chain(warn_lines)
                 .collect(),
             pins,
+            shed: false,
         };
     }
+    let shed = denied.iter().any(|v| v.shed);
     Judgement {
         allowed: false,
-        message: Some(message),
+        message: Some(if shed {
+            format!("retryable: {message}")
+        } else {
+            message
+        }),
         warnings: Vec::new(),
         pins: Vec::new(),
+        shed,
     }
 }
 
@@ -220,28 +234,10 @@ async fn review_answer(live: Arc<Live>, body: Bytes, mutating: bool) -> Response
         // Without a request uid there is no AdmissionReview to answer: refuse the HTTP request.
         Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
     };
-    // Each image of the object takes a place among those being verified.
-    let images = admission::images(&review.kind, &review.object)
-        .map(|i| {
-            i.iter()
-                .map(|at| at.image.as_str())
-                .collect::<std::collections::HashSet<_>>()
-                .len()
-        })
-        .unwrap_or(1);
-    let (j, overloaded) = match live.admit_images(images) {
-        Ok(_permit) => (judge(&live, &review).await, false),
-        // Overloaded: admit nothing (the API server retries or fails the request closed).
-        Err(e) => (
-            Judgement {
-                allowed: false,
-                message: Some(format!("retryable: {e}")),
-                warnings: Vec::new(),
-                pins: Vec::new(),
-            },
-            true,
-        ),
-    };
+    // Each image takes its place among those being verified as its verification starts; an
+    // object with any image that found none is denied as retryable (admit nothing).
+    let j = judge(&live, &review).await;
+    let overloaded = j.shed;
     // Request fields are logged escaped (`?`): a newline or an ANSI escape forges nothing.
     tracing::info!(kind = ?review.kind, namespace = ?review.namespace, allowed = j.allowed, mutating, "admission");
     let pins = if mutating && j.allowed {
@@ -304,11 +300,6 @@ async fn provider(State(live): State<Arc<Live>>, body: Bytes) -> Response {
             ),
         );
     }
-    let distinct: std::collections::HashSet<&String> = keys.iter().collect();
-    let _permit = match live.admit_images(distinct.len()) {
-        Ok(p) => p,
-        Err(e) => return every_key_fails(&keys, format!("not judged: {e}")),
-    };
     let policy = settings(&live).and_then(|s| s.policy);
     let mut errors: Vec<Option<String>> = Vec::with_capacity(keys.len());
     let mut valid = Vec::new();
@@ -325,7 +316,13 @@ async fn provider(State(live): State<Arc<Live>>, body: Bytes) -> Response {
             Err(e) => errors.push(Some(format!("invalid image reference: {e}"))),
         }
     }
-    let verdicts = match live.engine().verify_batch(&valid).await {
+    // Each image takes its place as its verification starts (cached answers take none); a key
+    // whose image found none carries its own error, and the rest are judged.
+    let options = crate::engine::Options {
+        places: Some(live.places()),
+        ..Default::default()
+    };
+    let verdicts = match live.engine().verify_batch_with(&valid, options).await {
         Ok(v) if v.len() == valid.len() => v,
         Ok(_) => return every_key_fails(&keys, "not judged: umpire's answer was short".into()),
         Err(e) => return every_key_fails(&keys, format!("not judged: {e}")),
@@ -336,6 +333,10 @@ async fn provider(State(live): State<Arc<Live>>, body: Bytes) -> Response {
         let item = match error {
             Some(e) => (key.clone(), Value::Null, e),
             None => match verdicts.next() {
+                Some(v) if v.shed => {
+                    let why = v.findings.first().map(|f| f.message.clone());
+                    (key.clone(), Value::Null, why.unwrap_or_default())
+                }
                 Some(v) => {
                     let error = if v.allowed {
                         String::new()
