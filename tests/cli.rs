@@ -205,7 +205,8 @@ fn config_check_prints_canonical_scopes_and_what_deserves_a_look() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(
-        stdout.contains("policy prod: images [localhost:5000/team/**, team/App] mode warn"),
+        stdout
+            .contains("policy prod: images [localhost:5000/team/**, docker.io/team/App] mode warn"),
         "{stdout}"
     );
     assert!(

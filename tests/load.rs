@@ -283,11 +283,18 @@ async fn two_hundred_images_behind_a_401_registry_run_the_credential_helper_once
 }
 
 #[tokio::test]
-async fn a_batch_takes_a_place_per_distinct_image_and_bypass_can_be_refused() {
+async fn a_batch_judges_what_finds_a_place_and_converges_and_bypass_can_be_refused() {
+    let registry = support::registry::Registry::start().await;
+    let host = registry.host();
+    for (repo, tag) in [("a", "1"), ("b", "1"), ("c", "1")] {
+        registry
+            .push_image(repo, tag, &Image::new(&format!("{repo}{tag}")))
+            .await;
+    }
     let key = SigningKey::p256();
     let yaml = keyed(
         &key,
-        "127.0.0.1:1",
+        &host,
         "limits:\n  max_in_flight: 2\n  allow_bypass_cache: false\n",
     );
     let served = Served::start(&yaml, &[]).await;
@@ -297,12 +304,40 @@ async fn a_batch_takes_a_place_per_distinct_image_and_bypass_can_be_refused() {
         ..Default::default()
     };
     let three = VerifyBatchRequest {
-        requests: ["127.0.0.1:1/a:1", "127.0.0.1:1/b:1", "127.0.0.1:1/c:1"]
-            .map(ask)
+        requests: ["a:1", "b:1", "c:1"]
+            .map(|i| ask(&format!("{host}/{i}")))
             .to_vec(),
     };
-    let e = client.verify_batch(three).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+    // Each image takes its place as its verification starts: two are judged, the third gets a
+    // retryable denial of its own (the batch is not refused as a whole).
+    let r = client
+        .verify_batch(three.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let shed: Vec<&str> = r
+        .responses
+        .iter()
+        .filter(|v| v.findings[0].message.starts_with("not judged"))
+        .map(|v| v.image.as_str())
+        .collect();
+    assert_eq!(shed, [format!("{host}/c:1")], "{r:?}");
+    assert!(r.responses[2].retryable, "{r:?}");
+    assert_eq!(r.responses[0].findings[0].code, "NO_SIGNATURES", "{r:?}");
+    // A client retrying the same request converges: answers kept from the first try take no
+    // place, so the third is judged now.
+    let r = client.verify_batch(three).await.unwrap().into_inner();
+    assert!(
+        r.responses
+            .iter()
+            .all(|v| v.findings[0].code == "NO_SIGNATURES"),
+        "{r:?}"
+    );
+    assert!(r.responses[0].cached && !r.responses[2].cached, "{r:?}");
+    let ask = |image: &str| VerifyRequest {
+        image: image.replace("127.0.0.1:1", &host),
+        ..Default::default()
+    };
     let same = VerifyBatchRequest {
         requests: vec![ask("127.0.0.1:1/a:1"); 3],
     };

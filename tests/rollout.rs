@@ -232,7 +232,7 @@ async fn image_rules_are_checked_on_the_verified_config_of_every_platform() {
         .push_image(
             REPO,
             "old",
-            &image_with("app", "2020-01-01T00:00:00Z", source.clone()),
+            &image_with("1000", "2020-01-01T00:00:00Z", source.clone()),
         )
         .await;
     let unlabelled = s
@@ -240,7 +240,7 @@ async fn image_rules_are_checked_on_the_verified_config_of_every_platform() {
         .push_image(
             REPO,
             "unlabelled",
-            &image_with("app", &fresh, serde_json::json!({})),
+            &image_with("1000", &fresh, serde_json::json!({})),
         )
         .await;
     // An index whose second platform runs as root.

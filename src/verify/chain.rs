@@ -36,6 +36,8 @@ pub fn check_travelling(chain: &[Vec<u8>], trusted: impl Fn(&[u8]) -> bool) -> R
                 ));
             }
         }
+    }
+    for (i, cert) in parsed.iter().enumerate() {
         if let Some(next) = parsed.get(i + 1)
             && cert.issuer().as_raw() != next.subject().as_raw()
         {
