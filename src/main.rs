@@ -504,7 +504,16 @@ async fn verify(
         }
     }
     match engine.verify_batch(&requests).await {
-        Ok(verdicts) => {
+        Ok(mut verdicts) => {
+            // Without a configuration the setting a message names is a flag.
+            if adhoc.is_some() {
+                for f in verdicts.iter_mut().flat_map(|v| v.findings.iter_mut()) {
+                    f.message = f.message.replace(
+                        umpire::evidence::registry::INSECURE_HINT,
+                        "pass --allow-insecure-registry (umpire verify's flags make its configuration)",
+                    );
+                }
+            }
             if format == "table" {
                 println!("{}", output::table(&verdicts));
             }

@@ -462,7 +462,8 @@ pub fn evaluate_signatures_warning(
             Code::NoSignatures,
             format!("{looked_at}; expected one by {expected}"),
         )
-        .with_policy(policy);
+        .with_policy(policy)
+        .with_authority(expected.clone());
         return (false, vec![f], Vec::new());
     }
 
@@ -497,6 +498,10 @@ pub fn evaluate_signatures_warning(
         };
         problems.push(finding.with_policy(policy));
     }
+    // Every denial names the authority it is about: the one that decided, or those expected.
+    for f in problems.iter_mut().filter(|f| f.authority.is_empty()) {
+        f.authority = expected.clone();
+    }
     if problems.len() > MAX_PROBLEM_FINDINGS {
         let more = problems.len() - MAX_PROBLEM_FINDINGS;
         problems.truncate(MAX_PROBLEM_FINDINGS);
@@ -505,7 +510,8 @@ pub fn evaluate_signatures_warning(
                 Code::SignatureInvalid,
                 format!("{more} more signatures failed in the same ways"),
             )
-            .with_policy(policy),
+            .with_policy(policy)
+            .with_authority(expected.clone()),
         );
     }
     if !satisfied.is_empty() {
@@ -525,7 +531,8 @@ pub fn evaluate_signatures_warning(
                     req.threshold
                 ),
             )
-            .with_policy(policy),
+            .with_policy(policy)
+            .with_authority(expected.clone()),
         );
     }
     (false, problems, Vec::new())
@@ -730,9 +737,19 @@ pub fn evaluate_attestation(
     now: jiff::Timestamp,
 ) -> (bool, Vec<Finding>) {
     let t = &req.predicate_type;
+    let expected = req
+        .authorities
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Every finding names the authority it is about: the one that decided, or those expected.
     let tag = |f: Finding| {
         let mut f = f.with_policy(policy);
         f.attestation_type = t.clone();
+        if f.authority.is_empty() {
+            f.authority = expected.clone();
+        }
         f
     };
     let of_type: Vec<(&Vec<Signer>, &crate::verify::statement::Statement)> = outcomes
@@ -755,12 +772,6 @@ pub fn evaluate_attestation(
         })
         .copied()
         .collect();
-    let expected = req
-        .authorities
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
 
     if accepted.is_empty() {
         let pseudo = SignatureRequirement {
@@ -799,6 +810,18 @@ pub fn evaluate_attestation(
         return (false, findings);
     }
 
+    // The authorities whose signed statements were checked: content findings are about them.
+    let signers: Vec<String> = req
+        .authorities
+        .iter()
+        .filter(|a| {
+            accepted
+                .iter()
+                .any(|(signers, _)| signers.iter().any(|s| a.accepts(s)))
+        })
+        .map(|a| a.to_string())
+        .collect();
+    let about = |f: Finding| tag(f.with_authority(signers.join(", ")));
     let mut violations = Vec::new();
     let mut unreadable = Vec::new();
     for (_, statement) in &accepted {
@@ -831,7 +854,7 @@ pub fn evaluate_attestation(
         let findings = unreadable
             .into_iter()
             .take(MAX_PROBLEM_FINDINGS)
-            .map(|u| tag(Finding::new(Code::AttestationInvalid, format!("{t}: {u}"))))
+            .map(|u| about(Finding::new(Code::AttestationInvalid, format!("{t}: {u}"))))
             .collect();
         return (false, findings);
     }
@@ -841,20 +864,10 @@ pub fn evaluate_attestation(
         let findings = violations
             .into_iter()
             .take(MAX_PROBLEM_FINDINGS)
-            .map(|v| tag(Finding::new(Code::PolicyViolation, format!("{t}: {v}"))))
+            .map(|v| about(Finding::new(Code::PolicyViolation, format!("{t}: {v}"))))
             .collect();
         return (false, findings);
     }
-    let signers: Vec<String> = req
-        .authorities
-        .iter()
-        .filter(|a| {
-            accepted
-                .iter()
-                .any(|(signers, _)| signers.iter().any(|s| a.accepts(s)))
-        })
-        .map(|a| a.to_string())
-        .collect();
     let finding = tag(Finding::new(
         Code::Satisfied,
         format!(

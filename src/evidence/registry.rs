@@ -540,6 +540,9 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// What a message says to do about a plain-HTTP registry (the CLI's flags say it their way).
+pub const INSECURE_HINT: &str = "list its host under registries with insecure: true";
+
 fn unavailable(what: &str, e: &reqwest::Error) -> FetchError {
     let mut detail = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -552,10 +555,10 @@ fn unavailable(what: &str, e: &reqwest::Error) -> FetchError {
     if detail.contains("corrupt message") || detail.contains("InvalidContentType") {
         return FetchError::Protocol {
             what: what.to_owned(),
-            detail:
+            detail: format!(
                 "the registry answered plain HTTP where umpire expected HTTPS; if it is meant to \
-                     serve plain HTTP, list its host under registries with insecure: true"
-                    .into(),
+                 serve plain HTTP, {INSECURE_HINT}"
+            ),
         };
     }
     FetchError::Unavailable {

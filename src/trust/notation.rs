@@ -531,6 +531,134 @@ mod tests {
         )
     }
 
+    /// A one-statement document (or two) from parts, for the rule-by-rule tests.
+    fn doc(statements: &[serde_json::Value]) -> String {
+        serde_json::json!({"version": "1.0", "trustPolicies": statements}).to_string()
+    }
+
+    fn statement(name: &str, scopes: &[&str], ids: &[&str]) -> serde_json::Value {
+        serde_json::json!({
+            "name": name,
+            "registryScopes": scopes,
+            "signatureVerification": {"level": "strict"},
+            "trustStores": ["ca:e2e"],
+            "trustedIdentities": ids,
+        })
+    }
+
+    const ID: &str = "x509.subject: C=US, ST=WA, O=Acme";
+
+    #[test]
+    fn scopes_take_the_canonical_form_of_references() {
+        let s = parse_trust_policy(&doc(&[statement(
+            "a",
+            &[
+                "LOCALHOST:05000/app",
+                "docker.io/nginx",
+                "index.docker.io/acme/app",
+            ],
+            &[ID],
+        )]))
+        .unwrap();
+        assert_eq!(
+            s[0].scopes.as_deref().unwrap(),
+            [
+                "localhost:5000/app",
+                "docker.io/library/nginx",
+                "docker.io/acme/app"
+            ]
+        );
+        // Two spellings of one repository in two statements are one scope claimed twice.
+        let twice = parse_trust_policy(&doc(&[
+            statement("a", &["docker.io/nginx"], &[ID]),
+            statement("b", &["docker.io/library/nginx"], &[ID]),
+        ]));
+        assert!(
+            matches!(&twice, Err(NotationError::Statement { reason, .. }) if reason.contains("two statements")),
+            "{twice:?}"
+        );
+        // What notation-go's scope format refuses: IPv6, wildcards, tags, upper-case repositories.
+        for bad in [
+            "[::1]:5000/app",
+            "registry.example.com/*",
+            "registry.example.com/app:v1",
+            "registry.example.com/App",
+            "registry.example.com",
+            "-bad.example.com/app",
+        ] {
+            assert!(
+                parse_trust_policy(&doc(&[statement("a", &[bad], &[ID])])).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn notation_gos_statement_rules_hold_one_by_one() {
+        let with = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut st = statement("a", &["*"], &[ID]);
+            f(&mut st);
+            parse_trust_policy(&doc(&[st]))
+        };
+        // Only revocation may be skipped by an override.
+        for v in ["authenticity", "authenticTimestamp", "expiry"] {
+            assert!(
+                with(&|s| s["signatureVerification"]["override"] = serde_json::json!({v: "skip"}))
+                    .is_err(),
+                "{v}"
+            );
+        }
+        assert!(
+            with(&|s| s["signatureVerification"]["override"] =
+                serde_json::json!({"revocation": "skip"}))
+            .is_ok()
+        );
+        // An empty verifyTimestamp is notation-go's default, `always`.
+        let s = with(&|s| s["signatureVerification"]["verifyTimestamp"] = "".into()).unwrap();
+        assert!(s[0].verify_timestamp_always);
+        // A skip statement with empty lists is accepted, as notation-go checks their length.
+        let s = with(&|s| {
+            s["signatureVerification"]["level"] = "skip".into();
+            s["trustStores"] = serde_json::json!([]);
+            s["trustedIdentities"] = serde_json::json!([]);
+        });
+        assert!(s.is_ok(), "{s:?}");
+        // Overlapping identities (one within another, or twice) are refused.
+        for ids in [
+            vec![ID, "x509.subject: C=US, ST=WA, O=Acme, CN=release"],
+            vec![ID, ID],
+        ] {
+            let r = with(&|s| s["trustedIdentities"] = serde_json::json!(ids));
+            assert!(
+                matches!(&r, Err(NotationError::Statement { reason, .. }) if reason.contains("overlap")),
+                "{r:?}"
+            );
+        }
+        assert!(
+            with(&|s| s["trustedIdentities"] =
+                serde_json::json!([ID, "x509.subject: C=US, ST=WA, O=Other"]))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn distinguished_names_are_read_as_notation_go_reads_them() {
+        let dn = parse_dn(r"C=US, S=WA, O=Acme\, Inc., CN=a\2Bb").unwrap();
+        assert_eq!(dn["ST"], "WA");
+        assert_eq!(dn["O"], "Acme, Inc.");
+        assert_eq!(dn["CN"], "a+b");
+        for bad in [
+            "C=US, ST=WA, O=#0403414243",
+            "C=US, ST=WA, O=Acme+OU=x",
+            "C=US, ST=WA, O=Acme, O=Other",
+            "C=US, ST=WA, O=",
+            r"C=US, ST=WA, O=Acme\",
+        ] {
+            assert!(parse_dn(bad).is_err(), "{bad}");
+        }
+        assert!(TrustedIdentity::parse("x509.subject: C=US, S=WA, O=Acme").is_ok());
+    }
+
     #[test]
     fn the_corpus_policies_notation_accepts_are_accepted() {
         for name in [

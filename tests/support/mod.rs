@@ -24,7 +24,12 @@ use umpire::service::Live;
 /// A YAML config trusting `keys` (name, PEM) for the registry at `host` (plain HTTP), with
 /// `policies` given as YAML (the `policies:` list body) and `extra` top-level YAML.
 pub fn config_yaml(host: &str, keys: &[(&str, &str)], policies: &str, extra: &str) -> String {
-    let mut y = format!("registries:\n  - host: {host}\n    insecure: true\ntrust:\n  keys:\n");
+    let keys_line = if keys.is_empty() {
+        "  keys: {}\n"
+    } else {
+        "  keys:\n"
+    };
+    let mut y = format!("registries:\n  - host: {host}\n    insecure: true\ntrust:\n{keys_line}");
     for (name, pem) in keys {
         y.push_str(&format!("    {name}: |\n"));
         for line in pem.lines() {
