@@ -37,6 +37,8 @@ pub struct CacheSettings {
 pub struct RedisSettings {
     pub url: String,
     pub hmac_key: Vec<u8>,
+    /// PEM CA certificates trusted for `rediss://` (else the system's).
+    pub tls_ca: Option<Vec<u8>>,
     /// Per-operation timeout; a slower Redis counts as down.
     pub timeout: Duration,
 }
@@ -62,6 +64,33 @@ impl Default for CacheSettings {
             redis: None,
         }
     }
+}
+
+/// TLS for `rediss://`: the given PEM CA certificates, or the system's.
+fn tls_connector(ca: Option<&[u8]>) -> Result<tokio_rustls::TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(pem_bytes) => {
+            for block in pem::parse_many(pem_bytes).map_err(|e| format!("cache.redis.tls_ca: {e}"))? {
+                roots
+                    .add(rustls::pki_types::CertificateDer::from(block.into_contents()))
+                    .map_err(|e| format!("cache.redis.tls_ca: {e}"))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 pub const MAX_RETRY_TTL: Duration = Duration::from_secs(30);
@@ -164,9 +193,31 @@ impl VerdictCache {
         }
     }
 
-    /// A verdict from Redis, kept locally for the time it has left there.
+    /// This replica's own TTL for a verdict of this kind.
+    fn own_ttl(&self, verdict: &Verdict) -> Duration {
+        if verdict.allowed {
+            self.settings.allowed_ttl
+        } else if verdict.retryable {
+            self.settings.retry_ttl.min(MAX_RETRY_TTL)
+        } else {
+            self.settings.denied_ttl
+        }
+    }
+
+    /// A verdict from Redis, kept locally while its verification is younger than this replica's
+    /// own TTL for its kind (and the writer's, and before its `valid_until`): another replica's
+    /// longer TTL never decides how long this one answers with it.
     async fn read_redis(&self, redis: &SharedCache, key: &str) -> Option<Verdict> {
-        let (verdict, remaining) = redis.get(key).await?;
+        let (verdict, verified_at, writer_expires) = redis.get(key).await?;
+        let own_end = verified_at.saturating_add(self.own_ttl(&verdict).as_secs());
+        let mut end = own_end.min(writer_expires);
+        if let Some(until) = verdict.valid_until {
+            end = end.min(u64::try_from(until.as_second()).unwrap_or(0));
+        }
+        let remaining = Duration::from_secs(end.saturating_sub(now_secs()));
+        if remaining.is_zero() {
+            return None;
+        }
         self.metrics
             .cache_hits
             .get_or_create(&LayerLabels { layer: "redis" })
@@ -251,7 +302,10 @@ impl VerdictCache {
 
 /// The Redis side: HMAC-authenticated entries, short timeouts, back-off after failures.
 struct SharedCache {
+    /// Parsed from the URL (address, credentials, database); umpire opens the connection itself.
     client: redis::Client,
+    /// `rediss://`: TLS to the server, verified against these roots.
+    tls: Option<tokio_rustls::TlsConnector>,
     connection: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     down_until: std::sync::Mutex<Option<Instant>>,
     key: hmac::Key,
@@ -259,10 +313,18 @@ struct SharedCache {
     metrics: Arc<Metrics>,
 }
 
+/// What a replica writes to Redis, under its MAC: the verdict, when it was verified and when
+/// what allowed it stops holding, so that each reader measures its own TTL from the verification
+/// (not from when it read the entry) and never past `valid_until`.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Stored {
     key: String,
+    /// The writer's own expiry (its TTL from `verified_at`).
     expires_at: u64,
+    /// When the verdict was verified (Unix seconds).
+    verified_at: u64,
+    /// `Verdict::valid_until` (Unix seconds), which the verdict's JSON does not carry.
+    valid_until: Option<i64>,
     verdict: Verdict,
 }
 
@@ -275,10 +337,18 @@ fn now_secs() -> u64 {
 
 impl SharedCache {
     fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Self, String> {
-        let client =
-            redis::Client::open(settings.url.as_str()).map_err(|e| format!("redis URL: {e}"))?;
+        // The crate parses the URL; TLS is umpire's own (the crate's would read replies unbounded).
+        let (url, tls) = match settings.url.strip_prefix("rediss://") {
+            Some(rest) => (
+                format!("redis://{rest}"),
+                Some(tls_connector(settings.tls_ca.as_deref())?),
+            ),
+            None => (settings.url.clone(), None),
+        };
+        let client = redis::Client::open(url.as_str()).map_err(|e| format!("redis URL: {e}"))?;
         Ok(Self {
             client,
+            tls,
             connection: tokio::sync::Mutex::new(None),
             down_until: std::sync::Mutex::new(None),
             key: hmac::Key::new(hmac::HMAC_SHA256, &settings.hmac_key),
@@ -311,9 +381,7 @@ impl SharedCache {
         if let Some(c) = slot.as_ref() {
             return Some(c.clone());
         }
-        match tokio::time::timeout(self.timeout, self.client.get_multiplexed_async_connection())
-            .await
-        {
+        match tokio::time::timeout(self.timeout, self.open_connection()).await {
             Ok(Ok(c)) => {
                 *slot = Some(c.clone());
                 Some(c)
@@ -329,12 +397,82 @@ impl SharedCache {
         }
     }
 
+    /// A connection whose replies are bounded as they arrive (`redis_wire`), over TCP, TLS or a
+    /// Unix socket as the URL says.
+    async fn open_connection(&self) -> std::io::Result<redis::aio::MultiplexedConnection> {
+        use crate::redis_wire::{Bounded, ReplyBounds};
+        use redis::ConnectionAddr;
+        let bounds = ReplyBounds {
+            // GETRANGE 0..MAX answers at most MAX + 1 bytes.
+            max_bulk: MAX_REDIS_VALUE as u64 + 1,
+            max_reply: 2 * MAX_REDIS_VALUE as u64,
+            max_count: 1024,
+            max_line: 64 * 1024,
+            max_depth: 8,
+        };
+        let info = self.client.get_connection_info();
+        let settings = info.redis_settings();
+        let io = |e: redis::RedisError| std::io::Error::other(e.to_string());
+        let (conn, driver) = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                tcp.set_nodelay(true)?;
+                match &self.tls {
+                    Some(tls) => {
+                        let name = rustls::pki_types::ServerName::try_from(host.clone())
+                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                        let stream = tls.connect(name, tcp).await?;
+                        let (c, d) = redis::aio::MultiplexedConnection::new_with_config(
+                            settings,
+                            Bounded::new(stream, bounds),
+                            redis::AsyncConnectionConfig::default(),
+                        )
+                        .await
+                        .map_err(io)?;
+                        (c, futures::FutureExt::boxed(d))
+                    }
+                    None => {
+                        let (c, d) = redis::aio::MultiplexedConnection::new_with_config(
+                            settings,
+                            Bounded::new(tcp, bounds),
+                            redis::AsyncConnectionConfig::default(),
+                        )
+                        .await
+                        .map_err(io)?;
+                        (c, futures::FutureExt::boxed(d))
+                    }
+                }
+            }
+            #[cfg(unix)]
+            ConnectionAddr::Unix(path) => {
+                let unix = tokio::net::UnixStream::connect(path).await?;
+                let (c, d) =
+                    redis::aio::MultiplexedConnection::new_with_config(
+                        settings,
+                        Bounded::new(unix, bounds),
+                        redis::AsyncConnectionConfig::default(),
+                    )
+                        .await
+                        .map_err(io)?;
+                (c, futures::FutureExt::boxed(d))
+            }
+            other => {
+                return Err(std::io::Error::other(format!(
+                    "unsupported Redis address {other:?}"
+                )));
+            }
+        };
+        tokio::spawn(driver);
+        Ok(conn)
+    }
+
     async fn forget_connection(&self) {
         *self.connection.lock().await = None;
     }
 
-    /// A valid entry and its remaining lifetime; anything forged, moved, expired or unreadable is a miss.
-    async fn get(&self, key: &str) -> Option<(Verdict, Duration)> {
+    /// A valid entry, when it was verified and when its writer lets it expire; anything forged,
+    /// moved, expired or unreadable is a miss.
+    async fn get(&self, key: &str) -> Option<(Verdict, u64, u64)> {
         let mut conn = self.connection().await?;
         // At most one byte past the limit is read: an oversized value is never buffered whole.
         let cmd = redis::cmd("GETRANGE")
@@ -371,7 +509,7 @@ impl SharedCache {
         }
     }
 
-    fn open(&self, key: &str, value: &[u8]) -> Result<(Verdict, Duration), &'static str> {
+    fn open(&self, key: &str, value: &[u8]) -> Result<(Verdict, u64, u64), &'static str> {
         if value.len() > MAX_REDIS_VALUE {
             return Err("too large");
         }
@@ -389,13 +527,24 @@ impl SharedCache {
         if stored.expires_at <= now {
             return Err("expired");
         }
-        Ok((stored.verdict, Duration::from_secs(stored.expires_at - now)))
+        if stored.verified_at > now.saturating_add(300) {
+            return Err("verified in the future");
+        }
+        let mut verdict = stored.verdict;
+        verdict.valid_until = match stored.valid_until {
+            Some(t) => Some(jiff::Timestamp::from_second(t).map_err(|_| "unreadable time")?),
+            None => None,
+        };
+        Ok((verdict, stored.verified_at, stored.expires_at))
     }
 
     fn seal(&self, key: &str, verdict: &Verdict, ttl: Duration) -> Option<Vec<u8>> {
+        let now = now_secs();
         let stored = Stored {
             key: key.to_owned(),
-            expires_at: now_secs() + ttl.as_secs().max(1),
+            expires_at: now + ttl.as_secs().max(1),
+            verified_at: now,
+            valid_until: verdict.valid_until.map(|t| t.as_second()),
             verdict: verdict.clone(),
         };
         let body = serde_json::to_vec(&stored).ok()?;
@@ -445,6 +594,7 @@ mod tests {
             url: "redis://127.0.0.1:1".into(),
             hmac_key: b"0123456789abcdef0123456789abcdef".to_vec(),
             timeout: Duration::from_millis(100),
+            tls_ca: None,
         };
         SharedCache::new(&settings, Arc::new(Metrics::new())).unwrap()
     }

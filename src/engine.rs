@@ -683,9 +683,11 @@ impl Engine {
                 )],
             );
             // The record names its index: the gate checks that the index verdict still holds.
+            // It ends when the index verdict's own time bound does.
             let record = Verdict {
                 digest: manifest.digest.to_string(),
                 policy: verdict.policy.clone(),
+                valid_until: verdict.valid_until,
                 ..record
             };
             self.shared

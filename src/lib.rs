@@ -42,6 +42,8 @@ pub mod notation_cmd;
 #[doc(hidden)]
 pub mod policy;
 #[doc(hidden)]
+pub mod redis_wire;
+#[doc(hidden)]
 pub mod reference;
 #[doc(hidden)]
 pub mod rego;

@@ -102,6 +102,9 @@ pub(super) struct RawRedis {
     pub(super) url: String,
     pub(super) hmac_key_env: String,
     pub(super) timeout: Option<String>,
+    /// PEM CA certificates for `rediss://` (default: the system's).
+    #[serde(default)]
+    pub(super) tls_ca: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -47,7 +47,30 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                         format!("expected redis://host:port, found {:?}", r.url),
                     ));
                 }
+                let tls_ca = match &r.tls_ca {
+                    None => None,
+                    Some(_) if !r.url.starts_with("rediss://") => {
+                        return Err(bad(
+                            "cache.redis.tls_ca",
+                            "is for rediss:// URLs only".into(),
+                        ));
+                    }
+                    Some(path) => {
+                        let path = self.named(path);
+                        let pem = std::fs::read(&path).map_err(|e| {
+                            bad("cache.redis.tls_ca", format!("cannot read {}: {e}", path.display()))
+                        })?;
+                        if pem::parse_many(&pem).map_or(true, |b| b.is_empty()) {
+                            return Err(bad(
+                                "cache.redis.tls_ca",
+                                format!("no PEM block found in {}", path.display()),
+                            ));
+                        }
+                        Some(pem)
+                    }
+                };
                 Some(RedisSettings {
+                    tls_ca,
                     url: r.url,
                     hmac_key: key.into_bytes(),
                     timeout: self.duration(
