@@ -71,9 +71,13 @@ fn tls_connector(ca: Option<&[u8]>) -> Result<tokio_rustls::TlsConnector, String
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(pem_bytes) => {
-            for block in pem::parse_many(pem_bytes).map_err(|e| format!("cache.redis.tls_ca: {e}"))? {
+            for block in
+                pem::parse_many(pem_bytes).map_err(|e| format!("cache.redis.tls_ca: {e}"))?
+            {
                 roots
-                    .add(rustls::pki_types::CertificateDer::from(block.into_contents()))
+                    .add(rustls::pki_types::CertificateDer::from(
+                        block.into_contents(),
+                    ))
                     .map_err(|e| format!("cache.redis.tls_ca: {e}"))?;
             }
         }
@@ -446,14 +450,13 @@ impl SharedCache {
             #[cfg(unix)]
             ConnectionAddr::Unix(path) => {
                 let unix = tokio::net::UnixStream::connect(path).await?;
-                let (c, d) =
-                    redis::aio::MultiplexedConnection::new_with_config(
-                        settings,
-                        Bounded::new(unix, bounds),
-                        redis::AsyncConnectionConfig::default(),
-                    )
-                        .await
-                        .map_err(io)?;
+                let (c, d) = redis::aio::MultiplexedConnection::new_with_config(
+                    settings,
+                    Bounded::new(unix, bounds),
+                    redis::AsyncConnectionConfig::default(),
+                )
+                .await
+                .map_err(io)?;
                 (c, futures::FutureExt::boxed(d))
             }
             other => {

@@ -46,7 +46,10 @@ struct Framing {
 }
 
 fn refuse(why: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("Redis reply refused: {why}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("Redis reply refused: {why}"),
+    )
 }
 
 impl Framing {
@@ -80,7 +83,12 @@ impl Framing {
             std::str::from_utf8(text)
                 .ok()
                 .and_then(|t| t.parse::<i64>().ok())
-                .ok_or_else(|| refuse(format!("{:?} is not a length", String::from_utf8_lossy(text))))
+                .ok_or_else(|| {
+                    refuse(format!(
+                        "{:?} is not a length",
+                        String::from_utf8_lossy(text)
+                    ))
+                })
         };
         match kind {
             b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => self.element_done(),
@@ -103,7 +111,9 @@ impl Framing {
                     (b'%', n) => (n as u64).saturating_mul(2),
                     (_, n) => n as u64,
                 };
-                if elements > self.bounds.max_count.saturating_mul(2) || n as u64 > self.bounds.max_count {
+                if elements > self.bounds.max_count.saturating_mul(2)
+                    || n as u64 > self.bounds.max_count
+                {
                     return Err(refuse(format!(
                         "an aggregate of {n} elements, at most {}",
                         self.bounds.max_count
@@ -131,10 +141,11 @@ impl Framing {
             match &mut self.state {
                 State::Body(left) => {
                     let n = (*left).min(bytes.len() as u64) as usize;
-                    *left -= n as u64;
-                    self.reply_bytes = self.reply_bytes.saturating_add(n as u64);
+                    let rest = *left - n as u64;
+                    *left = rest;
                     bytes = &bytes[n..];
-                    if *left == 0 {
+                    self.count(n)?;
+                    if rest == 0 {
                         self.state = State::Line(Vec::new());
                         self.element_done();
                     }
@@ -142,10 +153,14 @@ impl Framing {
                 State::Line(line) => {
                     let end = bytes.iter().position(|b| *b == b'\n');
                     let take = end.map_or(bytes.len(), |i| i + 1);
-                    self.reply_bytes = self.reply_bytes.saturating_add(take as u64);
                     line.extend_from_slice(&bytes[..take]);
                     bytes = &bytes[take..];
-                    if line.len() > self.bounds.max_line {
+                    let long = line.len() > self.bounds.max_line;
+                    self.count(take)?;
+                    let State::Line(line) = &mut self.state else {
+                        continue;
+                    };
+                    if long {
                         return Err(refuse(format!(
                             "a line longer than {} bytes",
                             self.bounds.max_line
@@ -161,13 +176,18 @@ impl Framing {
                     }
                 }
             }
-            // Counted per chunk: a reply may span reads, and its total is bounded too.
-            if self.reply_bytes > self.bounds.max_reply && !self.open.is_empty() {
-                return Err(refuse(format!(
-                    "a reply larger than {} bytes",
-                    self.bounds.max_reply
-                )));
-            }
+        }
+        Ok(())
+    }
+
+    /// `n` more bytes of the current reply, which is bounded as a whole too.
+    fn count(&mut self, n: usize) -> io::Result<()> {
+        self.reply_bytes = self.reply_bytes.saturating_add(n as u64);
+        if self.reply_bytes > self.bounds.max_reply {
+            return Err(refuse(format!(
+                "a reply larger than {} bytes",
+                self.bounds.max_reply
+            )));
         }
         Ok(())
     }
@@ -262,7 +282,12 @@ mod tests {
         let bytes: Vec<&[u8]> = all.chunks(1).collect();
         feed_all(&bytes).unwrap();
         // Many replies in a row never add up to one.
-        let many = b"$90\r\n".iter().chain(&[b'x'; 92]).copied().collect::<Vec<_>>().repeat(10);
+        let many = b"$90\r\n"
+            .iter()
+            .chain(&[b'x'; 92])
+            .copied()
+            .collect::<Vec<_>>()
+            .repeat(10);
         feed_all(&[&many]).unwrap();
     }
 

@@ -20,6 +20,9 @@ pub struct Live {
     config_path: Option<PathBuf>,
     metrics: Arc<Metrics>,
     places: crate::engine::Places,
+    /// Signalled after every reload applied: background work that follows the configuration
+    /// (the TUF refresher) looks at it again.
+    reloaded: tokio::sync::Notify,
 }
 
 /// What the listeners serve with, from the current configuration (see [`Live::listeners`]).
@@ -74,6 +77,7 @@ impl Live {
             config_path,
             metrics,
             places: crate::engine::Places::new(max_in_flight),
+            reloaded: tokio::sync::Notify::new(),
         })
     }
 
@@ -155,6 +159,7 @@ impl Live {
         let engine = Arc::new(Engine::new(config, credentials()?, shared)?);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = engine;
         self.metrics.config_generation.inc();
+        self.reloaded.notify_one();
         Ok(())
     }
 }
@@ -335,35 +340,49 @@ pub async fn reload_on_change(live: Arc<Live>) {
     }
 }
 
-/// Refreshes every `tuf` root now and then every `refresh`, reloading the configuration on change.
+/// Refreshes every `tuf` root now and then every `refresh`, reloading the configuration on
+/// change. It follows the configuration: roots added (or settings changed) by a reload are
+/// refreshed at once, and with no `tuf` root it waits for the next reload.
 pub async fn refresh_tuf_roots_forever(live: Arc<Live>) {
+    let mut refreshed_for: Option<(crate::trust::tuf::TufSettings, Vec<String>)> = None;
+    let mut due = tokio::time::Instant::now();
     loop {
-        let (settings, names) = {
+        let current = {
             let engine = live.engine();
             (
                 engine.config().tuf.clone(),
                 engine.config().tuf_roots.clone(),
             )
         };
+        let (settings, names) = &current;
         if names.is_empty() {
-            return;
+            refreshed_for = None;
+            live.reloaded.notified().await;
+            continue;
         }
-        let mut changed = false;
-        for name in &names {
-            match crate::trust::tuf::refresh_once(&settings, name).await {
-                Ok(c) => {
-                    changed |= c;
-                    tracing::info!(root = %name, changed = c, "TUF refresh");
-                }
-                Err(e) => {
-                    tracing::warn!(root = %name, "TUF refresh failed, keeping the current trusted root: {e:#}")
+        if refreshed_for.as_ref() != Some(&current) || tokio::time::Instant::now() >= due {
+            let mut changed = false;
+            for name in names {
+                match crate::trust::tuf::refresh_once(settings, name).await {
+                    Ok(c) => {
+                        changed |= c;
+                        tracing::info!(root = %name, changed = c, "TUF refresh");
+                    }
+                    Err(e) => {
+                        tracing::warn!(root = %name, "TUF refresh failed, keeping the current trusted root: {e:#}")
+                    }
                 }
             }
+            due = tokio::time::Instant::now() + settings.refresh;
+            refreshed_for = Some(current.clone());
+            if changed {
+                let live = Arc::clone(&live);
+                let _ = tokio::task::spawn_blocking(move || live.reload()).await;
+            }
         }
-        if changed {
-            let live = Arc::clone(&live);
-            let _ = tokio::task::spawn_blocking(move || live.reload()).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = live.reloaded.notified() => {}
         }
-        tokio::time::sleep(settings.refresh).await;
     }
 }

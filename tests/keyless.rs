@@ -371,7 +371,7 @@ async fn key_authorities_accept_referrer_bundles_signed_with_their_key() {
 }
 
 #[tokio::test]
-async fn tuf_roots_start_embedded_keep_working_when_refresh_fails_and_use_the_refreshed_copy() {
+async fn tuf_roots_start_embedded_keep_working_when_refresh_fails_and_ignore_planted_copies() {
     let s = Setup::new().await;
     let cache = tempfile::tempdir().unwrap();
     let mirror_root = cache.path().join("root.json");
@@ -392,7 +392,13 @@ async fn tuf_roots_start_embedded_keep_working_when_refresh_fails_and_use_the_re
             .await
             .is_err()
     );
-    assert!(!umpire::trust::tuf::refreshed_path(&config.tuf, "refreshed").exists());
+    assert!(
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .all(|e| e.file_name() == "root.json" || e.file_name() == "metadata"),
+        "a failed refresh leaves no root behind"
+    );
 
     // Signed by the test instance, which the embedded public-good root does not trust.
     s.push_legacy(
@@ -404,15 +410,23 @@ async fn tuf_roots_start_embedded_keep_working_when_refresh_fails_and_use_the_re
     let v = engine.verify(&s.image(), None).await.unwrap();
     assert!(!v.allowed && !v.retryable, "{v:?}");
 
-    // A refreshed copy on disk (as a successful TUF refresh leaves it) is what the root loads next.
+    // A root planted in the cache folder (where earlier versions read a refreshed copy from, and
+    // as a bare target file) is not TUF-verified: it is never loaded.
     std::fs::write(
-        umpire::trust::tuf::refreshed_path(&config.tuf, "refreshed"),
+        cache.path().join("refreshed.trusted_root.json"),
+        s.sigstore.trusted_root_json(),
+    )
+    .unwrap();
+    let targets = cache.path().join("metadata").join("targets");
+    std::fs::create_dir_all(&targets).unwrap();
+    std::fs::write(
+        targets.join("trusted_root.json"),
         s.sigstore.trusted_root_json(),
     )
     .unwrap();
     let engine = support::engine(&yaml);
     let v = engine.verify(&s.image(), None).await.unwrap();
-    assert!(v.allowed, "{v:?}");
+    assert!(!v.allowed, "a planted root chose what umpire trusts: {v:?}");
 }
 
 #[tokio::test]

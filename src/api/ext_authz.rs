@@ -37,8 +37,10 @@ impl Gate {
 /// What a registry request asks for, read exactly as the distribution server routes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistryPath {
-    /// `/v2/` (the API check) and `/v2/_catalog`.
+    /// `/v2/` (the API check).
     Base,
+    /// `/v2/_catalog`: every repository's name (passes only with `pass_through`).
+    Catalog,
     /// `/v2/<name>/manifests/<tag>`.
     ManifestByTag { name: String, tag: String },
     /// `/v2/<name>/manifests/sha256:<hex>`.
@@ -88,8 +90,11 @@ pub fn classify(path: &str) -> Result<RegistryPath, UnsafePath> {
     if !path.starts_with('/') {
         return refuse("not an absolute path");
     }
-    if path == "/v2" || path == "/v2/" || path == "/v2/_catalog" {
+    if path == "/v2" || path == "/v2/" {
         return Ok(RegistryPath::Base);
+    }
+    if path == "/v2/_catalog" {
+        return Ok(RegistryPath::Catalog);
     }
     let Some(rest) = path.strip_prefix("/v2/") else {
         return Ok(RegistryPath::NotRegistry);
@@ -363,6 +368,7 @@ async fn judge(
         RegistryPath::ManifestByTag { .. } | RegistryPath::ManifestByDigest { .. } => {
             other("not a manifest read")
         }
+        RegistryPath::Catalog => other("the catalog lists every repository"),
         _ => other("not a manifest, blob or referrers read"),
     }
 }

@@ -65,6 +65,26 @@ fn load_certified_key(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<Arc<Certi
     Ok(Arc::new(certified))
 }
 
+/// The leaf of `key` is valid at this moment (a rotation to an expired or not-yet-valid
+/// certificate would fail every handshake).
+fn valid_now(key: &CertifiedKey) -> anyhow::Result<()> {
+    let leaf = key
+        .end_entity_cert()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let (_, cert) = X509Certificate::from_der(leaf.as_ref())
+        .map_err(|e| anyhow::anyhow!("unreadable certificate: {e}"))?;
+    let now = x509_parser::time::ASN1Time::now();
+    let validity = cert.validity();
+    anyhow::ensure!(
+        validity.not_before <= now && now <= validity.not_after,
+        "the new certificate ({}) is valid from {} to {}, not now",
+        cert.subject(),
+        validity.not_before,
+        validity.not_after
+    );
+    Ok(())
+}
+
 fn read_certs(path: &PathBuf) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let text =
         std::fs::read(path).with_context(|| format!("reading certificates {}", path.display()))?;
@@ -85,13 +105,17 @@ impl ResolvesServerCert for Reloading {
             state.2 = Instant::now();
             let now = modified([&self.cert, &self.key]);
             if now != state.1 {
-                match load_certified_key(&self.cert, &self.key) {
+                match load_certified_key(&self.cert, &self.key).and_then(|k| {
+                    valid_now(&k)?;
+                    Ok(k)
+                }) {
                     Ok(k) => {
                         tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
                         state.0 = k;
                         state.1 = now;
                     }
-                    // Half-written files during a rotation: keep serving the old pair.
+                    // Half-written files during a rotation, or a pair that is expired or not
+                    // yet valid: keep serving the old pair.
                     Err(e) => tracing::warn!(
                         "TLS certificate not reloaded, keeping the current one: {e:#}"
                     ),
@@ -141,30 +165,53 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// The identities a client certificate names: URI, DNS and email SANs, and the subject CN.
-pub fn identities(cert: &[u8]) -> Vec<String> {
+/// One name a client certificate gives itself, with its kind: an allow-list entry with `://`
+/// matches URI SANs only, any other entry DNS SANs (or the CN of a certificate with no SAN
+/// extension at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Dns(String),
+    Uri(String),
+    /// The subject CN, only in a certificate with no SAN extension.
+    CommonName(String),
+}
+
+impl Identity {
+    fn matches(&self, allowed: &str) -> bool {
+        match self {
+            Identity::Uri(u) => allowed.contains("://") && u == allowed,
+            Identity::Dns(n) | Identity::CommonName(n) => !allowed.contains("://") && n == allowed,
+        }
+    }
+}
+
+/// The identities a client certificate names: its readable DNS and URI SANs; its subject CN only
+/// when it has no SAN extension. A SAN extension that is present names nobody but what it
+/// readably lists (empty, or unreadable, it names nobody: the CN does not stand in).
+pub fn identities(cert: &[u8]) -> Vec<Identity> {
     let Ok((_, cert)) = X509Certificate::from_der(cert) else {
         return Vec::new();
     };
-    // DNS and URI SANs name a client; the CN counts only in a certificate with no SAN at all
-    // (a CN beside SANs that name someone else names nobody).
+    let san_present = cert
+        .extensions()
+        .iter()
+        .any(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME);
     let mut out = Vec::new();
-    let mut has_san = false;
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            has_san = true;
-            match name {
-                GeneralName::URI(u) => out.push((*u).to_owned()),
-                GeneralName::DNSName(d) => out.push((*d).to_owned()),
-                _ => {}
+    if san_present {
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::URI(u) => out.push(Identity::Uri((*u).to_owned())),
+                    GeneralName::DNSName(d) => out.push(Identity::Dns((*d).to_owned())),
+                    _ => {}
+                }
             }
         }
+        return out;
     }
-    if !has_san {
-        for cn in cert.subject().iter_common_name() {
-            if let Ok(s) = cn.as_str() {
-                out.push(s.to_owned());
-            }
+    for cn in cert.subject().iter_common_name() {
+        if let Ok(s) = cn.as_str() {
+            out.push(Identity::CommonName(s.to_owned()));
         }
     }
     out
@@ -175,7 +222,9 @@ pub fn client_allowed(allowed: &[String], peer_certs: Option<&[CertificateDer<'_
     if allowed.is_empty() {
         return true;
     }
-    peer_certs
-        .and_then(|c| c.first())
-        .is_some_and(|leaf| identities(leaf).iter().any(|id| allowed.contains(id)))
+    peer_certs.and_then(|c| c.first()).is_some_and(|leaf| {
+        identities(leaf)
+            .iter()
+            .any(|id| allowed.iter().any(|a| id.matches(a)))
+    })
 }

@@ -58,7 +58,10 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                     Some(path) => {
                         let path = self.named(path);
                         let pem = std::fs::read(&path).map_err(|e| {
-                            bad("cache.redis.tls_ca", format!("cannot read {}: {e}", path.display()))
+                            bad(
+                                "cache.redis.tls_ca",
+                                format!("cannot read {}: {e}", path.display()),
+                            )
                         })?;
                         if pem::parse_many(&pem).map_or(true, |b| b.is_empty()) {
                             return Err(bad(

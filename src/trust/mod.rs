@@ -56,6 +56,8 @@ pub fn load(
         let json = match value.as_str() {
             "tuf" => {
                 set.tuf_roots.push(name.clone());
+                tuf::ensure_private_dir(&tuf.cache_dir)
+                    .map_err(|e| bad("trust.tuf.cache_dir", e))?;
                 tuf::current_json(tuf, name)
             }
             "embedded" => sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT.to_owned(),

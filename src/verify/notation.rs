@@ -22,6 +22,18 @@ const CODE_SIGNING_EKU: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03
 /// Protected headers Notation defines; a `crit` entry outside these is not understood.
 /// Certificates an envelope may carry.
 const MAX_CHAIN: usize = 10;
+/// The JWS protected headers notation-go reads into fields (matched case-insensitively by Go).
+const JWS_HEADERS: &[&str] = &[
+    "alg",
+    "cty",
+    "crit",
+    "io.cncf.notary.signingScheme",
+    "io.cncf.notary.signingTime",
+    "io.cncf.notary.expiry",
+    "io.cncf.notary.authenticSigningTime",
+    "io.cncf.notary.verificationPlugin",
+    "io.cncf.notary.verificationPluginMinVersion",
+];
 const KNOWN_CRITICAL: &[&str] = &[
     "io.cncf.notary.signingScheme",
     "io.cncf.notary.expiry",
@@ -118,9 +130,44 @@ fn jws_parts(bytes: &[u8]) -> Result<Parts, String> {
     let raw: RawJws =
         serde_json::from_slice(bytes).map_err(|e| format!("not a JWS envelope: {e}"))?;
     let protected_bytes = b64url(&raw.protected).map_err(|e| format!("protected header {e}"))?;
+    // notation-go reads the protected header with Go's encoding/json: keys that fold together
+    // are refused, and so is any other spelling of a header it knows (`IO.CNCF.NOTARY.EXPIRY` is
+    // its expiry, which a case-sensitive reader would miss).
+    crate::gojson::check(&protected_bytes).map_err(|e| format!("protected header: {e}"))?;
     let protected: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&protected_bytes)
             .map_err(|e| format!("protected header is not a JSON object: {e}"))?;
+    for name in protected.keys() {
+        let folded = crate::gojson::fold(name);
+        if let Some(known) = JWS_HEADERS
+            .iter()
+            .find(|k| crate::gojson::fold(k) == folded && **k != name.as_str())
+        {
+            return Err(format!(
+                "protected header {name:?} is another spelling of {known:?}, which notation-go reads as the same header"
+            ));
+        }
+    }
+    // RFC 7515 4.1.11: `crit` is a non-empty list of names, each present in the protected header.
+    let crit: Vec<String> = match protected.get("crit") {
+        None => Vec::new(),
+        Some(serde_json::Value::Array(items)) if !items.is_empty() => {
+            let mut names = Vec::with_capacity(items.len());
+            for item in items {
+                let Some(name) = item.as_str() else {
+                    return Err(format!("crit holds {item}, which is not a header name"));
+                };
+                if !protected.contains_key(name) {
+                    return Err(format!(
+                        "crit names {name:?}, which the protected header does not hold"
+                    ));
+                }
+                names.push(name.to_owned());
+            }
+            names
+        }
+        Some(other) => return Err(format!("crit is {other}, not a non-empty list of names")),
+    };
     let text = |name: &str| {
         protected
             .get(name)
@@ -161,15 +208,7 @@ fn jws_parts(bytes: &[u8]) -> Result<Parts, String> {
     Ok(Parts {
         alg: text("alg").unwrap_or_default(),
         content_type: text("cty"),
-        crit: protected
-            .get("crit")
-            .and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        crit,
         notary,
         chain,
         timestamp,
@@ -181,12 +220,10 @@ fn jws_parts(bytes: &[u8]) -> Result<Parts, String> {
 
 fn cose_parts(bytes: &[u8]) -> Result<Parts, String> {
     use coset::iana::{self, EnumI64 as _};
-    use coset::{
-        CborSerializable as _, Label, RegisteredLabelWithPrivate, TaggedCborSerializable as _,
-    };
+    use coset::{Label, RegisteredLabelWithPrivate, TaggedCborSerializable as _};
+    // notation-go (go-cose's Sign1Message) reads tagged COSE_Sign1 only.
     let sign1 = coset::CoseSign1::from_tagged_slice(bytes)
-        .or_else(|_| coset::CoseSign1::from_slice(bytes))
-        .map_err(|e| format!("not a COSE_Sign1 envelope: {e}"))?;
+        .map_err(|e| format!("not a tagged COSE_Sign1 envelope (tag 18): {e}"))?;
     let header = &sign1.protected.header;
     let alg = match &header.alg {
         Some(coset::Algorithm::Assigned(a)) => match a {
@@ -200,15 +237,40 @@ fn cose_parts(bytes: &[u8]) -> Result<Parts, String> {
         },
         _ => "",
     };
-    let crit = header
-        .crit
-        .iter()
-        .map(|c| match c {
+    // RFC 9052 3.1: each critical label is present in the protected header.
+    let mut crit = Vec::with_capacity(header.crit.len());
+    for c in &header.crit {
+        let present = match c {
+            RegisteredLabelWithPrivate::Text(t) => header
+                .rest
+                .iter()
+                .any(|(l, _)| *l == Label::Text(t.clone())),
+            RegisteredLabelWithPrivate::Assigned(iana::HeaderParameter::Alg) => {
+                header.alg.is_some()
+            }
+            RegisteredLabelWithPrivate::Assigned(iana::HeaderParameter::ContentType) => {
+                header.content_type.is_some()
+            }
+            RegisteredLabelWithPrivate::Assigned(a) => header
+                .rest
+                .iter()
+                .any(|(l, _)| *l == Label::Int(a.to_i64())),
+            RegisteredLabelWithPrivate::PrivateUse(p) => {
+                header.rest.iter().any(|(l, _)| *l == Label::Int(*p))
+            }
+        };
+        let name = match c {
             RegisteredLabelWithPrivate::Text(t) => t.clone(),
             RegisteredLabelWithPrivate::Assigned(a) => a.to_i64().to_string(),
             RegisteredLabelWithPrivate::PrivateUse(p) => p.to_string(),
-        })
-        .collect();
+        };
+        if !present {
+            return Err(format!(
+                "crit names {name:?}, which the protected header does not hold"
+            ));
+        }
+        crit.push(name);
+    }
     let content_type = match &header.content_type {
         Some(coset::ContentType::Text(t)) => Some(t.clone()),
         _ => None,
