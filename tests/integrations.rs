@@ -541,6 +541,23 @@ async fn gate_refuses_paths_a_registry_decodes_into_another() {
 }
 
 #[tokio::test]
+async fn gate_refuses_the_catalog_unless_it_passes_everything_through() {
+    let s = Setup::new().await;
+    let host = s.registry.host();
+    for (pass_through, want) in [(false, 403), (true, 200)] {
+        let live = s.live("", false, &gate_config(&host, pass_through));
+        let mut client = start_gate(&live).await;
+        for path in ["/v2/_catalog", "/v2/_catalog?n=1000"] {
+            let r = check(&mut client, "GET", "registry.example", path).await;
+            assert_eq!(outcome(&r).0, want, "pass_through {pass_through}: {path}");
+        }
+        // The API check itself passes either way.
+        let r = check(&mut client, "GET", "registry.example", "/v2/").await;
+        assert_eq!(outcome(&r).0, 200);
+    }
+}
+
+#[tokio::test]
 async fn gate_judges_the_configured_upstream_whatever_the_host_header_says() {
     let s = Setup::new().await;
     // A second registry where the attacker's "signed" tag is signed by the same key.
@@ -1041,4 +1058,16 @@ async fn mtls_allow_lists_read_dns_and_uri_sans_and_the_cn_only_without_sans() {
     // The listed name as a DNS SAN; and as the CN of a certificate with no SAN.
     assert!(!refused(s.pki.client_named("x", &["kube-apiserver"], &[])).await);
     assert!(!refused(s.pki.client_named("kube-apiserver", &[], &[])).await);
+    // A SAN extension that is present names only what it readably lists: empty, or holding an
+    // unreadable DNS name, the CN does not stand in for it.
+    assert!(refused(s.pki.client_raw_san("kube-apiserver", vec![0x30, 0x00])).await);
+    assert!(
+        refused(
+            s.pki
+                .client_raw_san("kube-apiserver", vec![0x30, 0x04, 0x82, 0x02, 0xff, 0xfe])
+        )
+        .await
+    );
+    // The kind of SAN counts: a URI SAN spelled like an allowed DNS name is not that name.
+    assert!(refused(s.pki.client_uri("x", "kube-apiserver")).await);
 }

@@ -869,7 +869,6 @@ mod hostile_envelopes {
         crit: &[&str],
         chain: &[&[u8]],
     ) -> Vec<u8> {
-        let b64u = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
         let mut protected = serde_json::json!({
             "alg": "ES256",
             "cty": "application/vnd.cncf.notary.payload.v1+json",
@@ -882,7 +881,18 @@ mod hostile_envelopes {
         let mut all_crit = vec!["io.cncf.notary.signingScheme"];
         all_crit.extend(crit);
         protected["crit"] = serde_json::json!(all_crit);
-        let protected = b64u(protected.to_string().as_bytes());
+        envelope_with_protected(s, payload, &protected.to_string(), chain)
+    }
+
+    /// A JWS envelope by `s` over `payload` whose protected header is exactly `protected`.
+    pub(super) fn envelope_with_protected(
+        s: &Signer,
+        payload: &serde_json::Value,
+        protected: &str,
+        chain: &[&[u8]],
+    ) -> Vec<u8> {
+        let b64u = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let protected = b64u(protected.as_bytes());
         let body = b64u(payload.to_string().as_bytes());
         let key = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
             &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -1000,6 +1010,55 @@ mod hostile_envelopes {
         let r = verify(&strict, &uncritical, JWS, &target(), now);
         assert!(r.enforced[0].contains("not marked critical"), "{r:?}");
 
+        // RFC 7515 4.1.11 and notation-go's reading: `crit` names only headers that are there,
+        // holds names only, and no header hides under another spelling.
+        let absent = envelope(
+            &s,
+            &payload(&target()),
+            serde_json::json!({}),
+            &["io.cncf.notary.expiry"],
+            chain,
+        );
+        let r = verify(&strict, &absent, JWS, &target(), now);
+        assert!(r.enforced[0].contains("does not hold"), "{r:?}");
+        let past = (now - jiff::SignedDuration::from_hours(1)).to_string();
+        let spelled = envelope(
+            &s,
+            &payload(&target()),
+            serde_json::json!({"IO.CNCF.NOTARY.EXPIRY": past}),
+            &[],
+            chain,
+        );
+        let r = verify(&strict, &spelled, JWS, &target(), now);
+        assert!(
+            !r.verified(),
+            "an expiry notation-go reads was ignored: {r:?}"
+        );
+        assert!(r.enforced[0].contains("another spelling"), "{r:?}");
+        let scheme = "io.cncf.notary.signingScheme";
+        for crit in [
+            serde_json::json!([scheme, 7]),
+            serde_json::json!([]),
+            serde_json::json!(scheme),
+        ] {
+            let protected = serde_json::json!({
+                "alg": "ES256",
+                "cty": "application/vnd.cncf.notary.payload.v1+json",
+                scheme: "notary.x509",
+                "io.cncf.notary.signingTime": now.to_string(),
+                "crit": crit,
+            });
+            let e = envelope_with_protected(&s, &payload(&target()), &protected.to_string(), chain);
+            let r = verify(&strict, &e, JWS, &target(), now);
+            assert!(!r.verified(), "crit {crit}: {r:?}");
+            assert!(r.enforced[0].contains("crit"), "crit {crit}: {r:?}");
+        }
+        let twice = format!(
+            r#"{{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","{scheme}":"notary.x509","io.cncf.notary.signingTime":"{now}","crit":["{scheme}"],"Alg":"PS256"}}"#
+        );
+        let e = envelope_with_protected(&s, &payload(&target()), &twice, chain);
+        assert!(!verify(&strict, &e, JWS, &target(), now).verified());
+
         // An expired signature: enforced on strict, only logged on permissive.
         let past = (now - jiff::SignedDuration::from_hours(1)).to_string();
         let expired = envelope(
@@ -1084,6 +1143,13 @@ mod hostile_cose {
         };
         let now = jiff::Timestamp::now();
         assert!(verify(&rules, &bytes, "application/cose", &target, now).verified());
+        // notation-go (go-cose) reads tagged COSE_Sign1 only: the same envelope untagged is not
+        // one.
+        assert_eq!(bytes[0], 0xd2, "tag 18");
+        let untagged = &bytes[1..];
+        let r = verify(&rules, untagged, "application/cose", &target, now);
+        assert!(!r.verified(), "{r:?}");
+        assert!(r.enforced[0].contains("tagged"), "{r:?}");
         // Every 7th byte flipped in turn: none of them yields a verified envelope.
         let mut verified = Vec::new();
         for i in (0..bytes.len()).step_by(7) {

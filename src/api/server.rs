@@ -20,7 +20,7 @@ pub async fn serve_on(
     tracing::info!(addr = %listener.local_addr()?, "umpire gRPC listening (plaintext)");
     // Without TCP_NODELAY, small responses meet delayed ACKs: 40 ms stalls at the tail (the
     // listener module sets it on every accepted connection).
-    let incoming = crate::api::listener::incoming(
+    let incoming = crate::api::listener::incoming_h2(
         "grpc",
         listener,
         ceilings(&live),
@@ -43,15 +43,14 @@ pub async fn serve_tls_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, mtls = tls.client_ca.is_some(), "umpire gRPC listening (TLS)");
-    let incoming = tls_incoming(
-        crate::api::listener::incoming(
-            "grpc",
-            listener,
-            ceilings(&live),
-            Arc::clone(live.metrics()),
-        ),
-        &tls,
-    )?;
+    let ceilings = ceilings(&live);
+    let incoming = tokio_stream::StreamExt::map(
+        tls_incoming(
+            crate::api::listener::incoming("grpc", listener, ceilings, Arc::clone(live.metrics())),
+            &tls,
+        )?,
+        move |c| c.map(|c| crate::api::listener::FrameGuard::new(c, ceilings)),
+    );
     router(live)
         .await?
         .serve_with_incoming_shutdown(incoming, shutdown)
@@ -129,6 +128,8 @@ async fn router(live: Arc<Live>) -> anyhow::Result<tonic::transport::server::Rou
     Ok(tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(crate::api::listener::keepalive_interval(ceilings)))
         .http2_keepalive_timeout(Some(crate::api::listener::KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(Some(crate::api::listener::H2_MAX_STREAMS))
+        .http2_max_header_list_size(Some(crate::api::listener::H2_MAX_HEADER_LIST))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(proto::verifier_server::VerifierServer::new(
@@ -147,7 +148,7 @@ pub async fn serve_ext_authz_on(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection")?;
-    let incoming = crate::api::listener::incoming(
+    let incoming = crate::api::listener::incoming_h2(
         "ext_authz",
         listener,
         ceilings(&live),
@@ -157,6 +158,8 @@ pub async fn serve_ext_authz_on(
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(crate::api::listener::keepalive_interval(ceilings)))
         .http2_keepalive_timeout(Some(crate::api::listener::KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(Some(crate::api::listener::H2_MAX_STREAMS))
+        .http2_max_header_list_size(Some(crate::api::listener::H2_MAX_HEADER_LIST))
         .add_service(reflection)
         .add_service(crate::envoy_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer::new(
             crate::api::ext_authz::Gate::new(live),

@@ -728,6 +728,17 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 defaults.max_connections as u64,
             )? as usize,
         };
+        // A request waiting for its verdict sends nothing: the idle timeout must outlast the
+        // deadline, or a slow verification's connection is closed under it.
+        if limits.idle_timeout <= limits.deadline {
+            return Err(bad(
+                "limits.idle_timeout",
+                format!(
+                    "{:?} is not longer than limits.deadline ({:?}): a connection waiting for a verdict would be closed as idle",
+                    limits.idle_timeout, limits.deadline
+                ),
+            ));
+        }
 
         let log_json = match raw.log_format.as_deref() {
             None | Some("text") => false,

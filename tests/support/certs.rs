@@ -69,6 +69,24 @@ impl Pki {
         }
     }
 
+    /// A server certificate for 127.0.0.1 that expired in 2021 (signed by this CA, key matching).
+    pub fn server_expired(&self) -> Issued {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "umpire expired");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let issuer = Issuer::new(self.ca_params.clone(), &self.ca_key);
+        Issued {
+            cert_pem: params.signed_by(&key, &issuer).unwrap().pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
     pub fn server(&self) -> Issued {
         self.issue(
             vec![
@@ -84,6 +102,35 @@ impl Pki {
         self.issue(
             vec![SanType::DnsName(identity.try_into().unwrap())],
             identity,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+
+    /// A client certificate whose subjectAltName extension is exactly `san_der` (the DER of its
+    /// GeneralNames, readable or not).
+    pub fn client_raw_san(&self, cn: &str, san_der: Vec<u8>) -> Issued {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                &[2, 5, 29, 17],
+                san_der,
+            ));
+        let issuer = Issuer::new(self.ca_params.clone(), &self.ca_key);
+        Issued {
+            cert_pem: params.signed_by(&key, &issuer).unwrap().pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// A client certificate with one URI SAN.
+    pub fn client_uri(&self, cn: &str, uri: &str) -> Issued {
+        self.issue(
+            vec![SanType::URI(uri.try_into().unwrap())],
+            cn,
             ExtendedKeyUsagePurpose::ClientAuth,
         )
     }
@@ -110,6 +157,9 @@ pub struct TestWebhook {
     pub port: u16,
     /// `webhook:` section (top level), ending in a newline.
     pub yaml: String,
+    /// The serving certificate and key files (rotations write over them).
+    pub cert_path: std::path::PathBuf,
+    pub key_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -128,6 +178,8 @@ impl TestWebhook {
             pki,
             port,
             yaml,
+            cert_path: cert,
+            key_path: key,
             _dir: dir,
         }
     }
