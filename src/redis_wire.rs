@@ -193,6 +193,19 @@ impl Framing {
     }
 }
 
+/// Follows `chunks` as consecutive reads of one connection: the first refusal, if any (for the
+/// fuzz target and tests; the connection itself uses [`Bounded`]).
+pub fn follow<'a>(
+    bounds: ReplyBounds,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+) -> io::Result<()> {
+    let mut framing = Framing::new(bounds);
+    for chunk in chunks {
+        framing.feed(chunk)?;
+    }
+    Ok(())
+}
+
 /// A stream whose read side is checked by [`Framing`]; writes pass through.
 pub struct Bounded<S> {
     inner: S,

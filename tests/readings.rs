@@ -513,6 +513,7 @@ async fn a_busy_folder_does_not_postpone_a_reload() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::write(&config, yaml("127.0.0.1:2")).unwrap();
+    let mut written = std::time::Instant::now();
     let image = format!("127.0.0.1:2/app@sha256:{}", "a".repeat(64));
     let client = || async {
         umpire::proto::verifier_client::VerifierClient::connect(format!("http://127.0.0.1:{port}"))
@@ -522,6 +523,12 @@ async fn a_busy_folder_does_not_postpone_a_reload() {
     let mut reloaded = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        // Written again now and then, in case the first write came before the watcher was set up
+        // (the busy log file never stops, so only the fix lets any of them through).
+        if written.elapsed() > Duration::from_secs(3) {
+            std::fs::write(&config, yaml("127.0.0.1:2")).unwrap();
+            written = std::time::Instant::now();
+        }
         let r = client()
             .await
             .verify(VerifyRequest {

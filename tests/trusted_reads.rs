@@ -456,6 +456,11 @@ fn a_tuf_root_added_by_a_reload_is_refreshed() {
         ),
     )
     .unwrap();
+    // SIGHUP, not the file watcher: its handler is installed before umpire listens.
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -97,6 +97,29 @@ pub struct Review {
     pub namespace: String,
     pub operation: String,
     pub object: Value,
+    /// The object before an UPDATE (`Null` otherwise).
+    pub old_object: Value,
+}
+
+impl Review {
+    /// The object is being deleted (`metadata.deletionTimestamp` set): an UPDATE then only
+    /// removes finalizers or changes status, and must never be refused (a refused finalizer
+    /// removal leaves the pod Terminating for good).
+    pub fn is_being_deleted(&self) -> bool {
+        self.object
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|t| !t.is_null())
+    }
+
+    /// On UPDATE, the images the object held before (judged when they came in).
+    pub fn images_before(&self) -> std::collections::BTreeSet<String> {
+        if self.operation != "UPDATE" || self.old_object.is_null() {
+            return Default::default();
+        }
+        images(&self.kind, &self.old_object)
+            .map(|all| all.into_iter().map(|at| at.image).collect())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Deserialize)]
@@ -117,6 +140,8 @@ struct RawRequest {
     operation: String,
     #[serde(default)]
     object: Value,
+    #[serde(default, rename = "oldObject")]
+    old_object: Value,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +166,7 @@ pub fn parse_review(body: &[u8]) -> Result<Review, String> {
         namespace: r.namespace,
         operation: r.operation,
         object: r.object,
+        old_object: r.old_object,
     })
 }
 

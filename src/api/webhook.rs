@@ -64,7 +64,7 @@ async fn judge(live: &Live, review: &Review) -> Judgement {
     let Some(settings) = settings(live) else {
         return refuse("umpire's webhook is not configured".into());
     };
-    if review.operation == "DELETE" || review.operation == "CONNECT" {
+    if review.operation == "DELETE" || review.operation == "CONNECT" || review.is_being_deleted() {
         return Judgement {
             allowed: true,
             message: None,
@@ -94,8 +94,11 @@ async fn judge(live: &Live, review: &Review) -> Judgement {
             ));
         }
     };
+    // An UPDATE is judged on what it brings in: images the object already held were judged
+    // when they came (validation admits them; mutation pins only what is new).
+    let before = review.images_before();
     let mut to_verify: Vec<&ImageAt> = Vec::new();
-    for at in &images {
+    for at in images.iter().filter(|at| !before.contains(&at.image)) {
         match ImageRef::parse(&at.image) {
             Ok(ImageRef::Layout(_)) => {
                 return refuse(format!(
