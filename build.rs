@@ -11,9 +11,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["proto"],
     )?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
+    // Reflection lists what each listener serves: the Verifier on the main port, the Envoy
+    // Authorization service on the gate's (each set holds its own file and what it imports).
+    let verifier = protox::compile(["umpire/v1/verifier.proto"], ["proto"])?;
     std::fs::write(
         out.join("umpire_descriptor.bin"),
-        prost::Message::encode_to_vec(&fds),
+        prost::Message::encode_to_vec(&verifier),
+    )?;
+    let gate = protox::compile(["envoy/service/auth/v3/external_auth.proto"], ["proto"])?;
+    std::fs::write(
+        out.join("gate_descriptor.bin"),
+        prost::Message::encode_to_vec(&gate),
     )?;
     tonic_prost_build::configure()
         .build_server(true)

@@ -39,6 +39,8 @@ pub struct RedisSettings {
     pub hmac_key: Vec<u8>,
     /// PEM CA certificates trusted for `rediss://` (else the system's).
     pub tls_ca: Option<Vec<u8>>,
+    /// Redis's password (`cache.redis.password_env`); never logged.
+    pub password: Option<String>,
     /// Per-operation timeout; a slower Redis counts as down.
     pub timeout: Duration,
 }
@@ -310,6 +312,7 @@ struct SharedCache {
     client: redis::Client,
     /// `rediss://`: TLS to the server, verified against these roots.
     tls: Option<tokio_rustls::TlsConnector>,
+    password: Option<String>,
     connection: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     down_until: std::sync::Mutex<Option<Instant>>,
     key: hmac::Key,
@@ -353,6 +356,7 @@ impl SharedCache {
         Ok(Self {
             client,
             tls,
+            password: settings.password.clone(),
             connection: tokio::sync::Mutex::new(None),
             down_until: std::sync::Mutex::new(None),
             key: hmac::Key::new(hmac::HMAC_SHA256, &settings.hmac_key),
@@ -415,7 +419,14 @@ impl SharedCache {
             max_depth: 8,
         };
         let info = self.client.get_connection_info();
-        let settings = info.redis_settings();
+        let with_password;
+        let settings = match &self.password {
+            Some(p) => {
+                with_password = info.redis_settings().clone().set_password(p);
+                &with_password
+            }
+            None => info.redis_settings(),
+        };
         let io = |e: redis::RedisError| std::io::Error::other(e.to_string());
         let (conn, driver) = match info.addr() {
             ConnectionAddr::Tcp(host, port) => {
@@ -598,6 +609,7 @@ mod tests {
             hmac_key: b"0123456789abcdef0123456789abcdef".to_vec(),
             timeout: Duration::from_millis(100),
             tls_ca: None,
+            password: None,
         };
         SharedCache::new(&settings, Arc::new(Metrics::new())).unwrap()
     }

@@ -18,6 +18,8 @@ pub mod cache;
 #[doc(hidden)]
 pub mod checks;
 #[doc(hidden)]
+pub mod cli;
+#[doc(hidden)]
 pub mod coalesce;
 #[doc(hidden)]
 pub mod config;
@@ -92,6 +94,10 @@ pub mod envoy_proto {
 pub mod proto {
     tonic::include_proto!("umpire.v1");
 
-    /// Encoded descriptor set of `proto/`, for gRPC reflection.
+    /// Encoded descriptor set of the Verifier (`proto/umpire`), for the main port's reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("umpire_descriptor");
+
+    /// Encoded descriptor set of the Envoy Authorization service, for the gate's reflection.
+    pub const GATE_FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("gate_descriptor");
 }

@@ -45,8 +45,19 @@ enum Command {
         #[arg(long, value_parser = ["text", "json", "table"], default_value = "text")]
         format: String,
         #[command(flatten)]
-        adhoc: AdHoc,
-        #[arg(required = true)]
+        cosign: umpire::cli::CosignFlags,
+        /// The Kubernetes namespace asking (policies scoped by `namespaces` apply).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Print what admission would answer for an AdmissionReview (JSON or YAML) in FILE, with
+        /// the webhook's own image extraction and exemptions.
+        #[arg(long, value_name = "FILE", conflicts_with = "manifests")]
+        admission_review: Option<PathBuf>,
+        /// ... or for the Pods and workloads of these manifests (several documents allowed),
+        /// as CREATE requests in their namespaces (or --namespace, or `default`).
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        manifests: Option<PathBuf>,
+        #[arg(required_unless_present_any = ["admission_review", "manifests"])]
         images: Vec<String>,
     },
     /// Configuration tools.
@@ -80,127 +91,20 @@ enum ConfigCommand {
     Check {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Check the configuration a ConfigMap in these manifests holds (e.g. the output of
+        /// `kubectl kustomize deploy/`), with the files beside it in the ConfigMap.
+        #[arg(
+            short = 'f',
+            long = "filename",
+            value_name = "FILE",
+            conflicts_with = "config"
+        )]
+        manifests: Option<PathBuf>,
+        /// For a policy repository's CI: skip what exists only where umpire runs (TLS files, the
+        /// cache key and Redis password variables).
+        #[arg(long)]
+        offline: bool,
     },
-}
-
-/// cosign-like ad-hoc verification: a one-policy configuration built in memory.
-#[derive(clap::Args, Default)]
-struct AdHoc {
-    /// Require a signature by this public key (PEM file), as `cosign verify --key`.
-    #[arg(long, conflicts_with = "config")]
-    key: Option<PathBuf>,
-    /// Require a keyless signature for this certificate identity (exact).
-    #[arg(long, conflicts_with_all = ["config", "key"])]
-    certificate_identity: Option<String>,
-    /// ... or for identities matching this regex (whole value).
-    #[arg(long, conflicts_with_all = ["config", "key", "certificate_identity"])]
-    certificate_identity_regexp: Option<String>,
-    /// The OIDC issuer of a keyless identity (exact).
-    #[arg(long, conflicts_with = "config")]
-    certificate_oidc_issuer: Option<String>,
-    /// ... or issuers matching this regex (whole value).
-    #[arg(long, conflicts_with_all = ["config", "certificate_oidc_issuer"])]
-    certificate_oidc_issuer_regexp: Option<String>,
-    /// A Sigstore trusted_root.json for keyless (default: the embedded public-good root).
-    #[arg(long, conflicts_with = "config")]
-    trusted_root: Option<PathBuf>,
-    /// Also require an attestation of this predicate type by the same signer.
-    #[arg(long, conflicts_with = "config")]
-    attestation_type: Option<String>,
-    /// Talk plain HTTP to the images' registries (cosign's flag; for local registries only).
-    #[arg(long, conflicts_with = "config")]
-    allow_insecure_registry: bool,
-}
-
-impl AdHoc {
-    fn given(&self) -> bool {
-        self.key.is_some()
-            || self.certificate_identity.is_some()
-            || self.certificate_identity_regexp.is_some()
-            || self.certificate_oidc_issuer.is_some()
-            || self.certificate_oidc_issuer_regexp.is_some()
-            || self.trusted_root.is_some()
-            || self.attestation_type.is_some()
-            || self.allow_insecure_registry
-    }
-
-    /// The one-policy configuration these flags describe (JSON, which is YAML).
-    fn config(&self, images: &[String]) -> anyhow::Result<umpire::config::Config> {
-        use serde_json::json;
-        let cwd = std::env::current_dir()?;
-        let absolute = |p: &PathBuf| cwd.join(p).display().to_string();
-        let mut trust = json!({});
-        let authority = match &self.key {
-            Some(key) => {
-                trust["keys"] = json!({ "cli": absolute(key) });
-                json!({ "key": "cli" })
-            }
-            None => {
-                let mut keyless = json!({ "trust": "cli" });
-                match (
-                    &self.certificate_identity,
-                    &self.certificate_identity_regexp,
-                ) {
-                    (Some(s), _) => keyless["subject"] = json!(s),
-                    (None, Some(r)) => keyless["subject_regex"] = json!(r),
-                    (None, None) => anyhow::bail!(
-                        "give --key, or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]"
-                    ),
-                }
-                match (
-                    &self.certificate_oidc_issuer,
-                    &self.certificate_oidc_issuer_regexp,
-                ) {
-                    (Some(s), _) => keyless["issuer"] = json!(s),
-                    (None, Some(r)) => keyless["issuer_regex"] = json!(r),
-                    (None, None) => anyhow::bail!(
-                        "a keyless identity needs --certificate-oidc-issuer or --certificate-oidc-issuer-regexp"
-                    ),
-                }
-                let root = self
-                    .trusted_root
-                    .as_ref()
-                    .map_or_else(|| "embedded".to_owned(), absolute);
-                trust["sigstore"] = json!({ "cli": root });
-                json!({ "keyless": keyless })
-            }
-        };
-        let mut policy = json!({
-            "name": "command-line",
-            "images": ["**"],
-            "signatures": { "authorities": [authority.clone()] },
-        });
-        if let Some(t) = &self.attestation_type {
-            policy["attestations"] = json!([{ "type": t, "authorities": [authority] }]);
-        }
-        let mut config = json!({ "trust": trust, "policies": [policy], "default": "deny" });
-        if self.allow_insecure_registry {
-            let mut hosts: Vec<String> = images
-                .iter()
-                .filter_map(|i| match ImageRef::parse(i) {
-                    Ok(ImageRef::Registry(r)) => Some(r.registry),
-                    _ => None,
-                })
-                .collect();
-            hosts.sort();
-            hosts.dedup();
-            eprintln!(
-                "umpire: WARNING --allow-insecure-registry: plain HTTP to {}",
-                hosts.join(", ")
-            );
-            config["registries"] = json!(
-                hosts
-                    .iter()
-                    .map(|h| json!({ "host": h, "insecure": true }))
-                    .collect::<Vec<_>>()
-            );
-        }
-        Ok(umpire::config::Config::from_yaml(
-            &config.to_string(),
-            &cwd,
-            "the command line",
-        )?)
-    }
 }
 
 #[derive(Subcommand)]
@@ -274,19 +178,40 @@ fn main() -> ExitCode {
             policy,
             json,
             format,
-            adhoc,
+            cosign,
+            namespace,
+            admission_review,
+            manifests,
             images,
         } => {
             let _log_guard = init_logging("warn", false, false);
             let format = if json { "json".to_owned() } else { format };
-            let adhoc = adhoc.given().then_some(adhoc);
-            runtime.block_on(verify(config, policy, adhoc, &format, images))
+            let cosign = cosign.given().then_some(cosign);
+            let request = VerifyRequest {
+                config,
+                policy,
+                cosign,
+                namespace,
+                format,
+            };
+            match admission_review.or(manifests) {
+                Some(file) => runtime.block_on(admission_dry_run(request, &file)),
+                None => runtime.block_on(verify(request, images)),
+            }
         }
         Command::Config {
-            command: ConfigCommand::Check { config },
+            command:
+                ConfigCommand::Check {
+                    config,
+                    manifests,
+                    offline,
+                },
         } => {
             let _log_guard = init_logging("error", false, false);
-            config_check(config)
+            match manifests {
+                Some(file) => config_check_manifests(&file, offline),
+                None => config_check(config, offline),
+            }
         }
         Command::Notation {
             command: NotationCommand::VerifyEnvelope(args),
@@ -435,8 +360,75 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     result
 }
 
-fn config_check(path: Option<PathBuf>) -> ExitCode {
-    let config = match load_config(path.as_ref()) {
+/// `config check -f MANIFESTS`: every ConfigMap holding an `umpire.yaml`, with its other data
+/// files beside it, checked as `config check` checks a file.
+fn config_check_manifests(file: &std::path::Path, offline: bool) -> ExitCode {
+    let configs = match std::fs::read_to_string(file)
+        .map_err(anyhow::Error::from)
+        .and_then(|t| umpire::cli::configs_in_manifests(&t))
+    {
+        Ok(c) if !c.is_empty() => c,
+        Ok(_) => {
+            eprintln!(
+                "umpire: {} holds no ConfigMap with an umpire.yaml",
+                file.display()
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("umpire: cannot read {}: {e:#}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut worst = ExitCode::SUCCESS;
+    for (name, files) in configs {
+        let dir = match tempfile_dir() {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("umpire: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        for (file_name, content) in &files {
+            if file_name.contains('/') || file_name.starts_with('.') {
+                continue;
+            }
+            if let Err(e) = std::fs::write(dir.join(file_name), content) {
+                eprintln!("umpire: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        println!("ConfigMap {name}:");
+        let code = config_check(Some(dir.join("umpire.yaml")), offline);
+        let _ = std::fs::remove_dir_all(&dir);
+        if code != ExitCode::SUCCESS {
+            worst = code;
+        }
+    }
+    worst
+}
+
+/// A fresh private folder under the system's temporary folder.
+fn tempfile_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!(
+        "umpire-check-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    ));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
+}
+
+fn config_check(path: Option<PathBuf>, offline: bool) -> ExitCode {
+    let loaded = match (&path, offline) {
+        (Some(p), true) => umpire::config::Config::load_offline(p).map_err(anyhow::Error::from),
+        _ => load_config(path.as_ref()),
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("umpire: invalid configuration: {e:#}");
@@ -450,6 +442,7 @@ fn config_check(path: Option<PathBuf>) -> ExitCode {
     ];
     for (key, settings) in tls {
         if let Some(settings) = settings
+            && !offline
             && let Err(e) = umpire::api::tls::server_config(settings, &[])
         {
             eprintln!("umpire: invalid configuration: {key}: {e:#}");
@@ -470,27 +463,125 @@ fn config_check(path: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn verify(
+/// What `umpire verify` was asked, besides the images.
+struct VerifyRequest {
     config: Option<PathBuf>,
     policy: Option<String>,
-    adhoc: Option<AdHoc>,
-    format: &str,
-    images: Vec<String>,
-) -> ExitCode {
-    let setup = || -> anyhow::Result<Arc<Engine>> {
-        let config = match &adhoc {
-            Some(a) => a.config(&images)?,
-            None => load_config(config.as_ref())?,
+    cosign: Option<umpire::cli::CosignFlags>,
+    namespace: Option<String>,
+    format: String,
+}
+
+impl VerifyRequest {
+    /// The engine for this request: the configuration (or the built-in default), with the cosign
+    /// flags' policy added for `images`.
+    fn engine(&self, images: &[String]) -> anyhow::Result<Arc<Engine>> {
+        let config = match &self.cosign {
+            Some(flags) => {
+                let cwd = std::env::current_dir()?;
+                flags.config(images, self.config.as_deref(), &cwd, |w| eprintln!("{w}"))?
+            }
+            None => load_config(self.config.as_ref())?,
         };
         Engine::standalone(config, credentials()?)
+    }
+}
+
+/// `umpire verify --admission-review FILE` / `-f FILE`: what admission would answer.
+async fn admission_dry_run(request: VerifyRequest, file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("umpire: cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
     };
-    let engine = match setup() {
+    let namespace = request
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let reviews = match umpire::cli::admission_reviews(&text, &namespace) {
+        Ok(r) if !r.is_empty() => r,
+        Ok(_) => {
+            eprintln!(
+                "umpire: {} holds no AdmissionReview, Pod or workload",
+                file.display()
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("umpire: {}: {e:#}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let live = match request.engine(&[]).and_then(|e| {
+        Ok(Arc::new(umpire::Live::new(
+            e.config().clone(),
+            None,
+            credentials()?,
+        )?))
+    }) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("umpire: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut denied = false;
+    for body in reviews {
+        let described = umpire::api::admission::parse_review(&body)
+            .map(|r| {
+                let name = r.object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned();
+                format!("{} {}/{name} ({})", r.kind, r.namespace, r.operation)
+            })
+            .unwrap_or_else(|_| "an AdmissionReview".into());
+        match umpire::api::webhook::dry_run(&live, &body).await {
+            Ok((allowed, message, warnings, pins)) => {
+                let outcome = if allowed { "ADMITTED" } else { "DENIED" };
+                println!("{described}: {outcome}");
+                if let Some(m) = message {
+                    println!("  {m}");
+                }
+                for w in warnings {
+                    println!("  warning: {w}");
+                }
+                for p in pins {
+                    println!("  pin (mutate): {p}");
+                }
+                denied |= !allowed;
+            }
+            Err(e) => {
+                println!("{described}: not an admission request: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if denied {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn verify(request: VerifyRequest, images: Vec<String>) -> ExitCode {
+    let engine = match request.engine(&images) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("umpire: {e:#}");
             return ExitCode::from(2);
         }
     };
+    let VerifyRequest {
+        config,
+        policy,
+        cosign,
+        namespace,
+        format,
+    } = request;
+    let format = format.as_str();
     let mut undecided = false;
     let mut denied = false;
     let mut requests = Vec::new();
@@ -503,10 +594,14 @@ async fn verify(
             }
         }
     }
-    match engine.verify_batch(&requests).await {
+    let options = umpire::engine::Options {
+        namespace,
+        ..Default::default()
+    };
+    match engine.verify_batch_with(&requests, options).await {
         Ok(mut verdicts) => {
             // Without a configuration the setting a message names is a flag.
-            if adhoc.is_some() {
+            if cosign.is_some() && config.is_none() {
                 for f in verdicts.iter_mut().flat_map(|v| v.findings.iter_mut()) {
                     f.message = f.message.replace(
                         umpire::evidence::registry::INSECURE_HINT,

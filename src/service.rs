@@ -35,6 +35,8 @@ pub struct ListenerSettings {
     pub limits: crate::limits::Limits,
     /// Whether callers may skip cache lookups.
     pub allow_bypass_cache: bool,
+    /// Whether gRPC callers may name local OCI layouts.
+    pub allow_local_layouts: bool,
 }
 
 /// Why a request was not taken on.
@@ -97,6 +99,7 @@ impl Live {
             ext_authz: c.ext_authz.clone(),
             limits: c.limits.clone(),
             allow_bypass_cache: c.limits.allow_bypass_cache,
+            allow_local_layouts: c.allow_local_layouts,
         }
     }
 

@@ -267,7 +267,16 @@ async fn cosign_like_flags_verify_without_a_config_file() {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         umpire(&refs)
     };
+    // cosign 2: a keyed signature must be in the transparency log unless --insecure-ignore-tlog
+    // says otherwise (this one is not logged).
     let out = run(flags(&[], &img("signed")));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("TLOG_INVALID"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(flags(&["--insecure-ignore-tlog"], &img("signed")));
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -275,12 +284,20 @@ async fn cosign_like_flags_verify_without_a_config_file() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    let out = run(flags(&[], &img("unsigned")));
+    assert!(
+        text(&out.stderr).contains("--insecure-ignore-tlog"),
+        "said loudly"
+    );
+    let out = run(flags(&["--insecure-ignore-tlog"], &img("unsigned")));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
 
-    // --attestation-type: the same signer must also have attested.
+    // --type (or --attestation-type), with cosign's shorthands: the same signer must also have
+    // attested.
     let provenance = "https://slsa.dev/provenance/v1";
-    let out = run(flags(&["--attestation-type", provenance], &img("signed")));
+    let out = run(flags(
+        &["--insecure-ignore-tlog", "--type", "slsaprovenance1"],
+        &img("signed"),
+    ));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(
         text(&out.stdout).contains("ATTESTATION_MISSING"),
@@ -301,13 +318,56 @@ async fn cosign_like_flags_verify_without_a_config_file() {
             )],
         )
         .await;
-    let out = run(flags(&["--attestation-type", provenance], &img("signed")));
+    for t in ["slsaprovenance1", provenance] {
+        let out = run(flags(
+            &["--insecure-ignore-tlog", "--type", t],
+            &img("signed"),
+        ));
+        assert_eq!(out.status.code(), Some(0), "{t}: {}", text(&out.stdout));
+    }
+    let out = run(flags(
+        &["--insecure-ignore-tlog", "--attestation-type", provenance],
+        &img("signed"),
+    ));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = run(flags(&["--type", "not a type"], &img("signed")));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let _ = cosign::OCI_MANIFEST;
 
-    // Flags and --config do not mix.
-    let out = umpire(&["verify", "--config", "x.yaml", "--key", "k.pem", "a/b:c"]);
+    // With --config, the flags add a policy for the images named.
+    let config = dir.path().join("umpire.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  - host: {}\n    insecure: true\npolicies: []\ndefault: deny\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let out = umpire(&[
+        "verify",
+        "--config",
+        config.to_str().unwrap(),
+        "--key",
+        pem.to_str().unwrap(),
+        "--insecure-ignore-tlog",
+        &img("signed"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // Key references umpire cannot read are refused, saying what to do.
+    let out = umpire(&["verify", "--key", "k8s://ns/cosign", &img("signed")]);
     assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cosign public-key"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test]

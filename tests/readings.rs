@@ -461,6 +461,7 @@ async fn the_cli_names_its_own_flag_for_a_plain_http_registry() {
         "verify",
         "--key",
         pub_path.to_str().unwrap(),
+        "--insecure-ignore-tlog",
         &format!("{host}/{REPO}@{digest}"),
     ]);
     let stdout = text(&out.stdout);

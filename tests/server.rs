@@ -79,6 +79,35 @@ async fn reflection_lists_the_verifier() {
         names.contains(&"grpc.health.v1.Health".to_owned()),
         "{names:?}"
     );
+    // Only what this listener serves: the gate's Envoy service lives on its own port.
+    assert!(!names.iter().any(|n| n.starts_with("envoy.")), "{names:?}");
+}
+
+#[tokio::test]
+async fn grpc_callers_may_not_name_local_layouts_unless_allowed() {
+    let umpire = Umpire::start(&yaml_with_key()).await;
+    let mut client = umpire.client().await;
+    for image in ["oci:/etc", "oci:/nonexistent/path:v1"] {
+        let e = client
+            .verify(umpire::proto::VerifyRequest {
+                image: image.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{image}: {e}");
+        assert!(e.message().contains("allow_local_layouts"), "{e}");
+    }
+    let allowed = Umpire::start(&format!("{}allow_local_layouts: true\n", yaml_with_key())).await;
+    let r = allowed
+        .client()
+        .await
+        .verify(umpire::proto::VerifyRequest {
+            image: "oci:/nonexistent/path:v1".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(r.is_ok(), "{r:?}");
 }
 
 #[tokio::test]

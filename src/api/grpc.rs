@@ -74,6 +74,24 @@ fn finding_to_proto(f: Finding) -> proto::Finding {
     }
 }
 
+/// A local OCI layout (`oci:PATH`) is a path on umpire's host: gRPC callers may name one only
+/// when `allow_local_layouts` says so (else any client could probe which paths exist).
+fn refuse_local_layout(image: &str, allowed: impl FnOnce() -> bool) -> Result<(), Status> {
+    // Only an `oci:` reference parses as a layout; the setting is read only then (hot path).
+    if image.starts_with("oci:")
+        && !allowed()
+        && matches!(
+            crate::reference::ImageRef::parse(image),
+            Ok(crate::reference::ImageRef::Layout(_))
+        )
+    {
+        return Err(Status::invalid_argument(format!(
+            "{image:?} names a local OCI layout: over gRPC only registry references are accepted (set allow_local_layouts: true to allow layouts on umpire's host)"
+        )));
+    }
+    Ok(())
+}
+
 fn unpack(r: proto::VerifyRequest) -> (String, Option<String>) {
     (r.image, Some(r.policy).filter(|p| !p.is_empty()))
 }
@@ -89,6 +107,7 @@ impl proto::verifier_server::Verifier for VerifierService {
         if request.bypass_cache && !self.live.listeners().allow_bypass_cache {
             return Err(bypass_refused());
         }
+        refuse_local_layout(&request.image, || self.live.listeners().allow_local_layouts)?;
         let options = Options {
             bypass_cache: request.bypass_cache,
             deadline,
@@ -128,8 +147,12 @@ impl proto::verifier_server::Verifier for VerifierService {
             )));
         }
         let engine = self.live.engine();
-        if requests.iter().any(|r| r.bypass_cache) && !self.live.listeners().allow_bypass_cache {
+        let listeners = self.live.listeners();
+        if requests.iter().any(|r| r.bypass_cache) && !listeners.allow_bypass_cache {
             return Err(bypass_refused());
+        }
+        for r in &requests {
+            refuse_local_layout(&r.image, || listeners.allow_local_layouts)?;
         }
         // Each image takes its place as its verification starts; one that finds none gets a
         // retryable denial of its own while the rest are judged.

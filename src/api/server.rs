@@ -145,7 +145,7 @@ pub async fn serve_ext_authz_on(
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "Envoy ext_authz gate listening");
     let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(proto::GATE_FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection")?;
     let incoming = crate::api::listener::incoming_h2(

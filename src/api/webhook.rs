@@ -54,15 +54,56 @@ fn settings(live: &Live) -> Option<WebhookSettings> {
 }
 
 async fn judge(live: &Live, review: &Review) -> Judgement {
+    match settings(live) {
+        Some(settings) => judge_with(live, &settings, review).await,
+        None => Judgement {
+            allowed: false,
+            message: Some("umpire's webhook is not configured".into()),
+            warnings: Vec::new(),
+            pins: Vec::new(),
+            shed: false,
+        },
+    }
+}
+
+/// What admission answers for one AdmissionReview body, as `umpire verify --admission-review`
+/// prints it: (allowed, message, warnings, pins as `pointer=image`). Without a `webhook:`
+/// section, no namespace or image is exempt.
+pub async fn dry_run(
+    live: &Live,
+    body: &[u8],
+) -> Result<(bool, Option<String>, Vec<String>, Vec<String>), String> {
+    let review = admission::parse_review(body)?;
+    let settings = settings(live).unwrap_or_else(|| WebhookSettings {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: crate::config::TlsSettings {
+            cert: Default::default(),
+            key: Default::default(),
+            client_ca: None,
+            allowed_clients: Vec::new(),
+        },
+        exempt_namespaces: Vec::new(),
+        exempt_images: Vec::new(),
+        audit: false,
+        policy: None,
+        timeout: None,
+    });
+    let j = judge_with(live, &settings, &review).await;
+    let pins = j
+        .pins
+        .iter()
+        .map(|p| format!("{}={}", p.pointer, p.image))
+        .collect();
+    Ok((j.allowed, j.message, j.warnings, pins))
+}
+
+async fn judge_with(live: &Live, settings: &WebhookSettings, review: &Review) -> Judgement {
     let refuse = |message: String| Judgement {
         allowed: false,
         message: Some(message),
         warnings: Vec::new(),
         pins: Vec::new(),
         shed: false,
-    };
-    let Some(settings) = settings(live) else {
-        return refuse("umpire's webhook is not configured".into());
     };
     if review.operation == "DELETE" || review.operation == "CONNECT" || review.is_being_deleted() {
         return Judgement {

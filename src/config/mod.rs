@@ -80,6 +80,8 @@ pub struct WebhookSettings {
     pub audit: bool,
     /// Verify against this policy only (default: every matching policy).
     pub policy: Option<String>,
+    /// The webhooks' `timeoutSeconds` (a hint for `config check`).
+    pub timeout: Option<Duration>,
 }
 
 /// Envoy external authorization for registry gates (`ext_authz_listen`, `ext_authz:`).
@@ -131,6 +133,9 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// `log_format: json`: one JSON object per log line (read at start).
     pub log_json: bool,
+    /// gRPC callers may name local OCI layouts (`oci:PATH`); off, so that no caller can probe
+    /// the server's file system (the CLI always may).
+    pub allow_local_layouts: bool,
 }
 
 // ---- the file's shape -------------------------------------------------------------------------
@@ -244,7 +249,8 @@ impl Config {
                 .signatures
                 .iter()
                 .flat_map(|s| s.authorities.iter())
-                .chain(p.attestations.iter().flat_map(|a| a.authorities.iter()));
+                .chain(p.attestations.iter().flat_map(|a| a.authorities.iter()))
+                .chain(p.artifacts.iter().flat_map(|a| a.inner.authorities.iter()));
             for a in authorities {
                 match a {
                     Authority::Key { name, logged_in } => {
@@ -281,6 +287,28 @@ impl Config {
 
     /// Parses and validates YAML; `base` resolves relative paths, `origin` names it in errors.
     pub fn from_yaml(text: &str, base: &Path, origin: &str) -> Result<Self, ConfigError> {
+        Self::from_yaml_checked(text, base, origin, false)
+    }
+
+    /// As [`Config::load`], for `config check --offline`: what exists only at run time (TLS
+    /// files, the cache key, Redis's password) is not read.
+    pub fn load_offline(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut config = Self::from_yaml_checked(&text, &base, &path.display().to_string(), true)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
+    }
+
+    fn from_yaml_checked(
+        text: &str,
+        base: &Path,
+        origin: &str,
+        offline: bool,
+    ) -> Result<Self, ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             origin: origin.to_owned(),
             key: key.to_owned(),
@@ -310,6 +338,7 @@ impl Config {
         })?;
         Validator {
             base,
+            offline,
             invalid: &invalid,
             files: Default::default(),
             warnings: Default::default(),
@@ -321,6 +350,9 @@ impl Config {
 
 struct Validator<'a, F: Fn(&str, String) -> ConfigError> {
     base: &'a Path,
+    /// Checking where umpire does not run: files and secrets that exist only at run time (TLS
+    /// files, the cache key, Redis's password) are not read.
+    offline: bool,
     invalid: &'a F,
     /// Every file the configuration names, for reloading when one changes.
     files: std::cell::RefCell<Vec<PathBuf>>,
@@ -448,6 +480,15 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                     self.warnings
                         .borrow_mut()
                         .push(format!("{key}: can never match an image: {why}"));
+                } else if g.as_str().ends_with("/*") {
+                    // Kyverno's `*` crosses `/`; umpire's stays in one segment.
+                    let key = at(&format!("images[{j}]"));
+                    self.warnings.borrow_mut().push(format!(
+                        "{key}: {:?} matches repositories one segment below {:?} only (a `*` stays within a segment); write \"{}/**\" to include deeper ones",
+                        g.as_str(),
+                        g.as_str().trim_end_matches("/*"),
+                        g.as_str().trim_end_matches("/*")
+                    ));
                 }
             }
             let exclude = p
@@ -796,6 +837,11 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                         .collect::<Result<_, _>>()?,
                     audit: w.audit,
                     policy: w.policy,
+                    timeout: w
+                        .timeout
+                        .as_deref()
+                        .map(|t| self.duration("webhook.timeout", Some(t), Duration::ZERO))
+                        .transpose()?,
                 })
             }
         };
@@ -869,9 +915,20 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             files: self.files.borrow().clone(),
             warnings: self.warnings.borrow().clone(),
             log_json,
+            allow_local_layouts: raw.allow_local_layouts,
         };
         let namespaced = config.namespace_warnings();
         config.warnings.extend(namespaced);
+        // The API server gives up at the webhooks' timeout: umpire must answer before, with margin,
+        // or users see "context deadline exceeded" instead of umpire's finding.
+        if let Some(timeout) = config.webhook.as_ref().and_then(|w| w.timeout)
+            && config.limits.deadline + Duration::from_secs(2) > timeout
+        {
+            config.warnings.push(format!(
+                "limits.deadline ({:?}) is not below webhook.timeout ({timeout:?}) with 2 s of margin: the API server gives up first and users see \"context deadline exceeded\" instead of umpire's finding; lower limits.deadline",
+                config.limits.deadline
+            ));
+        }
         Ok(config)
     }
 }

@@ -37,6 +37,9 @@ pub(super) struct RawConfig {
     pub(super) tls: Option<RawTls>,
     #[serde(default)]
     pub(super) insecure_plaintext: bool,
+    /// gRPC callers may name local OCI layouts (`oci:PATH`) on this host.
+    #[serde(default)]
+    pub(super) allow_local_layouts: bool,
     #[serde(default)]
     pub(super) cache: Option<RawCache>,
 }
@@ -59,6 +62,10 @@ pub(super) struct RawWebhook {
     pub(super) audit: bool,
     #[serde(default)]
     pub(super) policy: Option<String>,
+    /// The webhooks' `timeoutSeconds`, as a hint: `config check` warns when `limits.deadline`
+    /// leaves no margin below it.
+    #[serde(default)]
+    pub(super) timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +112,9 @@ pub(super) struct RawRedis {
     /// PEM CA certificates for `rediss://` (default: the system's).
     #[serde(default)]
     pub(super) tls_ca: Option<String>,
+    /// An environment variable holding Redis's password (`requirepass`).
+    #[serde(default)]
+    pub(super) password_env: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -77,14 +77,23 @@ pub fn load(
     }
     for (name, value) in keys {
         let key = format!("trust.keys.{name}");
-        let pem = if value.trim_start().starts_with("-----BEGIN") {
-            value.clone().into_bytes()
+        let (pem, from) = if value.trim_start().starts_with("-----BEGIN") {
+            (value.clone().into_bytes(), "the inline value".to_owned())
         } else {
             let path = path_of(value);
-            std::fs::read(&path)
-                .map_err(|e| bad(&key, format!("cannot read {}: {e}", path.display())))?
+            let bytes = std::fs::read(&path)
+                .map_err(|e| bad(&key, format!("cannot read {}: {e}", path.display())))?;
+            (bytes, path.display().to_string())
         };
-        let parsed = PublicKey::from_pem(&pem).map_err(|e| bad(&key, e.to_string()))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN ") {
+            return Err(bad(
+                &key,
+                format!(
+                    "no PEM block found in {from}: expected a public key (-----BEGIN PUBLIC KEY-----)"
+                ),
+            ));
+        }
+        let parsed = PublicKey::from_pem(&pem).map_err(|e| bad(&key, format!("{from}: {e}")))?;
         // One signer under two names would count twice toward a threshold.
         if let Some((other, _)) = set
             .keys
