@@ -256,9 +256,12 @@ impl CosignFlags {
     }
 }
 
+/// A ConfigMap holding an umpire configuration: its name and its data files (name, content).
+pub type ConfigMapFiles = (String, Vec<(String, String)>);
+
 /// The umpire configurations held by ConfigMaps in Kubernetes manifests (a file of YAML
-/// documents, e.g. `kubectl kustomize deploy/` output): (ConfigMap name, its data files).
-pub fn configs_in_manifests(text: &str) -> anyhow::Result<Vec<(String, Vec<(String, String)>)>> {
+/// documents, e.g. `kubectl kustomize deploy/` output).
+pub fn configs_in_manifests(text: &str) -> anyhow::Result<Vec<ConfigMapFiles>> {
     let mut out = Vec::new();
     for doc in documents(text)? {
         if doc["kind"] != "ConfigMap" {
