@@ -13,7 +13,8 @@ fn deploy() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy"))
 }
 
-/// Every document of every resource the kustomization lists, by (kind, name).
+/// What `kubectl kustomize deploy/` renders, for the features deploy/ uses (resources, a
+/// configMapGenerator from files without a hash suffix, pinned `images:`), by (kind, name).
 fn resources() -> BTreeMap<(String, String), Value> {
     let kustomization: Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(deploy().join("kustomization.yaml")).unwrap(),
@@ -35,6 +36,50 @@ fn resources() -> BTreeMap<(String, String), Value> {
                 out.insert((kind.clone(), name.clone()), v).is_none(),
                 "{kind}/{name} twice"
             );
+        }
+    }
+    for generator in kustomization["configMapGenerator"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        assert_eq!(
+            generator["options"]["disableNameSuffixHash"].as_bool(),
+            Some(true),
+            "umpire reloads its ConfigMap in place: no hash suffix"
+        );
+        let mut data = serde_yaml_ng::Mapping::new();
+        for f in generator["files"].as_sequence().unwrap() {
+            let f = f.as_str().unwrap();
+            let (key, path) = f.split_once('=').unwrap_or((f, f));
+            let content = std::fs::read_to_string(deploy().join(path))
+                .unwrap_or_else(|e| panic!("configMapGenerator file {path}: {e}"));
+            data.insert(Value::from(key), Value::from(content));
+        }
+        let name = generator["name"].as_str().unwrap().to_owned();
+        let cm: Value = serde_yaml_ng::from_str(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
+        ))
+        .unwrap();
+        let mut cm = cm;
+        cm["data"] = Value::Mapping(data);
+        out.insert(("ConfigMap".to_owned(), name), cm);
+    }
+    // `images:` sets the tag of every container that names the image without one.
+    for image in kustomization["images"].as_sequence().into_iter().flatten() {
+        let name = image["name"].as_str().unwrap();
+        let tag = image["newTag"].as_str().unwrap();
+        for v in out.values_mut() {
+            for list in ["containers", "initContainers"] {
+                let Some(containers) = v["spec"]["template"]["spec"][list].as_sequence_mut() else {
+                    continue;
+                };
+                for c in containers {
+                    if c["image"].as_str() == Some(name) {
+                        c["image"] = Value::from(format!("{name}:{tag}"));
+                    }
+                }
+            }
         }
     }
     // Every file in deploy/ (but the Dockerfile and the kustomization) is listed.
@@ -210,8 +255,11 @@ fn the_shipped_configuration_loads_and_matches_the_ports() {
         .replace("/etc/umpire/tls/tls.crt", cert.to_str().unwrap())
         .replace("/etc/umpire/tls/tls.key", key.to_str().unwrap());
     std::fs::write(dir.path().join("umpire.yaml"), &yaml).unwrap();
-    // SAFETY: this test binary reads this variable only here.
-    unsafe { std::env::set_var("UMPIRE_CACHE_KEY", "0123456789abcdef0123456789abcdef") };
+    // SAFETY: this test binary reads these variables only here.
+    unsafe {
+        std::env::set_var("UMPIRE_CACHE_KEY", "0123456789abcdef0123456789abcdef");
+        std::env::set_var("UMPIRE_REDIS_PASSWORD", "test-password");
+    }
     let config = umpire::config::Config::load(&dir.path().join("umpire.yaml")).unwrap();
     // A sample policy rolls out warn-first, and the shipped config draws no warning.
     assert!(
@@ -295,4 +343,190 @@ fn config_updates_reach_the_pod_and_a_bad_config_stops_the_rollout() {
         .collect();
     assert_eq!(init_args, ["config", "check", "--config", config_path]);
     assert_eq!(init["image"], container["image"]);
+}
+
+#[test]
+fn a_fresh_install_blocks_nothing_until_a_namespace_opts_in() {
+    let r = resources();
+    for kind in [
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ] {
+        for hook in get(&r, kind, "umpire")["webhooks"].as_sequence().unwrap() {
+            let selector = &hook["namespaceSelector"];
+            assert_eq!(
+                selector["matchLabels"]["umpire.dev/enforce"].as_str(),
+                Some("true"),
+                "{kind}: enforcement is opt-in per namespace"
+            );
+            let never = selector["matchExpressions"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|e| e["key"] == "kubernetes.io/metadata.name" && e["operator"] == "NotIn")
+                .expect("kube-system and umpire's namespace are excluded by name");
+            for ns in ["kube-system", "umpire-system"] {
+                assert!(
+                    never["values"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .any(|v| v.as_str() == Some(ns)),
+                    "{kind}: {ns}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn timeouts_are_in_the_right_order() {
+    let r = resources();
+    let yaml = get(&r, "ConfigMap", "umpire-config")["data"]["umpire.yaml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let raw: Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    let deadline = umpire::config::parse_duration(raw["limits"]["deadline"].as_str().unwrap())
+        .expect("deploy/ sets limits.deadline");
+    let hint = umpire::config::parse_duration(raw["webhook"]["timeout"].as_str().unwrap()).unwrap();
+    for kind in [
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ] {
+        for hook in get(&r, kind, "umpire")["webhooks"].as_sequence().unwrap() {
+            let timeout = std::time::Duration::from_secs(hook["timeoutSeconds"].as_u64().unwrap());
+            assert_eq!(timeout, hint, "webhook.timeout says what the webhooks wait");
+            assert!(
+                deadline + std::time::Duration::from_secs(2) <= timeout,
+                "umpire answers ({deadline:?}) before the API server gives up ({timeout:?})"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_webhooks_trust_a_ca_not_the_serving_certificate() {
+    let r = resources();
+    let ca = get(&r, "Certificate", "umpire-ca");
+    assert_eq!(ca["spec"]["isCA"].as_bool(), Some(true));
+    assert_eq!(ca["spec"]["issuerRef"]["name"], "umpire-selfsigned");
+    let ca_issuer = get(&r, "Issuer", "umpire-ca");
+    assert_eq!(
+        ca_issuer["spec"]["ca"]["secretName"],
+        ca["spec"]["secretName"]
+    );
+    let serving = get(&r, "Certificate", "umpire-webhook");
+    assert_eq!(serving["spec"]["issuerRef"]["name"], "umpire-ca");
+    assert!(serving["spec"]["isCA"].as_bool() != Some(true));
+    for kind in [
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ] {
+        assert_eq!(
+            get(&r, kind, "umpire")["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+                .as_str(),
+            Some("umpire-system/umpire-ca"),
+            "{kind}: the CA bundle is the CA's, so renewals of the serving certificate need none"
+        );
+    }
+}
+
+#[test]
+fn redis_takes_a_password_and_admits_umpire_only() {
+    let r = resources();
+    let redis = get(&r, "Deployment", "umpire-redis");
+    let container = &redis["spec"]["template"]["spec"]["containers"][0];
+    let command = serde_yaml_ng::to_string(&container["command"]).unwrap();
+    assert!(command.contains("--requirepass"), "{command}");
+    assert!(
+        container["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|e| e["valueFrom"]["secretKeyRef"]["name"] == "umpire-redis")
+    );
+    let policy = get(&r, "NetworkPolicy", "umpire-redis");
+    let from = &policy["spec"]["ingress"][0]["from"];
+    assert_eq!(from.as_sequence().unwrap().len(), 1);
+    assert_eq!(
+        from[0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "umpire"
+    );
+    // umpire has the password the configuration names.
+    let umpire = get(&r, "Deployment", "umpire");
+    let env = &umpire["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_sequence()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "UMPIRE_REDIS_PASSWORD")
+    );
+    // Egress to registries is an input, documented in the policy (443 shipped).
+    let egress =
+        serde_yaml_ng::to_string(&get(&r, "NetworkPolicy", "umpire")["spec"]["egress"]).unwrap();
+    assert!(egress.contains("443"), "{egress}");
+}
+
+#[test]
+fn cluster_hygiene_priority_drains_and_pinned_images() {
+    let r = resources();
+    let spec = &get(&r, "Deployment", "umpire")["spec"]["template"]["spec"];
+    let class = spec["priorityClassName"]
+        .as_str()
+        .expect("a priority class");
+    get(&r, "PriorityClass", class);
+    let pdb = get(&r, "PodDisruptionBudget", "umpire");
+    assert_eq!(pdb["spec"]["maxUnavailable"].as_u64(), Some(1));
+    assert!(pdb["spec"].get("minAvailable").is_none());
+    for (kind, name) in [("Deployment", "umpire"), ("Deployment", "umpire-redis")] {
+        let spec = &get(&r, kind, name)["spec"]["template"]["spec"];
+        for list in ["containers", "initContainers"] {
+            for c in spec[list].as_sequence().into_iter().flatten() {
+                let image = c["image"].as_str().unwrap();
+                let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+                assert!(
+                    !tag.is_empty() && tag != "latest" && !tag.contains('/'),
+                    "{name}: {image} is not pinned"
+                );
+            }
+        }
+    }
+    let ignore = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.dockerignore"))
+        .expect("a .dockerignore beside the Dockerfile's context");
+    assert!(
+        ignore
+            .lines()
+            .any(|l| l.trim() == "target" || l.trim() == "/target")
+    );
+}
+
+#[test]
+fn kubectl_kustomize_agrees_with_this_rendering_where_kubectl_is_installed() {
+    // The machines this suite runs on may lack kubectl; the rendering above is then what is
+    // checked. Where it is installed, its output holds the same objects.
+    let Ok(out) = std::process::Command::new("kubectl")
+        .args(["kustomize", deploy().to_str().unwrap()])
+        .output()
+    else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    let mut kinds: Vec<(String, String)> = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&rendered) {
+        let v = Value::deserialize(doc).unwrap();
+        kinds.push((
+            v["kind"].as_str().unwrap().to_owned(),
+            v["metadata"]["name"].as_str().unwrap().to_owned(),
+        ));
+    }
+    kinds.sort();
+    let ours: Vec<(String, String)> = resources().into_keys().collect();
+    assert_eq!(kinds, ours);
+    assert!(rendered.contains("ghcr.io/example-org/umpire:0.1.0"));
 }

@@ -137,6 +137,60 @@ async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Value {
 }
 
 #[tokio::test]
+async fn deletions_and_updates_that_bring_no_new_image_are_never_refused() {
+    let s = Setup::new().await;
+    let live = s.live("", false, "");
+    let url = start_webhook(&live).await;
+    let client = https_client(&s, None);
+    let update = |object: Value, old: Value| {
+        let mut r = review("Pod", "apps", object);
+        r["request"]["operation"] = "UPDATE".into();
+        r["request"]["oldObject"] = old;
+        r
+    };
+    // A Job's pod being deleted: the UPDATE that removes its finalizer is admitted, whatever its
+    // image (it was admitted before this policy existed, say).
+    let mut terminating = pod(&[&s.img("unsigned")]);
+    terminating["metadata"]["deletionTimestamp"] = "2026-12-07T10:00:00Z".into();
+    terminating["metadata"]["finalizers"] = json!([]);
+    let mut before = pod(&[&s.img("unsigned")]);
+    before["metadata"]["finalizers"] = json!(["batch.kubernetes.io/job-tracking"]);
+    for path in ["validate", "mutate"] {
+        let r = post(
+            &client,
+            &format!("{url}/admission/{path}"),
+            &update(terminating.clone(), before.clone()),
+        )
+        .await;
+        assert_eq!(r["response"]["allowed"], true, "{path}: {r}");
+    }
+    // An UPDATE that keeps the images it had (a label change) is admitted; pins nothing.
+    let mut relabelled = pod(&[&s.img("unsigned")]);
+    relabelled["metadata"]["labels"] = json!({"tier": "web"});
+    for path in ["validate", "mutate"] {
+        let r = post(
+            &client,
+            &format!("{url}/admission/{path}"),
+            &update(relabelled.clone(), pod(&[&s.img("unsigned")])),
+        )
+        .await;
+        assert_eq!(r["response"]["allowed"], true, "{path}: {r}");
+        assert!(r["response"]["patch"].is_null(), "{path}: {r}");
+    }
+    // An UPDATE that brings a new image is judged on it.
+    let r = post(
+        &client,
+        &format!("{url}/admission/validate"),
+        &update(
+            pod(&[&s.img("signed"), &s.img("unsigned")]),
+            pod(&[&s.img("signed")]),
+        ),
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], false, "{r}");
+}
+
+#[tokio::test]
 async fn admission_over_https_allows_signed_and_denies_unsigned_pods_and_deployments() {
     let s = Setup::new().await;
     let live = s.live("", false, "");
