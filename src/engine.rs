@@ -134,6 +134,9 @@ pub struct Engine {
     /// parsing, policy selection and key hashing. Exact for one configuration (one engine):
     /// the key depends only on the request and the configuration.
     request_keys: moka::sync::Cache<String, Arc<str>>,
+    /// `umpire_verdicts_total{verdict="allowed",code="SATISFIED",policy=P}` for each configured
+    /// policy, looked up once: the series every cached allow touches.
+    satisfied: HashMap<String, prometheus_client::metrics::counter::Counter>,
 }
 
 /// A parsed request with the policies (indices into the config) that apply to it.
@@ -227,7 +230,24 @@ impl Engine {
                 })
         });
         let request_keys = moka::sync::Cache::new(config.cache.max_entries);
+        let satisfied = config
+            .policies
+            .iter()
+            .map(|p| {
+                let counter = shared
+                    .metrics
+                    .verdicts
+                    .get_or_create(&VerdictLabels {
+                        verdict: "allowed",
+                        code: Code::Satisfied.as_str(),
+                        policy: p.name.clone(),
+                    })
+                    .clone();
+                (p.name.clone(), counter)
+            })
+            .collect();
         Ok(Self {
+            satisfied,
             config: Arc::new(config),
             registry: Arc::new(registry),
             keys,
@@ -457,16 +477,21 @@ impl Engine {
             .iter()
             .find(|f| f.code != Code::Satisfied)
             .map_or(Code::Satisfied.as_str(), |f| f.code.as_str());
-        if verdict.allowed && code == Code::Satisfied.as_str() {
-            metrics.allowed_satisfied.inc();
-        } else {
-            metrics
-                .verdicts
-                .get_or_create(&VerdictLabels {
-                    verdict: if verdict.allowed { "allowed" } else { "denied" },
-                    code,
-                })
-                .inc();
+        // The hot series (allowed under one configured policy) were looked up once.
+        match self.satisfied.get(&verdict.policy) {
+            Some(counter) if verdict.allowed && code == Code::Satisfied.as_str() => {
+                counter.inc();
+            }
+            _ => {
+                metrics
+                    .verdicts
+                    .get_or_create(&VerdictLabels {
+                        verdict: if verdict.allowed { "allowed" } else { "denied" },
+                        code,
+                        policy: verdict.policy.clone(),
+                    })
+                    .inc();
+            }
         }
         if verdict.cached {
             &metrics.latency_cached

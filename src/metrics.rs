@@ -13,6 +13,19 @@ use prometheus_client::registry::Registry;
 pub struct VerdictLabels {
     pub verdict: &'static str,
     pub code: &'static str,
+    /// The policies that judged (names from the configuration, comma-separated; empty when
+    /// none applied): bounded by the configuration.
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    pub listener: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,7 +82,8 @@ pub struct Metrics {
     /// Series of the families above that every cached answer touches, looked up once.
     pub latency_cached: Histogram,
     pub latency_uncached: Histogram,
-    pub allowed_satisfied: Counter,
+    /// When each listener's serving certificate expires (Unix seconds), set as it is loaded.
+    pub certificate_expiry: Family<CertificateLabels, prometheus_client::metrics::gauge::Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -95,16 +109,17 @@ impl Metrics {
         let latency_uncached = latency
             .get_or_create(&CachedLabels { cached: "false" })
             .clone();
-        let allowed_satisfied = verdicts
-            .get_or_create(&VerdictLabels {
-                verdict: "allowed",
-                code: "SATISFIED",
+        let build_info: Family<BuildLabels, prometheus_client::metrics::gauge::Gauge> =
+            Family::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
             })
-            .clone();
+            .set(1);
         let m = Self {
             latency_cached,
             latency_uncached,
-            allowed_satisfied,
+            certificate_expiry: Family::default(),
             verdicts,
             latency,
             cache_hits: Family::default(),
@@ -122,8 +137,18 @@ impl Metrics {
         };
         registry.register(
             "verdicts",
-            "Verdicts answered, by verdict and leading finding code",
+            "Verdicts answered, by verdict, leading finding code and policy",
             m.verdicts.clone(),
+        );
+        registry.register(
+            "build_info",
+            "The running umpire's version (always 1)",
+            build_info,
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When each listener's serving certificate expires (Unix seconds)",
+            m.certificate_expiry.clone(),
         );
         registry.register(
             "request_duration_seconds",

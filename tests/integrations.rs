@@ -177,6 +177,12 @@ async fn deletions_and_updates_that_bring_no_new_image_are_never_refused() {
         assert_eq!(r["response"]["allowed"], true, "{path}: {r}");
         assert!(r["response"]["patch"].is_null(), "{path}: {r}");
     }
+    // Operations: the serving certificate's expiry, and verdicts by policy.
+    let metrics = live.metrics().encode();
+    assert!(
+        metrics.contains("umpire_certificate_expiry_timestamp_seconds{listener=\"webhook\"}"),
+        "{metrics}"
+    );
     // An UPDATE that brings a new image is judged on it.
     let r = post(
         &client,
@@ -188,6 +194,13 @@ async fn deletions_and_updates_that_bring_no_new_image_are_never_refused() {
     )
     .await;
     assert_eq!(r["response"]["allowed"], false, "{r}");
+    let metrics = live.metrics().encode();
+    assert!(
+        metrics.lines().any(|l| l.starts_with(
+            "umpire_verdicts_total{verdict=\"denied\",code=\"NO_SIGNATURES\",policy=\""
+        ) && !l.contains("policy=\"\"")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

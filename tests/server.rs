@@ -232,7 +232,16 @@ async fn the_binary_serves_metrics_and_reloads_on_sighup() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("umpire_verdicts_total{verdict=\"denied\",code=\"NO_MATCHING_POLICY\"} 1"),
+        metrics.contains(
+            "umpire_verdicts_total{verdict=\"denied\",code=\"NO_MATCHING_POLICY\",policy=\"\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "umpire_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{metrics}"
     );
 

@@ -44,10 +44,16 @@ pub async fn serve_tls_on(
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, mtls = tls.client_ca.is_some(), "umpire gRPC listening (TLS)");
     let ceilings = ceilings(&live);
+    let expiry = live
+        .metrics()
+        .certificate_expiry
+        .get_or_create(&crate::metrics::CertificateLabels { listener: "grpc" })
+        .clone();
     let incoming = tokio_stream::StreamExt::map(
-        tls_incoming(
+        tls_incoming_reporting(
             crate::api::listener::incoming("grpc", listener, ceilings, Arc::clone(live.metrics())),
             &tls,
+            Some(expiry),
         )?,
         move |c| c.map(|c| crate::api::listener::FrameGuard::new(c, ceilings)),
     );
@@ -67,13 +73,15 @@ fn ceilings(live: &Live) -> crate::api::listener::Ceilings {
 
 /// Accepted TLS connections whose handshake (and client identity, when an allow-list is set)
 /// succeeded; failed handshakes are logged and dropped without stopping the listener. The
-/// handshake spends the connection's first-bytes allowance (`limits.header_timeout`).
-pub fn tls_incoming(
+/// handshake spends the connection's first-bytes allowance (`limits.header_timeout`). `expiry`
+/// is kept at the serving certificate's expiry.
+pub fn tls_incoming_reporting(
     connections: impl tokio_stream::Stream<
         Item = std::io::Result<crate::api::listener::Guarded<tokio::net::TcpStream>>,
     > + Send
     + 'static,
     tls: &TlsSettings,
+    expiry: Option<prometheus_client::metrics::gauge::Gauge>,
 ) -> anyhow::Result<
     impl tokio_stream::Stream<
         Item = std::io::Result<
@@ -82,7 +90,11 @@ pub fn tls_incoming(
     >,
 > {
     use tokio_stream::StreamExt;
-    let acceptor = tokio_rustls::TlsAcceptor::from(crate::api::tls::server_config(tls, &[b"h2"])?);
+    let acceptor = tokio_rustls::TlsAcceptor::from(crate::api::tls::server_config_reporting(
+        tls,
+        &[b"h2"],
+        expiry,
+    )?);
     let allowed = Arc::new(tls.allowed_clients.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(128);
     tokio::spawn(async move {

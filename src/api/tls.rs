@@ -23,6 +23,15 @@ struct Reloading {
     cert: PathBuf,
     key: PathBuf,
     state: Mutex<(Arc<CertifiedKey>, Option<SystemTime>, Instant)>,
+    /// `umpire_certificate_expiry_timestamp_seconds` of this listener, kept current.
+    expiry: Option<prometheus_client::metrics::gauge::Gauge>,
+}
+
+/// When the leaf of `key` expires, in Unix seconds.
+fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.end_entity_cert().ok()?;
+    let (_, cert) = X509Certificate::from_der(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 fn modified(paths: [&PathBuf; 2]) -> Option<SystemTime> {
@@ -111,6 +120,9 @@ impl ResolvesServerCert for Reloading {
                 }) {
                     Ok(k) => {
                         tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+                        if let (Some(g), Some(t)) = (&self.expiry, not_after(&k)) {
+                            g.set(t);
+                        }
                         state.0 = k;
                         state.1 = now;
                     }
@@ -131,8 +143,21 @@ pub fn server_config(
     settings: &TlsSettings,
     alpn: &[&[u8]],
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    server_config_reporting(settings, alpn, None)
+}
+
+/// As [`server_config`], keeping `expiry` at the serving certificate's expiry (Unix seconds).
+pub fn server_config_reporting(
+    settings: &TlsSettings,
+    alpn: &[&[u8]],
+    expiry: Option<prometheus_client::metrics::gauge::Gauge>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let key = load_certified_key(&settings.cert, &settings.key)?;
+    if let (Some(g), Some(t)) = (&expiry, not_after(&key)) {
+        g.set(t);
+    }
     let resolver = Arc::new(Reloading {
+        expiry,
         cert: settings.cert.clone(),
         key: settings.key.clone(),
         state: Mutex::new((

@@ -233,6 +233,7 @@ async fn judge_with(live: &Live, settings: &WebhookSettings, review: &Review) ->
             .get_or_create(&VerdictLabels {
                 verdict: "audit_allowed",
                 code: "AUDIT",
+                policy: settings.policy.clone().unwrap_or_default(),
             })
             .inc();
         return Judgement {
@@ -406,7 +407,18 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let tls = crate::api::tls::server_config(&settings.tls, &[b"h2", b"http/1.1"])?;
+    let expiry = live
+        .metrics()
+        .certificate_expiry
+        .get_or_create(&crate::metrics::CertificateLabels {
+            listener: "webhook",
+        })
+        .clone();
+    let tls = crate::api::tls::server_config_reporting(
+        &settings.tls,
+        &[b"h2", b"http/1.1"],
+        Some(expiry),
+    )?;
     let tls = crate::api::listener::HttpTls {
         acceptor: tokio_rustls::TlsAcceptor::from(tls),
         allowed_clients: Arc::new(settings.tls.allowed_clients.clone()),
