@@ -530,3 +530,60 @@ fn kubectl_kustomize_agrees_with_this_rendering_where_kubectl_is_installed() {
     assert_eq!(kinds, ours);
     assert!(rendered.contains("ghcr.io/example-org/umpire:0.1.0"));
 }
+
+#[test]
+fn monitoring_watches_metrics_umpire_exports() {
+    let dir = deploy().join("monitoring");
+    let monitor: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("servicemonitor.yaml")).unwrap())
+            .unwrap();
+    let r = resources();
+    let service = get(&r, "Service", "umpire");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        service["metadata"]["labels"]["app.kubernetes.io/name"]
+    );
+    let port = monitor["spec"]["endpoints"][0]["port"].as_str().unwrap();
+    assert!(
+        service["spec"]["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == port)
+    );
+    // Every metric an alert or a dashboard panel reads is one umpire registers.
+    // The names `src/metrics.rs` registers (a family with no series yet prints nothing).
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/metrics.rs")).unwrap();
+    let exported: Vec<String> = source
+        .split("registry.register(")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').nth(1))
+        .map(|name| format!("umpire_{name}"))
+        .collect();
+    let mut read = String::new();
+    for file in ["prometheusrule.yaml", "grafana-dashboard.json"] {
+        read.push_str(&std::fs::read_to_string(dir.join(file)).unwrap());
+    }
+    let mut names: Vec<String> = Vec::new();
+    for (i, _) in read.match_indices("umpire_") {
+        let name: String = read[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        names.push(name);
+    }
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 6, "{names:?}");
+    for name in names {
+        let base = ["_total", "_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        assert!(
+            exported.iter().any(|e| e == base || e == &name),
+            "{name} is not a metric umpire exports: {exported:?}"
+        );
+    }
+}
