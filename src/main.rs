@@ -65,7 +65,8 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// The sigstore-conformance client protocol (see ../shared/conformance/README.md).
+    /// The sigstore-conformance client protocol (`verify-bundle`, as the public
+    /// sigstore-conformance suite drives it).
     Conformance {
         #[command(subcommand)]
         command: ConformanceCommand,

@@ -476,3 +476,198 @@ fn config_check_refuses_a_certificate_and_a_key_that_do_not_belong_together() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("tls"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn config_check_works_in_a_policy_repositorys_ci() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::p256();
+    std::fs::write(dir.path().join("scanner.pub"), key.public_pem()).unwrap();
+    // Secrets and TLS files exist only where umpire runs.
+    let yaml = "webhook:\n  listen: 0.0.0.0:8443\n  tls_cert: /etc/umpire/tls/tls.crt\n  tls_key: /etc/umpire/tls/tls.key\n  timeout: 15s\ntrust:\n  keys:\n    scanner: scanner.pub\npolicies:\n  - name: team\n    images: [\"registry.example.com/team/*\"]\n    artifacts:\n      - type: application/sarif+json\n        authorities: [ { key: scanner } ]\n        vulnerabilities: { max_severity: high }\nlimits:\n  deadline: 14s\ncache:\n  redis:\n    url: redis://redis:6379\n    hmac_key_env: UMPIRE_TEST_ABSENT_KEY\n    password_env: UMPIRE_TEST_ABSENT_PASSWORD\n";
+    let path = dir.path().join("umpire.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = umpire(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let out = umpire(&[
+        "config",
+        "check",
+        "--offline",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    // A key only an artifact requirement uses is in use.
+    assert!(
+        !stdout.contains("scanner is used by no authority"),
+        "{stdout}"
+    );
+    // `*` stays within a segment: said, with the `**` that crosses them.
+    assert!(stdout.contains("registry.example.com/team/**"), "{stdout}");
+    // A deadline the API server would outwait.
+    assert!(stdout.contains("webhook.timeout"), "{stdout}");
+
+    // The same configuration inside a ConfigMap (as `kubectl kustomize deploy/` renders it).
+    let mut data = String::new();
+    for (name, content) in [
+        ("umpire.yaml", yaml.to_owned()),
+        ("scanner.pub", key.public_pem()),
+    ] {
+        data.push_str(&format!("  {name}: |\n"));
+        for line in content.lines() {
+            data.push_str(&format!("    {line}\n"));
+        }
+    }
+    let manifest = dir.path().join("rendered.yaml");
+    std::fs::write(
+        &manifest,
+        format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: umpire-config\ndata:\n{data}"),
+    )
+    .unwrap();
+    let out = umpire(&[
+        "config",
+        "check",
+        "--offline",
+        "-f",
+        manifest.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("ConfigMap umpire-config"), "{stdout}");
+    // deploy/ itself, rendered, passes.
+    if let Ok(out) = std::process::Command::new("kubectl")
+        .args(["kustomize", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy")])
+        .output()
+        && out.status.success()
+    {
+        std::fs::write(&manifest, &out.stdout).unwrap();
+        let out = umpire(&[
+            "config",
+            "check",
+            "--offline",
+            "-f",
+            manifest.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    let missing = umpire(&["config", "check", "-f", path.to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn admission_dry_runs_print_what_the_webhook_would_answer() {
+    let registry = Registry::start().await;
+    let key = SigningKey::p256();
+    let signed = registry
+        .push_image(REPO, "signed", &Image::new("dry run signed"))
+        .await;
+    registry
+        .push_signatures(
+            REPO,
+            &signed,
+            vec![signature_layer(&key, payload("x", &signed))],
+        )
+        .await;
+    registry
+        .push_image(REPO, "unsigned", &Image::new("dry run unsigned"))
+        .await;
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("umpire.yaml");
+    std::fs::write(
+        &config,
+        support::config_yaml(
+            &host,
+            &[("k", &key.public_pem())],
+            &format!(
+                "{}  - name: tenants\n    images: [\"{host}/**\"]\n    namespaces: [\"prod-*\"]\n    action: deny\n",
+                support::key_policy("p", &host, 1, &["k"])
+            ),
+            "",
+        ),
+    )
+    .unwrap();
+    let manifests = dir.path().join("workloads.yaml");
+    std::fs::write(
+        &manifests,
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: apps}}\nspec:\n  template:\n    spec:\n      containers: [{{name: c, image: \"{host}/{REPO}:signed\"}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: bad}}\nspec:\n  initContainers: [{{name: i, image: \"{host}/{REPO}:unsigned\"}}]\n  containers: [{{name: c, image: \"{host}/{REPO}:signed\"}}]\n"
+        ),
+    )
+    .unwrap();
+    let out = umpire(&[
+        "verify",
+        "--config",
+        config.to_str().unwrap(),
+        "-f",
+        manifests.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("Deployment apps/web (CREATE): ADMITTED"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "pin (mutate): /spec/template/spec/containers/0/image={host}/{REPO}:signed@{signed}"
+        )),
+        "{stdout}"
+    );
+    // The init container is judged too (the webhook's own extraction).
+    assert!(
+        stdout.contains("Pod default/bad (CREATE): DENIED"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("NO_SIGNATURES"), "{stdout}");
+
+    // The same through an AdmissionReview, and a namespaced policy applied with --namespace.
+    let review = dir.path().join("review.json");
+    std::fs::write(
+        &review,
+        serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "namespace": "prod-eu", "operation": "CREATE",
+                "object": {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": format!("{host}/{REPO}:signed")}]}}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = umpire(&[
+        "verify",
+        "--config",
+        config.to_str().unwrap(),
+        "--admission-review",
+        review.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("Pod prod-eu/p (CREATE): DENIED"),
+        "{stdout}"
+    );
+    let image = format!("{host}/{REPO}:signed");
+    let plain = umpire(&["verify", "--config", config.to_str().unwrap(), &image]);
+    assert_eq!(plain.status.code(), Some(0), "{}", text(&plain.stdout));
+    let namespaced = umpire(&[
+        "verify",
+        "--config",
+        config.to_str().unwrap(),
+        "--namespace",
+        "prod-eu",
+        &image,
+    ]);
+    assert_eq!(
+        namespaced.status.code(),
+        Some(1),
+        "{}",
+        text(&namespaced.stdout)
+    );
+}
