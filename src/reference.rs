@@ -206,7 +206,11 @@ pub fn canonical_host(host: &str) -> Result<String, String> {
                 None => return refuse("text after the IPv6 literal"),
             },
         };
-        (format!("[{ip}]"), port)
+        // An IPv4-mapped address is dialled as the IPv4 address it maps.
+        match ip.to_ipv4_mapped() {
+            Some(v4) => (v4.to_string(), port),
+            None => (format!("[{ip}]"), port),
+        }
     } else {
         let (name, port) = match host.split_once(':') {
             Some((n, p)) => (n, Some(p)),
@@ -488,6 +492,8 @@ mod tests {
             ("[2001:DB8::1]/app", "[2001:db8::1]"),
             ("[2001:db8:0:0:0:0:0:1]:443/app", "[2001:db8::1]"),
             ("127.0.0.1:5000/app", "127.0.0.1:5000"),
+            ("[::ffff:127.0.0.1]:5000/app", "127.0.0.1:5000"),
+            ("[::FFFF:7f00:1]:05000/app", "127.0.0.1:5000"),
         ] {
             assert_eq!(reg(spelling).registry, host, "{spelling}");
         }

@@ -671,3 +671,27 @@ async fn admission_dry_runs_print_what_the_webhook_would_answer() {
         text(&namespaced.stdout)
     );
 }
+
+#[test]
+fn a_key_file_without_pem_says_so_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("release.pub");
+    std::fs::write(
+        &key,
+        "# Replace with your release key (cosign public key, PEM).\n",
+    )
+    .unwrap();
+    let path = dir.path().join("umpire.yaml");
+    std::fs::write(
+        &path,
+        "trust:\n  keys:\n    release: release.pub\npolicies: []\n",
+    )
+    .unwrap();
+    let out = umpire(&["config", "check", "--config", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no PEM block found in") && stderr.contains(key.to_str().unwrap()),
+        "{stderr}"
+    );
+}
