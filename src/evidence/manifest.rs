@@ -49,14 +49,21 @@ pub struct Platform {
 }
 
 impl Descriptor {
-    /// An entry no runtime selects: `platform: unknown/unknown`, where BuildKit stores its
-    /// attestation manifests (`vnd.docker.reference.type: attestation-manifest`). containerd
-    /// matches index entries by platform, and no node is `unknown/unknown`; an entry with no
-    /// platform matches every node, so it is runnable.
+    /// An entry that is evidence, not a platform: `platform: unknown/unknown`, where BuildKit
+    /// stores its attestation manifests (`vnd.docker.reference.type: attestation-manifest`), or
+    /// an entry so annotated that names no platform. containerd matches index entries by platform
+    /// and no node is `unknown/unknown`.
     pub fn is_unrunnable(&self) -> bool {
-        self.platform
-            .as_ref()
-            .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+        let attestation = self
+            .annotations
+            .get("vnd.docker.reference.type")
+            .is_some_and(|t| t == "attestation-manifest");
+        match &self.platform {
+            Some(p) => p.os == "unknown" && p.architecture == "unknown",
+            // Marked as BuildKit's attestation manifest and naming no platform: evidence. (One
+            // that names a real platform is what a node of that platform would pull: runnable.)
+            None => attestation,
+        }
     }
 }
 
@@ -262,6 +269,37 @@ mod tests {
 
     fn parse(body: &str, ct: Option<&str>) -> Result<Manifest, FetchError> {
         Manifest::parse("m", Digest::of(body.as_bytes()), body.as_bytes(), ct)
+    }
+
+    #[test]
+    fn attestation_manifests_are_evidence_and_real_platforms_are_not() {
+        let entry = |extra: &str| -> Descriptor {
+            serde_json::from_str(&format!(
+                r#"{{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{}","size":1{extra}}}"#,
+                "a".repeat(64)
+            ))
+            .unwrap()
+        };
+        let marked = r#","annotations":{"vnd.docker.reference.type":"attestation-manifest"}"#;
+        assert!(entry(r#","platform":{"os":"unknown","architecture":"unknown"}"#).is_unrunnable());
+        assert!(entry(marked).is_unrunnable());
+        assert!(!entry("").is_unrunnable(), "no platform matches every node");
+        assert!(
+            !entry(&format!(
+                r#"{marked},"platform":{{"os":"linux","architecture":"amd64"}}"#
+            ))
+            .is_unrunnable(),
+            "a node of that platform pulls it, whatever its annotation"
+        );
+    }
+
+    #[test]
+    fn keys_go_reads_as_one_are_refused_in_manifests() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"a","digest":"sha256:{h}","size":1}},"layers":[],"Layers":[{{"mediaType":"a","digest":"sha256:{h}","size":1}}]}}"#,
+            h = "b".repeat(64)
+        );
+        assert!(parse(&body, None).is_err());
     }
 
     const LAYER: &str = r#"{"mediaType":"application/octet-stream","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0}"#;
