@@ -68,6 +68,10 @@ impl Default for CacheSettings {
     }
 }
 
+/// A byte stream to Redis: TCP, TLS over TCP, or a Unix socket.
+trait RedisStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RedisStream for T {}
+
 /// TLS for `rediss://`: the given PEM CA certificates, or the system's.
 fn tls_connector(ca: Option<&[u8]>) -> Result<tokio_rustls::TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
@@ -427,8 +431,8 @@ impl SharedCache {
             }
             None => info.redis_settings(),
         };
-        let io = |e: redis::RedisError| std::io::Error::other(e.to_string());
-        let (conn, driver) = match info.addr() {
+        // One stream type for the three transports; the framing bound sits on the plaintext.
+        let stream: Box<dyn RedisStream> = match info.addr() {
             ConnectionAddr::Tcp(host, port) => {
                 let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
                 tcp.set_nodelay(true)?;
@@ -436,46 +440,26 @@ impl SharedCache {
                     Some(tls) => {
                         let name = rustls::pki_types::ServerName::try_from(host.clone())
                             .map_err(|e| std::io::Error::other(e.to_string()))?;
-                        let stream = tls.connect(name, tcp).await?;
-                        let (c, d) = redis::aio::MultiplexedConnection::new_with_config(
-                            settings,
-                            Bounded::new(stream, bounds),
-                            redis::AsyncConnectionConfig::default(),
-                        )
-                        .await
-                        .map_err(io)?;
-                        (c, futures::FutureExt::boxed(d))
+                        Box::new(tls.connect(name, tcp).await?)
                     }
-                    None => {
-                        let (c, d) = redis::aio::MultiplexedConnection::new_with_config(
-                            settings,
-                            Bounded::new(tcp, bounds),
-                            redis::AsyncConnectionConfig::default(),
-                        )
-                        .await
-                        .map_err(io)?;
-                        (c, futures::FutureExt::boxed(d))
-                    }
+                    None => Box::new(tcp),
                 }
             }
             #[cfg(unix)]
-            ConnectionAddr::Unix(path) => {
-                let unix = tokio::net::UnixStream::connect(path).await?;
-                let (c, d) = redis::aio::MultiplexedConnection::new_with_config(
-                    settings,
-                    Bounded::new(unix, bounds),
-                    redis::AsyncConnectionConfig::default(),
-                )
-                .await
-                .map_err(io)?;
-                (c, futures::FutureExt::boxed(d))
-            }
+            ConnectionAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
             other => {
                 return Err(std::io::Error::other(format!(
                     "unsupported Redis address {other:?}"
                 )));
             }
         };
+        let (conn, driver) = redis::aio::MultiplexedConnection::new_with_config(
+            settings,
+            Bounded::new(stream, bounds),
+            redis::AsyncConnectionConfig::default(),
+        )
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
         tokio::spawn(driver);
         Ok(conn)
     }

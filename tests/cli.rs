@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use support::cosign::{Image, SigningKey, payload, signature_layer};
 use support::registry::Registry;
@@ -11,16 +11,11 @@ use support::{config_file, config_yaml, key_policy};
 const REPO: &str = "team/app";
 
 fn umpire(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_umpire"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("DOCKER_CONFIG", "/nonexistent")
-        .output()
-        .expect("run umpire")
+    support::umpire_cli(args, &[])
 }
 
 fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    support::text(b)
 }
 
 #[test]

@@ -6,44 +6,22 @@
 
 mod support;
 
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::cosign::{Blob, Image, SigningKey, payload, signature_layer};
 use support::registry::Registry;
 use support::served::Served;
+use support::text;
 use umpire::proto::{VerifyRequest, VerifyResponse};
 
 const REPO: &str = "team/app";
 
+fn umpire(args: &[&str]) -> std::process::Output {
+    support::umpire_cli(args, &[])
+}
+
 fn codes(r: &VerifyResponse) -> Vec<&str> {
     r.findings.iter().map(|f| f.code.as_str()).collect()
-}
-
-async fn ask(served: &Served, image: &str) -> VerifyResponse {
-    served
-        .client()
-        .await
-        .verify(VerifyRequest {
-            image: image.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-fn umpire(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_umpire"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("DOCKER_CONFIG", "/nonexistent")
-        .output()
-        .expect("run umpire")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// An image whose config is exactly `config` (bytes as written: key order and case kept).
@@ -101,15 +79,15 @@ async fn non_root_reads_the_uid_as_runc_and_containerd_do() {
         .push_image(REPO, "ok", &image_with_config(&user_config("65532:65532")))
         .await;
     let served = Served::start(&rules_yaml(&host, "      non_root: true\n"), &[]).await;
-    let r = ask(&served, &format!("{host}/{REPO}:ok")).await;
+    let r = served.ask(&format!("{host}/{REPO}:ok")).await;
     assert!(r.allowed, "{r:?}");
     for (tag, user) in cases {
-        let r = ask(&served, &format!("{host}/{REPO}:{tag}")).await;
+        let r = served.ask(&format!("{host}/{REPO}:{tag}")).await;
         assert!(!r.allowed, "User {user:?} passed non_root: {r:?}");
         assert_eq!(codes(&r), ["POLICY_VIOLATION"], "{user:?}: {r:?}");
         assert!(r.findings[0].message.contains("image.non_root"), "{r:?}");
     }
-    let r = ask(&served, &format!("{host}/{REPO}:name")).await;
+    let r = served.ask(&format!("{host}/{REPO}:name")).await;
     assert!(
         r.findings[0].message.contains("numeric USER"),
         "a name is refused with what to do: {r:?}"
@@ -153,14 +131,14 @@ async fn configs_whose_keys_go_folds_together_are_refused() {
         .await;
     let served = Served::start(&rules_yaml(&host, "      non_root: true\n"), &[]).await;
     for tag in ["user-twice", "config-twice", "kelvin"] {
-        let r = ask(&served, &format!("{host}/{REPO}:{tag}")).await;
+        let r = served.ask(&format!("{host}/{REPO}:{tag}")).await;
         assert!(!r.allowed, "{tag}: {r:?}");
         assert!(
             r.findings[0].message.contains("encoding/json"),
             "{tag}: {r:?}"
         );
     }
-    let r = ask(&served, &format!("{host}/{REPO}:lower")).await;
+    let r = served.ask(&format!("{host}/{REPO}:lower")).await;
     assert!(!r.allowed, "{r:?}");
     assert!(r.findings[0].message.contains("uid 0"), "{r:?}");
 }
@@ -181,13 +159,13 @@ async fn a_build_date_in_the_future_is_a_violation_and_max_age_bounds_the_cached
         .await;
     let yaml = rules_yaml(&host, "      max_age: 10d\n");
     let served = Served::start(&yaml, &[]).await;
-    let r = ask(&served, &format!("{host}/{REPO}@{future}")).await;
+    let r = served.ask(&format!("{host}/{REPO}@{future}")).await;
     assert!(
         !r.allowed,
         "a build date an hour ahead passes max_age forever: {r:?}"
     );
     assert!(r.findings[0].message.contains("future"), "{r:?}");
-    let r = ask(&served, &format!("{host}/{REPO}@{skewed}")).await;
+    let r = served.ask(&format!("{host}/{REPO}@{skewed}")).await;
     assert!(r.allowed, "a minute of clock skew is tolerated: {r:?}");
 
     // The allow holds until created + max_age, and the cache keeps it no longer.
@@ -247,7 +225,7 @@ async fn buildkit_attestation_manifests_are_not_platforms() {
         )
         .await;
     let served = Served::start(&rules_yaml(&host, "      non_root: true\n"), &[]).await;
-    let r = ask(&served, &format!("{host}/{REPO}:multi")).await;
+    let r = served.ask(&format!("{host}/{REPO}:multi")).await;
     assert!(
         r.allowed,
         "every docker buildx image was denied as running as root: {r:?}"
@@ -281,7 +259,7 @@ async fn other_spellings_of_a_port_or_an_ip_do_not_skip_the_policy() {
         format!("127.0.0.1:0{port}/{REPO}@{digest}"),
         format!("127.0.0.1:000{port}/{REPO}@{digest}"),
     ] {
-        let r = ask(&served, &spelling).await;
+        let r = served.ask(&spelling).await;
         assert!(!r.allowed, "{spelling}: {r:?}");
         assert_eq!(codes(&r), ["NO_SIGNATURES"], "{spelling}: {r:?}");
     }
@@ -290,7 +268,7 @@ async fn other_spellings_of_a_port_or_an_ip_do_not_skip_the_policy() {
         format!("[0:0:0:0:0:0:0:1]:05000/app@{digest}"),
         format!("LOCALHOST:05000/app@{digest}"),
     ] {
-        let r = ask(&served, &spelling).await;
+        let r = served.ask(&spelling).await;
         assert!(!r.allowed, "{spelling}: {r:?}");
         assert_eq!(codes(&r), ["POLICY_VIOLATION"], "{spelling}: {r:?}");
     }
@@ -362,7 +340,7 @@ async fn a_payload_of_another_type_than_cosigns_is_refused() {
         "",
     );
     let served = Served::start(&yaml, &[]).await;
-    let r = ask(&served, &format!("{host}/{REPO}@{digest}")).await;
+    let r = served.ask(&format!("{host}/{REPO}@{digest}")).await;
     assert!(!r.allowed, "cosign refuses this payload type: {r:?}");
     assert_eq!(codes(&r), ["SIGNATURE_INVALID"], "{r:?}");
     assert!(r.findings[0].message.contains("atomic"), "{r:?}");
@@ -404,7 +382,7 @@ async fn a_warn_policy_whose_evidence_cannot_be_fetched_only_warns() {
         1,
     );
     let served = Served::start(&yaml, &[]).await;
-    let r = ask(&served, &format!("{host}/{REPO}@{digest}")).await;
+    let r = served.ask(&format!("{host}/{REPO}@{digest}")).await;
     assert!(r.allowed, "every enforce policy held: {r:?}");
     assert!(!r.retryable, "{r:?}");
     let warned: Vec<&str> = r.warnings.iter().map(|f| f.code.as_str()).collect();

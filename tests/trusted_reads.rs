@@ -6,44 +6,16 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::cosign::{Image, SigningKey, payload, signature_layer};
 use support::registry::Registry;
 use support::served::Served;
+use support::{text, umpire_cli};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use umpire::proto::{VerifyRequest, VerifyResponse};
 
 const REPO: &str = "team/app";
-
-fn umpire(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_umpire"));
-    c.args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("DOCKER_CONFIG", "/nonexistent");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run umpire")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-async fn ask(served: &Served, image: &str) -> VerifyResponse {
-    served
-        .client()
-        .await
-        .verify(VerifyRequest {
-            image: image.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
 
 fn tuf_config(dir: &std::path::Path, cache_dir: Option<&std::path::Path>) -> std::path::PathBuf {
     let mirror_root = dir.join("mirror-root.json");
@@ -72,7 +44,7 @@ fn a_tuf_cache_folder_someone_else_prepared_is_refused_naming_it() {
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
     let config = tuf_config(dir.path(), Some(&shared));
-    let out = umpire(
+    let out = umpire_cli(
         &["config", "check", "--config", config.to_str().unwrap()],
         &[],
     );
@@ -88,7 +60,7 @@ fn a_tuf_cache_folder_someone_else_prepared_is_refused_naming_it() {
     std::fs::create_dir(&target).unwrap();
     std::os::unix::fs::symlink(&target, &link).unwrap();
     let config = tuf_config(dir.path(), Some(&link));
-    let out = umpire(
+    let out = umpire_cli(
         &["config", "check", "--config", config.to_str().unwrap()],
         &[],
     );
@@ -102,7 +74,7 @@ fn a_tuf_cache_folder_someone_else_prepared_is_refused_naming_it() {
         .status()
         .is_ok_and(|s| s.success());
     let config = tuf_config(dir.path(), Some(&theirs));
-    let out = umpire(
+    let out = umpire_cli(
         &["config", "check", "--config", config.to_str().unwrap()],
         &[],
     );
@@ -131,7 +103,7 @@ fn the_default_tuf_cache_is_a_private_folder_of_umpires_user_never_a_shared_temp
         "{\"planted\": true}",
     );
     let config = tuf_config(dir.path(), None);
-    let out = umpire(
+    let out = umpire_cli(
         &["config", "check", "--config", config.to_str().unwrap()],
         &[("HOME", home.to_str().unwrap()), ("XDG_CACHE_HOME", "")],
     );
@@ -205,7 +177,7 @@ async fn a_hostile_redis_announcing_a_huge_value_is_refused_before_it_is_read() 
     )
     .await;
     let before = served.memory("VmRSS");
-    let r = ask(&served, &format!("{host}/{REPO}@{digest}")).await;
+    let r = served.ask(&format!("{host}/{REPO}@{digest}")).await;
     assert_eq!(
         r.findings[0].code, "NO_SIGNATURES",
         "verified afresh: {r:?}"
@@ -308,11 +280,9 @@ async fn slow_http2_clients_are_held_to_the_header_and_idle_timeouts() {
     for s in slow {
         assert!(s.await.unwrap());
     }
-    let r = ask(
-        &served,
-        &format!("other.example/app@sha256:{}", "a".repeat(64)),
-    )
-    .await;
+    let r = served
+        .ask(&format!("other.example/app@sha256:{}", "a".repeat(64)))
+        .await;
     assert_eq!(r.findings[0].code, "NO_MATCHING_POLICY", "{r:?}");
 }
 
@@ -348,15 +318,15 @@ async fn a_replica_never_keeps_a_neighbours_verdict_past_its_own_ttl() {
     let long = Served::start(&yaml("1h"), &env).await;
     let short = Served::start(&yaml("2s"), &env).await;
     let image = format!("{host}/{REPO}@{digest}");
-    let r = ask(&long, &image).await;
+    let r = long.ask(&image).await;
     assert!(r.allowed && !r.cached, "{r:?}");
-    let r = ask(&short, &image).await;
+    let r = short.ask(&image).await;
     assert!(
         r.allowed && r.cached,
         "read from the neighbour's entry: {r:?}"
     );
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    let r = ask(&short, &image).await;
+    let r = short.ask(&image).await;
     assert!(
         !r.cached,
         "a 2 s replica answered from a verification older than 2 s: {r:?}"
@@ -379,11 +349,15 @@ async fn a_rotation_to_an_expired_certificate_keeps_the_current_one() {
     );
     let served = Served::start(&yaml, &[]).await;
     served.wait_for(hook.port).await;
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(hook.pki.ca_pem.as_bytes()).unwrap()])
-        .tls_info(true)
-        .build()
-        .unwrap();
+    // A new client each time: each request makes a handshake after the files changed.
+    let new_client = || {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(hook.pki.ca_pem.as_bytes()).unwrap()])
+            .tls_info(true)
+            .build()
+            .unwrap()
+    };
+    let client = new_client();
     let url = format!("https://127.0.0.1:{}/healthz", hook.port);
     let served_cert = |r: &reqwest::Response| {
         r.extensions()
@@ -396,12 +370,7 @@ async fn a_rotation_to_an_expired_certificate_keeps_the_current_one() {
     std::fs::write(&hook.cert_path, &expired.cert_pem).unwrap();
     std::fs::write(&hook.key_path, &expired.key_pem).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Connections are new each time: a handshake after the files changed.
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(hook.pki.ca_pem.as_bytes()).unwrap()])
-        .tls_info(true)
-        .build()
-        .unwrap();
+    let client = new_client();
     let r = client
         .get(&url)
         .send()
@@ -413,11 +382,7 @@ async fn a_rotation_to_an_expired_certificate_keeps_the_current_one() {
     std::fs::write(&hook.cert_path, &fresh.cert_pem).unwrap();
     std::fs::write(&hook.key_path, &fresh.key_pem).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(hook.pki.ca_pem.as_bytes()).unwrap()])
-        .tls_info(true)
-        .build()
-        .unwrap();
+    let client = new_client();
     let r = client.get(&url).send().await.unwrap();
     assert_ne!(
         served_cert(&r),

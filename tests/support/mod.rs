@@ -126,3 +126,21 @@ pub fn config_file(yaml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     std::fs::write(&path, yaml).unwrap();
     (dir, path)
 }
+
+/// The umpire binary run with `args` (and `env`) in the repository's folder, with no Docker
+/// config of the machine's.
+pub fn umpire_cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_umpire"));
+    c.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DOCKER_CONFIG", "/nonexistent");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run umpire")
+}
+
+/// Process output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

@@ -55,6 +55,19 @@ impl Served {
         .unwrap()
     }
 
+    /// The answer to a plain `Verify` of `image`.
+    pub async fn ask(&self, image: &str) -> umpire::proto::VerifyResponse {
+        self.client()
+            .await
+            .verify(umpire::proto::VerifyRequest {
+                image: image.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     /// A line of `/proc/<pid>/status` in bytes (VmRSS, VmHWM).
     pub fn memory(&self, field: &str) -> u64 {
         let pid = self.child.id().unwrap();
