@@ -225,13 +225,13 @@ fn config_check_prints_canonical_scopes_and_what_deserves_a_look() {
     assert_eq!(out.status.code(), Some(0), "the built-in default is valid");
 }
 
-#[tokio::test]
-async fn cosign_like_flags_verify_without_a_config_file() {
-    use support::cosign::{self, attestation_layer, statement};
+/// A registry holding `REPO:signed` (signed by the returned key, its digest returned) and
+/// `REPO:unsigned`.
+async fn signed_and_unsigned(label: &str) -> (Registry, SigningKey, String) {
     let registry = Registry::start().await;
     let key = SigningKey::p256();
     let signed = registry
-        .push_image(REPO, "signed", &Image::new("cli flags"))
+        .push_image(REPO, "signed", &Image::new(&format!("{label} signed")))
         .await;
     registry
         .push_signatures(
@@ -241,8 +241,15 @@ async fn cosign_like_flags_verify_without_a_config_file() {
         )
         .await;
     registry
-        .push_image(REPO, "unsigned", &Image::new("cli unsigned"))
+        .push_image(REPO, "unsigned", &Image::new(&format!("{label} unsigned")))
         .await;
+    (registry, key, signed)
+}
+
+#[tokio::test]
+async fn cosign_like_flags_verify_without_a_config_file() {
+    use support::cosign::{self, attestation_layer, statement};
+    let (registry, key, signed) = signed_and_unsigned("cli").await;
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("release.pub");
     std::fs::write(&pem, key.public_pem()).unwrap();
@@ -557,21 +564,7 @@ fn config_check_works_in_a_policy_repositorys_ci() {
 
 #[tokio::test]
 async fn admission_dry_runs_print_what_the_webhook_would_answer() {
-    let registry = Registry::start().await;
-    let key = SigningKey::p256();
-    let signed = registry
-        .push_image(REPO, "signed", &Image::new("dry run signed"))
-        .await;
-    registry
-        .push_signatures(
-            REPO,
-            &signed,
-            vec![signature_layer(&key, payload("x", &signed))],
-        )
-        .await;
-    registry
-        .push_image(REPO, "unsigned", &Image::new("dry run unsigned"))
-        .await;
+    let (registry, key, signed) = signed_and_unsigned("dry run").await;
     let host = registry.host();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("umpire.yaml");
