@@ -546,9 +546,19 @@ impl Engine {
             .iter()
             .map(|p| p.fingerprint)
             .collect();
+        // A verdict under `signed_identity: exact` holds for the tag it was asked by, too.
+        let scope = if self
+            .policies(&p.policies)
+            .iter()
+            .any(|q| q.has_exact_signed_identity())
+        {
+            format!("{source_name}#{}", p.image.tag().unwrap_or_default())
+        } else {
+            source_name.clone()
+        };
         let key_for = |digest: &str| {
             verdict_key(
-                &source_name,
+                &scope,
                 digest,
                 &fingerprints,
                 &self.config.trust_fingerprint,
@@ -601,6 +611,11 @@ impl Engine {
 
             let engine = Arc::clone(self);
             let policies = p.policies.clone();
+            let signed_for = policy::SignedFor {
+                repository: p.image.policy_subject(),
+                tag: p.image.tag().map(str::to_owned),
+                digest: p.image.digest().map(|d| d.to_string()),
+            };
             let child_scope = ChildScope {
                 source: source_name.clone(),
                 fingerprints: fingerprints.clone(),
@@ -614,7 +629,12 @@ impl Engine {
                     let work = async move {
                         let (resolved, judged) = futures::join!(
                             engine.resolve_within_deadline(&image, Arc::clone(&source)),
-                            engine.judge_within_deadline(&policies, source.as_ref(), &digest)
+                            engine.judge_within_deadline(
+                                &policies,
+                                source.as_ref(),
+                                &digest,
+                                &signed_for
+                            )
                         );
                         let verdict = match resolved {
                             Ok(r) => {
@@ -654,7 +674,7 @@ impl Engine {
                     let cache_key = key.clone();
                     let work = async move {
                         let judged = engine
-                            .judge_within_deadline(&policies, source.as_ref(), &digest)
+                            .judge_within_deadline(&policies, source.as_ref(), &digest, &signed_for)
                             .await;
                         let verdict = Verdict {
                             media_type: resolved.manifest.media_type.clone(),
@@ -887,15 +907,16 @@ impl Engine {
         policy_indices: &[usize],
         source: &dyn Source,
         digest: &Digest,
+        signed_for: &policy::SignedFor,
     ) -> Verdict {
         let deadline = self.config.limits.deadline;
         let policies = self.policies(policy_indices);
         let name = format!("{}@{digest}", source.name());
-        let verdict =
-            match tokio::time::timeout(deadline, self.judge(&policies, source, digest)).await {
-                Ok(v) => v,
-                Err(_) => deadline_exceeded(&name, deadline),
-            };
+        let judged = self.judge(&policies, source, digest, signed_for);
+        let verdict = match tokio::time::timeout(deadline, judged).await {
+            Ok(v) => v,
+            Err(_) => deadline_exceeded(&name, deadline),
+        };
         let media_type = verdict.media_type.clone();
         verdict
             .for_digest(digest, media_type)
@@ -903,7 +924,13 @@ impl Engine {
     }
 
     /// Gathers the evidence for one digest once, then evaluates every applicable policy on it.
-    async fn judge(&self, policies: &[&Policy], source: &dyn Source, digest: &Digest) -> Verdict {
+    async fn judge(
+        &self,
+        policies: &[&Policy],
+        source: &dyn Source,
+        digest: &Digest,
+        signed_for: &policy::SignedFor,
+    ) -> Verdict {
         let metrics = &self.shared.metrics;
         let image = format!("{}@{digest}", source.name());
         let needs_image_config = policies.iter().any(|p| p.image_rules.is_some());
@@ -1144,8 +1171,13 @@ impl Engine {
                 found.extend(unread.into_iter().map(|f| f.clone().with_policy(&p.name)));
             }
             if let Some(req) = p.signatures.as_ref().filter(|_| evaluate) {
-                let (held, f, w) =
-                    policy::evaluate_signatures_warning(&p.name, req, digest, signatures);
+                let (held, f, w) = policy::evaluate_signatures_warning(
+                    &p.name,
+                    req,
+                    digest,
+                    signatures,
+                    Some(signed_for),
+                );
                 held_all &= held;
                 found.extend(f);
                 logged.extend(w);
@@ -1200,7 +1232,7 @@ impl Engine {
             .flat_map(|(signatures, _)| signatures.iter())
             .chain(artifacts.iter().flat_map(|(.., s)| s.iter()))
             .filter_map(|o| match o {
-                SignatureOutcome::Valid { signers } => Some(signers),
+                SignatureOutcome::Valid { signers, .. } => Some(signers),
                 _ => None,
             })
             .flatten()
@@ -1253,7 +1285,7 @@ fn evaluate_artifact(
             let signers: Vec<crate::verify::signature::Signer> = signatures
                 .iter()
                 .filter_map(|o| match o {
-                    SignatureOutcome::Valid { signers } => Some(signers),
+                    SignatureOutcome::Valid { signers, .. } => Some(signers),
                     _ => None,
                 })
                 .flatten()
@@ -1338,6 +1370,7 @@ fn notation_outcomes(
                 revocation_unchecked: false,
                 valid_until: None,
             }],
+            signed_name: None,
         }];
     }
     let Some((media_type, size)) = subject else {

@@ -138,6 +138,8 @@ pub enum Authority {
     Key {
         name: String,
         logged_in: Option<String>,
+        /// Which image name the signed payload must give (`signed_identity`).
+        signed_identity: SignedIdentity,
     },
     /// A Fulcio certificate identity under a `trust.sigstore` root.
     Keyless(KeylessAuthority),
@@ -197,16 +199,94 @@ impl KeylessAuthority {
     }
 }
 
+/// Which image name a key signature's payload (`critical.identity.docker-reference`) must give:
+/// none (`any`, cosign's behaviour), this image's repository (`repository`, containers/image's
+/// `matchRepository`), or this very reference (`exact`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignedIdentity {
+    #[default]
+    Any,
+    Repository,
+    Exact,
+}
+
+/// The image a signature is checked for: its canonical repository (`host/repository`) and the
+/// tag or digest it was asked by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedFor {
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl SignedIdentity {
+    /// Why `signed_name` (the payload's name) does not name `image` as this rule asks, if it
+    /// does not. Names are read as containers/image reads them (Docker's normalisation: `nginx`
+    /// is `docker.io/library/nginx`; a tag is ignored by `repository`).
+    pub fn mismatch(self, signed_name: Option<&str>, image: Option<&SignedFor>) -> Option<String> {
+        if self == SignedIdentity::Any {
+            return None;
+        }
+        let Some(image) = image else {
+            return Some("no image name to compare the signed name with".into());
+        };
+        let Some(name) = signed_name.filter(|n| !n.is_empty()) else {
+            return Some(
+                "the signed payload names no image (critical.identity.docker-reference)".into(),
+            );
+        };
+        let parsed = match crate::reference::ImageRef::parse(name) {
+            Ok(crate::reference::ImageRef::Registry(r)) => r,
+            _ => {
+                return Some(format!(
+                    "the signed name {name:?} is not an image reference"
+                ));
+            }
+        };
+        let repository = format!("{}/{}", parsed.registry, parsed.repository);
+        if repository != image.repository {
+            return Some(format!(
+                "it was signed for {repository}, not for {}",
+                image.repository
+            ));
+        }
+        if self == SignedIdentity::Exact {
+            let same = match (&image.tag, &image.digest) {
+                (Some(tag), _) => {
+                    parsed.digest.is_none() && parsed.tag.as_deref() == Some(tag.as_str())
+                }
+                (None, Some(d)) => parsed.digest.as_ref().map(|x| x.as_str()) == Some(d.as_str()),
+                (None, None) => false,
+            };
+            if !same {
+                return Some(format!(
+                    "it was signed for {name}, not for {}{}",
+                    image.repository,
+                    image
+                        .tag
+                        .as_ref()
+                        .map(|t| format!(":{t}"))
+                        .or(image.digest.as_ref().map(|d| format!("@{d}")))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        None
+    }
+}
+
 impl fmt::Display for Authority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Authority::Key {
                 name,
                 logged_in: None,
+                ..
             } => write!(f, "key:{name}"),
             Authority::Key {
                 name,
                 logged_in: Some(root),
+                ..
             } => write!(f, "key:{name} (logged in {root})"),
             Authority::Keyless(k) => {
                 write!(
@@ -231,6 +311,7 @@ impl Authority {
                 Authority::Key {
                     name,
                     logged_in: None,
+                    ..
                 },
                 Signer::Key(k) | Signer::LoggedKey { name: k, .. },
             ) => name == k,
@@ -238,6 +319,7 @@ impl Authority {
                 Authority::Key {
                     name,
                     logged_in: Some(root),
+                    ..
                 },
                 Signer::LoggedKey { name: k, trust },
             ) => name == k && root == trust,
@@ -248,6 +330,23 @@ impl Authority {
             _ => false,
         }
     }
+
+    /// Whether this authority accepts `signer` of a signature whose payload named `signed_name`,
+    /// checked for `image` (a key authority's `signed_identity`).
+    pub fn accepts_signed(
+        &self,
+        signer: &Signer,
+        signed_name: Option<&str>,
+        image: Option<&SignedFor>,
+    ) -> bool {
+        self.accepts(signer)
+            && match self {
+                Authority::Key {
+                    signed_identity, ..
+                } => signed_identity.mismatch(signed_name, image).is_none(),
+                _ => true,
+            }
+    }
 }
 
 impl Policy {
@@ -257,6 +356,23 @@ impl Policy {
             && !self.exclude.iter().any(|g| g.matches(subject))
             && (self.namespaces.is_empty()
                 || namespace.is_some_and(|n| self.namespaces.iter().any(|w| w.matches(n))))
+    }
+
+    /// Whether a signature authority requires `signed_identity: exact` (the verdict then depends
+    /// on the tag asked by).
+    pub fn has_exact_signed_identity(&self) -> bool {
+        self.signatures
+            .iter()
+            .flat_map(|s| s.authorities.iter())
+            .any(|a| {
+                matches!(
+                    a,
+                    Authority::Key {
+                        signed_identity: SignedIdentity::Exact,
+                        ..
+                    }
+                )
+            })
     }
 
     /// Whether this policy reads signatures or attestations (static policies and image rules
@@ -380,7 +496,7 @@ pub fn evaluate_signatures(
     digest: &Digest,
     outcomes: &[SignatureOutcome],
 ) -> (bool, Vec<Finding>) {
-    let (held, findings, _) = evaluate_signatures_warning(policy, req, digest, outcomes);
+    let (held, findings, _) = evaluate_signatures_warning(policy, req, digest, outcomes, None);
     (held, findings)
 }
 
@@ -391,14 +507,19 @@ pub fn evaluate_signatures_warning(
     req: &SignatureRequirement,
     digest: &Digest,
     outcomes: &[SignatureOutcome],
+    image: Option<&SignedFor>,
 ) -> (bool, Vec<Finding>, Vec<Finding>) {
-    let accepted_by = |signers: &[Signer]| -> Vec<&Authority> {
+    let accepted_by = |signers: &[Signer], signed_name: Option<&str>| -> Vec<&Authority> {
         req.authorities
             .iter()
-            .filter(|a| signers.iter().any(|s| a.accepts(s)))
+            .filter(|a| {
+                signers
+                    .iter()
+                    .any(|s| a.accepts_signed(s, signed_name, image))
+            })
             .collect()
     };
-    let satisfied = distinct_signer_matching(req, outcomes);
+    let satisfied = distinct_signer_matching(req, outcomes, image);
     let expected = req
         .authorities
         .iter()
@@ -471,8 +592,14 @@ pub fn evaluate_signatures_warning(
     for (i, o) in outcomes.iter().enumerate() {
         let n = i + 1;
         let finding = match o {
-            SignatureOutcome::Valid { signers } if accepted_by(signers).is_empty() => {
-                unaccepted(n, policy, req, signers)
+            SignatureOutcome::Valid {
+                signers,
+                signed_name,
+            } if accepted_by(signers, signed_name.as_deref()).is_empty() => {
+                match signed_identity_mismatch(n, req, signers, signed_name.as_deref(), image) {
+                    Some(f) => f,
+                    None => unaccepted(n, policy, req, signers),
+                }
             }
             SignatureOutcome::Valid { .. } => continue,
             SignatureOutcome::WrongDigest { signers, found } => Finding::new(
@@ -550,7 +677,7 @@ fn notation_signer<'a>(
     outcomes
         .iter()
         .filter_map(|o| match o {
-            SignatureOutcome::Valid { signers } => Some(signers),
+            SignatureOutcome::Valid { signers, .. } => Some(signers),
             _ => None,
         })
         .flatten()
@@ -599,10 +726,15 @@ fn signer_identity(signers: &[Signer]) -> Option<String> {
 fn distinct_signer_matching<'a>(
     req: &'a SignatureRequirement,
     outcomes: &[SignatureOutcome],
+    image: Option<&SignedFor>,
 ) -> Vec<&'a Authority> {
     let mut signers: Vec<(String, Vec<usize>)> = Vec::new();
     for o in outcomes {
-        let SignatureOutcome::Valid { signers: s } = o else {
+        let SignatureOutcome::Valid {
+            signers: s,
+            signed_name,
+        } = o
+        else {
             continue;
         };
         let Some(id) = signer_identity(s) else {
@@ -612,7 +744,10 @@ fn distinct_signer_matching<'a>(
             .authorities
             .iter()
             .enumerate()
-            .filter(|(_, a)| s.iter().any(|x| a.accepts(x)))
+            .filter(|(_, a)| {
+                s.iter()
+                    .any(|x| a.accepts_signed(x, signed_name.as_deref(), image))
+            })
             .map(|(i, _)| i)
             .collect();
         match signers.iter_mut().find(|(known, _)| *known == id) {
@@ -666,6 +801,42 @@ fn names(signers: &[Signer]) -> String {
         .join("; ")
 }
 
+/// A signature by a key an authority names, made for another image than `signed_identity` asks:
+/// IDENTITY_MISMATCH naming both names.
+fn signed_identity_mismatch(
+    n: usize,
+    req: &SignatureRequirement,
+    signers: &[Signer],
+    signed_name: Option<&str>,
+    image: Option<&SignedFor>,
+) -> Option<Finding> {
+    req.authorities.iter().find_map(|a| {
+        let Authority::Key {
+            signed_identity, ..
+        } = a
+        else {
+            return None;
+        };
+        if !signers.iter().any(|s| a.accepts(s)) {
+            return None;
+        }
+        let why = signed_identity.mismatch(signed_name, image)?;
+        Some(
+            Finding::new(
+                Code::IdentityMismatch,
+                format!(
+                    "signature {n} verifies under {a}, but {why}; {a} requires signed_identity: {}",
+                    match signed_identity {
+                        SignedIdentity::Exact => "exact",
+                        _ => "repository",
+                    }
+                ),
+            )
+            .with_authority(a.to_string()),
+        )
+    })
+}
+
 /// A signature that verified, by signers no authority of the policy accepts: IDENTITY_MISMATCH when
 /// a keyless authority of the same trust root was looking for another identity, UNTRUSTED_SIGNER
 /// otherwise.
@@ -677,7 +848,7 @@ fn unaccepted(n: usize, policy: &str, req: &SignatureRequirement, signers: &[Sig
         let wants_log = req
             .authorities
             .iter()
-            .find(|a| matches!(a, Authority::Key { name: n, logged_in: Some(_) } if n == name));
+            .find(|a| matches!(a, Authority::Key { name: n, logged_in: Some(_), .. } if n == name));
         if let Some(
             authority @ Authority::Key {
                 logged_in: Some(root),
@@ -892,6 +1063,7 @@ mod tests {
                 .map(|k| Authority::Key {
                     logged_in: None,
                     name: k.to_string(),
+                    signed_identity: SignedIdentity::Any,
                 })
                 .collect(),
         }
@@ -900,11 +1072,46 @@ mod tests {
     fn valid(k: &str) -> SignatureOutcome {
         SignatureOutcome::Valid {
             signers: vec![Signer::Key(k.into())],
+            signed_name: None,
         }
     }
 
     fn codes(f: &[Finding]) -> Vec<Code> {
         f.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn signed_identity_reads_names_as_containers_image_does() {
+        let image = SignedFor {
+            repository: "docker.io/library/nginx".into(),
+            tag: Some("1.27".into()),
+            digest: None,
+        };
+        use SignedIdentity::*;
+        assert!(Any.mismatch(Some("evil.example/x"), Some(&image)).is_none());
+        for ok in [
+            "nginx",
+            "docker.io/nginx:latest",
+            "index.docker.io/library/nginx:1.27",
+        ] {
+            assert!(
+                Repository.mismatch(Some(ok), Some(&image)).is_none(),
+                "{ok}"
+            );
+        }
+        for bad in ["nginx-other", "docker.io/acme/nginx", "", "not a ref"] {
+            assert!(
+                Repository.mismatch(Some(bad), Some(&image)).is_some(),
+                "{bad}"
+            );
+        }
+        assert!(Repository.mismatch(None, Some(&image)).is_some());
+        assert!(Exact.mismatch(Some("nginx:1.27"), Some(&image)).is_none());
+        assert!(
+            Exact.mismatch(Some("nginx"), Some(&image)).is_some(),
+            "latest is not 1.27"
+        );
+        assert!(Exact.mismatch(Some("nginx:1.28"), Some(&image)).is_some());
     }
 
     #[test]
@@ -1024,6 +1231,7 @@ mod tests {
                     ..Default::default()
                 },
             }],
+            signed_name: None,
         }
     }
 
@@ -1070,20 +1278,24 @@ mod tests {
                 Authority::Key {
                     name: "a".into(),
                     logged_in: None,
+                    signed_identity: SignedIdentity::Any,
                 },
                 Authority::Key {
                     name: "b".into(),
                     logged_in: None,
+                    signed_identity: SignedIdentity::Any,
                 },
             ],
         };
         let x = SignatureOutcome::Valid {
             signers: vec![Signer::Key("a".into()), Signer::Key("b".into())],
+            signed_name: None,
         };
         let (ok, _) = evaluate_signatures("p", &req, &d, &[x.clone(), valid("a")]);
         assert!(!ok, "signer key:a twice is one signer");
         let y = SignatureOutcome::Valid {
             signers: vec![Signer::Key("c".into())],
+            signed_name: None,
         };
         let (ok, _) = evaluate_signatures("p", &req, &d, &[x, y]);
         assert!(!ok, "c is accepted by no authority");

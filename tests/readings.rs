@@ -578,3 +578,51 @@ fn notation_scopes_are_read_as_references_and_printed_canonical() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_signature_copied_to_another_repository_is_refused_under_signed_identity() {
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let key = SigningKey::p256();
+    let image = Image::new("copied");
+    // Signed for acme/app, then image and signature copied to acme/other (crane cp does this).
+    let mut digest = String::new();
+    for repo in ["acme/app", "acme/other"] {
+        digest = registry.push_image(repo, "v1", &image).await;
+        registry
+            .push_signatures(
+                repo,
+                &digest,
+                vec![signature_layer(
+                    &key,
+                    payload(&format!("{host}/acme/app"), &digest),
+                )],
+            )
+            .await;
+    }
+    let yaml = |identity: &str| {
+        support::config_yaml(
+            &host,
+            &[("k", &key.public_pem())],
+            &format!(
+                "  - name: p\n    images: [\"{host}/**\"]\n    signatures:\n      authorities:\n        - key: k\n{identity}"
+            ),
+            "",
+        )
+    };
+    // cosign's reading (the default): the name in the payload is not checked.
+    let served = Served::start(&yaml(""), &[]).await;
+    let r = served.ask(&format!("{host}/acme/other@{digest}")).await;
+    assert!(r.allowed, "{r:?}");
+    let served = Served::start(&yaml("          signed_identity: repository\n"), &[]).await;
+    let r = served.ask(&format!("{host}/acme/app@{digest}")).await;
+    assert!(r.allowed, "{r:?}");
+    let r = served.ask(&format!("{host}/acme/other@{digest}")).await;
+    assert!(!r.allowed, "{r:?}");
+    assert_eq!(codes(&r), ["IDENTITY_MISMATCH"], "{r:?}");
+    assert!(r.findings[0].message.contains("acme/app"), "{r:?}");
+    // `exact` also asks for the tag: a payload naming only the repository is `latest`.
+    let served = Served::start(&yaml("          signed_identity: exact\n"), &[]).await;
+    let r = served.ask(&format!("{host}/acme/app:v1")).await;
+    assert_eq!(codes(&r), ["IDENTITY_MISMATCH"], "{r:?}");
+}

@@ -3,6 +3,7 @@
 
 use super::raw::*;
 use super::*;
+use crate::policy::SignedIdentity;
 
 impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
     pub(super) fn authorities(
@@ -64,7 +65,22 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                         }
                         (Some(RawTransparencyLog::Optional) | None, None) => None,
                     };
-                    Authority::Key { name, logged_in }
+                    let signed_identity = match a.signed_identity.as_deref() {
+                        None | Some("any") => SignedIdentity::Any,
+                        Some("repository") => SignedIdentity::Repository,
+                        Some("exact") => SignedIdentity::Exact,
+                        Some(other) => {
+                            return Err(bad(
+                                &format!("{akey}.signed_identity"),
+                                format!("expected any, repository or exact, found {other:?}"),
+                            ));
+                        }
+                    };
+                    Authority::Key {
+                        name,
+                        logged_in,
+                        signed_identity,
+                    }
                 }
                 (None, Some(k)) => {
                     if a.transparency_log.is_some() || a.trust.is_some() {

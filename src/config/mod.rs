@@ -253,7 +253,9 @@ impl Config {
                 .chain(p.artifacts.iter().flat_map(|a| a.inner.authorities.iter()));
             for a in authorities {
                 match a {
-                    Authority::Key { name, logged_in } => {
+                    Authority::Key {
+                        name, logged_in, ..
+                    } => {
                         keys_used.insert(name.as_str());
                         if let Some(root) = logged_in {
                             roots_used.insert(root.as_str());

@@ -289,6 +289,9 @@ pub(super) struct RawAuthority {
     /// With `key` and `transparency_log: required`: the `trust.sigstore` root whose log.
     #[serde(default)]
     pub(super) trust: Option<String>,
+    /// With `key`: which image name the signed payload must give (any | repository | exact).
+    #[serde(default)]
+    pub(super) signed_identity: Option<String>,
     #[serde(default)]
     pub(super) keyless: Option<RawKeyless>,
     #[serde(default)]

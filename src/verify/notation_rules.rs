@@ -421,6 +421,7 @@ pub fn outcome(
             revocation_unchecked: report.revocation_unchecked,
             valid_until: report.valid_until,
         }],
+        signed_name: None,
     }
 }
 

@@ -76,8 +76,12 @@ impl std::fmt::Display for Signer {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignatureOutcome {
-    /// Verifies, by `signers`, and is about the image digest.
-    Valid { signers: Vec<Signer> },
+    /// Verifies, by `signers`, and is about the image digest. `signed_name` is the image name a
+    /// simple-signing payload names (`critical.identity.docker-reference`), when it has one.
+    Valid {
+        signers: Vec<Signer>,
+        signed_name: Option<String>,
+    },
     /// Verifies, but is about another digest (a copied signature).
     WrongDigest { signers: Vec<Signer>, found: String },
     /// Verifies, but the signed payload is unusable.
@@ -202,7 +206,10 @@ pub fn check_layer(
             signers,
             reason: e.to_string(),
         },
-        Ok(p) if p.is_for(image_digest) => SignatureOutcome::Valid { signers },
+        Ok(p) if p.is_for(image_digest) => SignatureOutcome::Valid {
+            signers,
+            signed_name: Some(p.docker_reference),
+        },
         Ok(p) => SignatureOutcome::WrongDigest {
             signers,
             found: p.manifest_digest.chars().take(80).collect(),
@@ -238,7 +245,10 @@ pub fn check_bundle(
             reason: f.reason,
         }
     } else {
-        SignatureOutcome::Valid { signers }
+        SignatureOutcome::Valid {
+            signers,
+            signed_name: None,
+        }
     })
 }
 
@@ -469,7 +479,8 @@ mod tests {
         assert_eq!(
             check_layer(&layer(&a, payload_for(&img)), &trust, &img),
             SignatureOutcome::Valid {
-                signers: vec![key("a")]
+                signers: vec![key("a")],
+                signed_name: Some("r/a".into()),
             }
         );
 
