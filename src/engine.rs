@@ -1183,10 +1183,17 @@ impl Engine {
                 logged.extend(w);
             }
             for req in p.attestations.iter().filter(|_| evaluate) {
-                let (held, f) =
-                    policy::evaluate_attestation(&p.name, req, &image, digest, attestations, now);
+                let (held, f, w) = policy::evaluate_attestation_warning(
+                    &p.name,
+                    req,
+                    &image,
+                    digest,
+                    attestations,
+                    now,
+                );
                 held_all &= held;
                 found.extend(f);
+                logged.extend(w);
             }
             for req in p.artifacts.iter().filter(|_| evaluate) {
                 let (held, f) = evaluate_artifact(&p.name, req, &image, digest, &artifacts, now);

@@ -1,6 +1,7 @@
 //! Policies: which apply to an image, and whether the verified evidence meets their requirements.
 //! Pure: it reads verification outcomes, never the registry.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use std::sync::Arc;
@@ -122,6 +123,9 @@ pub struct AttestationRequirement {
     pub authorities: Vec<Authority>,
     pub checks: Option<Checks>,
     pub rego: Option<Arc<RegoPolicy>>,
+    /// `vulnerabilities.vex.authorities`: OpenVEX documents they signed about the image remove
+    /// CVEs from the vulnerability checks.
+    pub vex: Option<Vec<Authority>>,
 }
 
 #[derive(Debug, Clone)]
@@ -907,7 +911,78 @@ pub fn evaluate_attestation(
     outcomes: &[AttestationOutcome],
     now: jiff::Timestamp,
 ) -> (bool, Vec<Finding>) {
+    let (held, findings, _) =
+        evaluate_attestation_warning(policy, req, image, digest, outcomes, now);
+    (held, findings)
+}
+
+/// The CVEs that VEX documents signed by `authorities` remove for `digest` (the latest applicable
+/// statement per CVE), and warnings about VEX documents that remove nothing (signed by no listed
+/// authority, or unreadable).
+fn vex_removals(
+    authorities: &[Authority],
+    digest: &Digest,
+    outcomes: &[AttestationOutcome],
+) -> (BTreeMap<String, crate::checks::vex::Decision>, Vec<String>) {
+    use crate::checks::vex;
+    let mut documents = Vec::new();
+    let mut notes = Vec::new();
+    for o in outcomes {
+        match o {
+            AttestationOutcome::Verified { signers, statement }
+                if vex::is_openvex(&statement.predicate_type) =>
+            {
+                if authorities
+                    .iter()
+                    .any(|a| signers.iter().any(|s| a.accepts(s)))
+                {
+                    documents.push(&statement.predicate);
+                } else {
+                    notes.push(format!(
+                        "a VEX document signed by {} removes nothing: no vex authority of this requirement signed it",
+                        names(signers)
+                    ));
+                }
+            }
+            AttestationOutcome::Invalid {
+                claimed_type: Some(t),
+                reason,
+            } if vex::is_openvex(t) => {
+                notes.push(format!("a VEX document removes nothing: {reason}"));
+            }
+            _ => {}
+        }
+    }
+    let (decided, more) = vex::decisions(&documents, digest);
+    notes.extend(more);
+    (
+        decided.into_iter().filter(|(_, d)| d.removes()).collect(),
+        notes,
+    )
+}
+
+/// As [`evaluate_attestation`], with warnings: VEX documents that removed nothing.
+pub fn evaluate_attestation_warning(
+    policy: &str,
+    req: &AttestationRequirement,
+    image: &str,
+    digest: &Digest,
+    outcomes: &[AttestationOutcome],
+    now: jiff::Timestamp,
+) -> (bool, Vec<Finding>, Vec<Finding>) {
     let t = &req.predicate_type;
+    let (removed, vex_notes) = match &req.vex {
+        Some(authorities) => vex_removals(authorities, digest, outcomes),
+        None => Default::default(),
+    };
+    let vex_warnings: Vec<Finding> = vex_notes
+        .into_iter()
+        .map(|n| {
+            let mut f = Finding::new(Code::AttestationInvalid, n).with_policy(policy);
+            f.attestation_type = t.clone();
+            f
+        })
+        .collect();
     let expected = req
         .authorities
         .iter()
@@ -978,7 +1053,7 @@ pub fn evaluate_attestation(
             )));
         }
         findings.truncate(MAX_PROBLEM_FINDINGS);
-        return (false, findings);
+        return (false, findings, vex_warnings);
     }
 
     // The authorities whose signed statements were checked: content findings are about them.
@@ -997,7 +1072,7 @@ pub fn evaluate_attestation(
     let mut unreadable = Vec::new();
     for (_, statement) in &accepted {
         if let Some(checks) = &req.checks {
-            match checks.violations(statement, now) {
+            match checks.violations_excluding(statement, now, &|id| removed.contains_key(id)) {
                 Ok(v) => violations.extend(v),
                 Err(format) => unreadable.push(format),
             }
@@ -1027,7 +1102,7 @@ pub fn evaluate_attestation(
             .take(MAX_PROBLEM_FINDINGS)
             .map(|u| about(Finding::new(Code::AttestationInvalid, format!("{t}: {u}"))))
             .collect();
-        return (false, findings);
+        return (false, findings, vex_warnings);
     }
     if !violations.is_empty() {
         violations.sort();
@@ -1037,7 +1112,7 @@ pub fn evaluate_attestation(
             .take(MAX_PROBLEM_FINDINGS)
             .map(|v| about(Finding::new(Code::PolicyViolation, format!("{t}: {v}"))))
             .collect();
-        return (false, findings);
+        return (false, findings, vex_warnings);
     }
     let finding = tag(Finding::new(
         Code::Satisfied,
@@ -1048,7 +1123,33 @@ pub fn evaluate_attestation(
         ),
     ))
     .with_authority(signers.join(", "));
-    (true, vec![finding])
+    // What VEX removed, and on whose word: an auditor sees why no denial happened.
+    let mut findings = vec![finding];
+    for (cve, d) in &removed {
+        let reported = accepted.iter().any(|(_, statement)| {
+            crate::checks::vulns::findings(statement)
+                .is_ok_and(|f| f.iter().any(|(id, _)| id == cve))
+        });
+        if reported {
+            findings.push(tag(Finding::new(
+                Code::Satisfied,
+                format!(
+                    "{cve} is not counted: VEX by {} says {}{}{}",
+                    d.author,
+                    d.status,
+                    if d.justification.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", d.justification)
+                    },
+                    d.timestamp
+                        .map(|t| format!(", statement of {t}"))
+                        .unwrap_or_default()
+                ),
+            )));
+        }
+    }
+    (true, findings, vex_warnings)
 }
 
 #[cfg(test)]

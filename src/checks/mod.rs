@@ -6,6 +6,7 @@
 pub mod image;
 pub mod provenance;
 pub mod sbom;
+pub mod vex;
 pub mod vulns;
 
 use regex::Regex;
@@ -86,6 +87,20 @@ impl Checks {
             Checks::Provenance(c) => Ok(c.violations(statement)),
             Checks::Sbom(c) => c.violations(statement),
             Checks::Vulnerabilities(c) => c.violations(statement, now),
+        }
+    }
+
+    /// As [`Checks::violations`], with the CVEs `removed` says (VEX) left out of vulnerability
+    /// checks.
+    pub fn violations_excluding(
+        &self,
+        statement: &Statement,
+        now: jiff::Timestamp,
+        removed: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, String> {
+        match self {
+            Checks::Vulnerabilities(c) => c.violations_excluding(statement, now, removed),
+            other => other.violations(statement, now),
         }
     }
 }

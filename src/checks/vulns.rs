@@ -236,6 +236,17 @@ impl VulnCheck {
         statement: &Statement,
         now: jiff::Timestamp,
     ) -> Result<Vec<String>, String> {
+        self.violations_excluding(statement, now, &|_| false)
+    }
+
+    /// As [`VulnCheck::violations`], with the CVEs `removed` says (VEX) left out of the severity
+    /// and deny-list checks.
+    pub fn violations_excluding(
+        &self,
+        statement: &Statement,
+        now: jiff::Timestamp,
+        removed: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, String> {
         let mut out = Vec::new();
         if let Some(max_age) = self.max_age {
             let finished = statement
@@ -258,8 +269,8 @@ impl VulnCheck {
             }
         }
         let reads_results = self.max_severity.is_some() || !self.deny_cves.is_empty();
-        let found = match findings(statement) {
-            Ok(f) => f,
+        let found: Vec<(String, Severity)> = match findings(statement) {
+            Ok(f) => f.into_iter().filter(|(id, _)| !removed(id)).collect(),
             Err(e) if reads_results => return Err(e),
             Err(_) => Vec::new(),
         };

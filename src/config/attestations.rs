@@ -44,6 +44,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 .collect::<Result<Vec<_>, _>>()
         };
         let mut checks = Vec::new();
+        let mut vex = None;
         if let Some(p) = a.provenance {
             if !checks::is_provenance(&t) {
                 return Err(bad(
@@ -142,6 +143,16 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                     },
                 )?),
             };
+            if let Some(raw) = v.vex {
+                let k = format!("{key}.vulnerabilities.vex.authorities");
+                if raw.authorities.is_empty() {
+                    return Err(bad(
+                        &k,
+                        "names no authority: who may sign VEX documents?".into(),
+                    ));
+                }
+                vex = Some(self.authorities(&k, raw.authorities, keys, sigstore)?);
+            }
             checks.push(Checks::Vulnerabilities(VulnCheck {
                 max_severity,
                 max_age,
@@ -173,6 +184,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 authorities,
                 checks: checks.pop(),
                 rego,
+                vex,
             },
             rego_source,
         ))

@@ -260,6 +260,15 @@ pub(super) struct RawVulns {
     pub(super) max_age: Option<String>,
     #[serde(default)]
     pub(super) deny_cves: Vec<String>,
+    #[serde(default)]
+    pub(super) vex: Option<RawVex>,
+}
+
+/// `vulnerabilities.vex`: who may say a CVE does not affect the image.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVex {
+    pub(super) authorities: Vec<RawAuthority>,
 }
 
 #[derive(Deserialize)]
