@@ -744,7 +744,7 @@ impl Engine {
 
     /// For the registry gate: the digest of an allowed index that lists `image` (a registry
     /// reference by digest) as one of its platform manifests, while that index's verdict holds.
-    pub async fn allowed_parent_index(self: &Arc<Self>, image: &str) -> Option<String> {
+    pub async fn allowed_parent_index(&self, image: &str) -> Option<String> {
         let p = self.prepare(image, None, None).ok()?;
         let digest = p.image.digest()?.to_string();
         if p.policies.is_empty() {
@@ -999,8 +999,62 @@ impl Engine {
                 discovery::artifacts(source, digest, &artifact_types, &budget, limits).await
             }
         };
-        let (gathered, configs, artifacts) = futures::join!(gathered, configs, artifacts);
+        // BuildKit statements: read from the image's own index, only for the types asked for.
+        let buildkit_types: Vec<String> = policies
+            .iter()
+            .flat_map(|p| p.attestations.iter().filter(|a| a.buildkit))
+            .map(|a| a.predicate_type.clone())
+            .collect();
+        let buildkit = async {
+            if buildkit_types.is_empty() {
+                Ok(discovery::BuildkitEvidence::default())
+            } else {
+                discovery::buildkit_attestations(source, digest, &buildkit_types, &budget, limits)
+                    .await
+            }
+        };
+        let (gathered, configs, artifacts, buildkit) =
+            futures::join!(gathered, configs, artifacts, buildkit);
         metrics.observe_step("fetch_evidence", started.elapsed());
+        let (buildkit, buildkit_failed) = match buildkit {
+            Ok(b) => {
+                // A platform manifest's statements live in its index: an allowed verdict of the
+                // index that still holds vouches for them (as the gate's child records say).
+                let parent_allowed = !b.is_index
+                    && !buildkit_types.is_empty()
+                    && self
+                        .allowed_parent_index(&format!("{}@{digest}", signed_for.repository))
+                        .await
+                        .is_some();
+                let statements = b
+                    .statements
+                    .into_iter()
+                    .filter_map(|(platform, _, bytes)| {
+                        crate::verify::statement::Statement::parse(&bytes)
+                            .ok()
+                            .map(|s| (platform, s))
+                    })
+                    .collect();
+                (
+                    policy::BuildkitStatements {
+                        is_index: b.is_index,
+                        platforms: b.platforms,
+                        statements,
+                        parent_allowed,
+                    },
+                    None,
+                )
+            }
+            Err(e) => (
+                policy::BuildkitStatements {
+                    is_index: false,
+                    platforms: Vec::new(),
+                    statements: Vec::new(),
+                    parent_allowed: false,
+                },
+                Some(fetch_finding(&e)),
+            ),
+        };
         // A fetch failure fails the policies that needed what could not be read, each as its mode
         // says: an enforce policy denies (retryable when transient), a warn policy only warns.
         let (configs, configs_failed) = match configs {
@@ -1160,6 +1214,9 @@ impl Engine {
                 artifacts_failed
                     .as_ref()
                     .filter(|_| !p.artifacts.is_empty()),
+                buildkit_failed
+                    .as_ref()
+                    .filter(|_| p.attestations.iter().any(|a| a.buildkit)),
                 configs_failed.as_ref().filter(|_| p.image_rules.is_some()),
             ]
             .into_iter()
@@ -1170,6 +1227,7 @@ impl Engine {
                 held_all = false;
                 found.extend(unread.into_iter().map(|f| f.clone().with_policy(&p.name)));
             }
+            let mut signatures_held = false;
             if let Some(req) = p.signatures.as_ref().filter(|_| evaluate) {
                 let (held, f, w) = policy::evaluate_signatures_warning(
                     &p.name,
@@ -1178,11 +1236,25 @@ impl Engine {
                     signatures,
                     Some(signed_for),
                 );
+                signatures_held = held;
                 held_all &= held;
                 found.extend(f);
                 logged.extend(w);
             }
-            for req in p.attestations.iter().filter(|_| evaluate) {
+            for req in p.attestations.iter().filter(|a| evaluate && a.buildkit) {
+                let (held, f) = policy::evaluate_buildkit(
+                    &p.name,
+                    req,
+                    &image,
+                    digest,
+                    signatures_held,
+                    &buildkit,
+                    now,
+                );
+                held_all &= held;
+                found.extend(f);
+            }
+            for req in p.attestations.iter().filter(|a| evaluate && !a.buildkit) {
                 let (held, f, w) = policy::evaluate_attestation_warning(
                     &p.name,
                     req,

@@ -126,6 +126,9 @@ pub struct AttestationRequirement {
     /// `vulnerabilities.vex.authorities`: OpenVEX documents they signed about the image remove
     /// CVEs from the vulnerability checks.
     pub vex: Option<Vec<Authority>>,
+    /// `source: buildkit`: the statement is read from BuildKit's attestation manifests in the
+    /// image's own index, trusted through the index's signature (no authorities of its own).
+    pub buildkit: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -961,6 +964,160 @@ fn vex_removals(
     )
 }
 
+/// The built-in checks and Rego of `req` on `statements`: (violations, unreadable reports).
+fn check_statements(
+    req: &AttestationRequirement,
+    image: &str,
+    digest: &Digest,
+    statements: &[&crate::verify::statement::Statement],
+    now: jiff::Timestamp,
+    removed: &dyn Fn(&str) -> bool,
+) -> (Vec<String>, Vec<String>) {
+    let mut violations = Vec::new();
+    let mut unreadable = Vec::new();
+    for statement in statements {
+        if let Some(checks) = &req.checks {
+            match checks.violations_excluding(statement, now, removed) {
+                Ok(v) => violations.extend(v),
+                Err(format) => unreadable.push(format),
+            }
+        }
+        if let Some(rego) = &req.rego {
+            let input = serde_json::json!({
+                "image": {"reference": image, "digest": digest.as_str()},
+                "statement": statement,
+                "predicate": statement.predicate,
+            });
+            match rego.deny(&input) {
+                Ok(messages) => {
+                    violations.extend(messages.into_iter().map(|m| format!("{}: {m}", rego.path)))
+                }
+                Err(e) => violations.push(format!(
+                    "Rego policy {} could not be evaluated: {e}",
+                    rego.path
+                )),
+            }
+        }
+    }
+    (violations, unreadable)
+}
+
+/// What BuildKit stored for an image, parsed: whether it is an index, its runnable platforms, the
+/// statements its attestation manifests hold (with the platform manifest each names), and, for a
+/// platform manifest, whether an allowed verdict of its index holds.
+pub struct BuildkitStatements {
+    pub is_index: bool,
+    pub platforms: Vec<Digest>,
+    pub statements: Vec<(Digest, crate::verify::statement::Statement)>,
+    pub parent_allowed: bool,
+}
+
+/// A `source: buildkit` requirement: every runnable platform of the index has a statement of the
+/// type whose subject names that platform manifest, passing the checks and Rego; trusted only
+/// through the index's signature (`signatures_held`: this policy's signatures verified on it).
+pub fn evaluate_buildkit(
+    policy: &str,
+    req: &AttestationRequirement,
+    image: &str,
+    digest: &Digest,
+    signatures_held: bool,
+    found: &BuildkitStatements,
+    now: jiff::Timestamp,
+) -> (bool, Vec<Finding>) {
+    let t = &req.predicate_type;
+    let tag = |f: Finding| {
+        let mut f = f
+            .with_policy(policy)
+            .with_authority("the signed image index (BuildKit)");
+        f.attestation_type = t.clone();
+        f
+    };
+    if !found.is_index {
+        return if found.parent_allowed {
+            (
+                true,
+                vec![tag(Finding::new(
+                    Code::Satisfied,
+                    format!(
+                        "{digest} is a platform manifest of an index whose allowed verdict holds; its BuildKit {t} statement was checked there"
+                    ),
+                ))],
+            )
+        } else {
+            (
+                false,
+                vec![tag(Finding::new(
+                    Code::AttestationMissing,
+                    format!(
+                        "BuildKit stores {t} statements in the image index: {digest} is a platform manifest with no allowed verdict of its index; verify the index first"
+                    ),
+                ))],
+            )
+        };
+    }
+    if !signatures_held {
+        return (
+            false,
+            vec![tag(Finding::new(
+                Code::AttestationInvalid,
+                format!(
+                    "BuildKit {t} statements are trusted through the index's signature, which did not verify under policy {policy}"
+                ),
+            ))],
+        );
+    }
+    let mut problems = Vec::new();
+    let mut checked = Vec::new();
+    for platform in &found.platforms {
+        let mine: Vec<&crate::verify::statement::Statement> = found
+            .statements
+            .iter()
+            .filter(|(p, s)| p == platform && s.predicate_type == *t && s.is_about(platform))
+            .map(|(_, s)| s)
+            .collect();
+        if mine.is_empty() {
+            problems.push(tag(Finding::new(
+                Code::AttestationMissing,
+                format!(
+                    "no BuildKit {t} statement about platform manifest {platform} in index {digest}"
+                ),
+            )));
+            continue;
+        }
+        checked.extend(mine);
+    }
+    if !problems.is_empty() {
+        problems.truncate(MAX_PROBLEM_FINDINGS);
+        return (false, problems);
+    }
+    let (mut violations, mut unreadable) =
+        check_statements(req, image, digest, &checked, now, &|_| false);
+    violations.append(&mut unreadable);
+    if !violations.is_empty() {
+        violations.sort();
+        violations.dedup();
+        return (
+            false,
+            violations
+                .into_iter()
+                .take(MAX_PROBLEM_FINDINGS)
+                .map(|v| tag(Finding::new(Code::PolicyViolation, format!("{t}: {v}"))))
+                .collect(),
+        );
+    }
+    (
+        true,
+        vec![tag(Finding::new(
+            Code::Satisfied,
+            format!(
+                "{} BuildKit {t} statement(s), one for each of the {} runnable platform(s), trusted through the signed index, passed every check",
+                checked.len(),
+                found.platforms.len()
+            ),
+        ))],
+    )
+}
+
 /// As [`evaluate_attestation`], with warnings: VEX documents that removed nothing.
 pub fn evaluate_attestation_warning(
     policy: &str,
@@ -1068,32 +1225,12 @@ pub fn evaluate_attestation_warning(
         .map(|a| a.to_string())
         .collect();
     let about = |f: Finding| tag(f.with_authority(signers.join(", ")));
-    let mut violations = Vec::new();
-    let mut unreadable = Vec::new();
-    for (_, statement) in &accepted {
-        if let Some(checks) = &req.checks {
-            match checks.violations_excluding(statement, now, &|id| removed.contains_key(id)) {
-                Ok(v) => violations.extend(v),
-                Err(format) => unreadable.push(format),
-            }
-        }
-        if let Some(rego) = &req.rego {
-            let input = serde_json::json!({
-                "image": {"reference": image, "digest": digest.as_str()},
-                "statement": statement,
-                "predicate": statement.predicate,
-            });
-            match rego.deny(&input) {
-                Ok(messages) => {
-                    violations.extend(messages.into_iter().map(|m| format!("{}: {m}", rego.path)))
-                }
-                Err(e) => violations.push(format!(
-                    "Rego policy {} could not be evaluated: {e}",
-                    rego.path
-                )),
-            }
-        }
-    }
+    let statements: Vec<&crate::verify::statement::Statement> =
+        accepted.iter().map(|(_, s)| *s).collect();
+    let (violations, unreadable) = check_statements(req, image, digest, &statements, now, &|id| {
+        removed.contains_key(id)
+    });
+    let (mut violations, mut unreadable) = (violations, unreadable);
     if !unreadable.is_empty() {
         unreadable.sort();
         unreadable.dedup();

@@ -22,8 +22,41 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 format!("expected an in-toto predicateType URI, found {t:?}"),
             ));
         }
-        let authorities =
-            self.authorities(&format!("{key}.authorities"), a.authorities, keys, sigstore)?;
+        let buildkit = match a.source.as_deref() {
+            None | Some("signed") => false,
+            Some("buildkit") => true,
+            Some(other) => {
+                return Err(bad(
+                    &format!("{key}.source"),
+                    format!("expected signed or buildkit, found {other:?}"),
+                ));
+            }
+        };
+        let authorities = if buildkit {
+            if !(checks::is_provenance(&t) || checks::is_spdx(&t)) {
+                return Err(bad(
+                    &format!("{key}.type"),
+                    format!(
+                        "BuildKit writes SLSA provenance (v0.2, v1) and SPDX statements, not {t:?}"
+                    ),
+                ));
+            }
+            if !a.authorities.is_empty() {
+                return Err(bad(
+                    &format!("{key}.authorities"),
+                    "source: buildkit statements carry no signature of their own: the image index's signature (this policy's `signatures`) vouches for them".into(),
+                ));
+            }
+            Vec::new()
+        } else {
+            if a.authorities.is_empty() {
+                return Err(bad(
+                    &format!("{key}.authorities"),
+                    "names no authority: who must have signed the attestation?".into(),
+                ));
+            }
+            self.authorities(&format!("{key}.authorities"), a.authorities, keys, sigstore)?
+        };
         if !allow_notation
             && authorities
                 .iter()
@@ -185,6 +218,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 checks: checks.pop(),
                 rego,
                 vex,
+                buildkit,
             },
             rego_source,
         ))

@@ -637,6 +637,12 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             for (j, a) in p.attestations.unwrap_or_default().into_iter().enumerate() {
                 let akey = at(&format!("attestations[{j}]"));
                 let (req, rego_source) = self.attestation(&akey, a, &keys, &sigstore, false)?;
+                if req.buildkit && signatures.is_none() {
+                    return Err(bad(
+                        &format!("{akey}.source"),
+                        "BuildKit statements are trusted through the image index's signature: the policy needs `signatures`".into(),
+                    ));
+                }
                 if attestations
                     .iter()
                     .any(|r: &AttestationRequirement| r.predicate_type == req.predicate_type)

@@ -202,7 +202,13 @@ pub(super) struct RawImageRules {
 pub(super) struct RawAttestation {
     #[serde(rename = "type")]
     pub(super) predicate_type: String,
+    /// Who signed it (none with `source: buildkit`: the index signature vouches for it).
+    #[serde(default)]
     pub(super) authorities: Vec<RawAuthority>,
+    /// `signed` (default: an attestation signed on its own) or `buildkit` (an in-toto statement in
+    /// the image's own index, trusted through the index's signature).
+    #[serde(default)]
+    pub(super) source: Option<String>,
     #[serde(default)]
     pub(super) rego: Option<String>,
     #[serde(default)]
