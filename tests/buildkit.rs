@@ -22,6 +22,33 @@ fn buildkit_provenance() -> serde_json::Value {
     })
 }
 
+const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
+const SPDX: &str = "https://spdx.dev/Document";
+
+/// BuildKit's SLSA v1 provenance predicate (`--provenance=mode=max,version=v1`), in its shape.
+fn buildkit_provenance_v1() -> serde_json::Value {
+    serde_json::json!({
+        "buildDefinition": {
+            "buildType": "https://github.com/moby/buildkit/blob/master/docs/attestations/slsa-definitions.md",
+            "externalParameters": {"configSource": {"path": "Dockerfile"}, "request": {"frontend": "dockerfile.v0"}},
+            "resolvedDependencies": [{"uri": "pkg:docker/cgr.dev/chainguard/static@latest", "digest": {"sha256": "a".repeat(64)}}],
+        },
+        "runDetails": {"builder": {"id": "https://github.com/acme/app/actions/runs/1"}, "metadata": {"invocationID": "x"}},
+    })
+}
+
+/// An SPDX 2.3 document as BuildKit's syft scanner writes it.
+fn syft_spdx() -> serde_json::Value {
+    serde_json::json!({
+        "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
+        "name": "sbom", "documentNamespace": "https://anchore.com/syft/dir/sbom-1",
+        "creationInfo": {"creators": ["Tool: syft-v1.0.0", "Tool: buildkit-v0.13.0"], "created": "2026-12-01T00:00:00Z"},
+        "packages": [{"name": "musl", "SPDXID": "SPDXRef-Package-apk-musl", "versionInfo": "1.2.4-r2",
+            "licenseConcluded": "MIT", "licenseDeclared": "MIT", "downloadLocation": "NOASSERTION",
+            "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": "pkg:apk/alpine/musl@1.2.4-r2"}]}],
+    })
+}
+
 /// An index with one linux/amd64 image and BuildKit's attestation manifest for it, whose
 /// statement names `subject` (the platform manifest, unless a test says otherwise); its digest.
 async fn push_buildkit_index(
@@ -39,16 +66,30 @@ async fn push_buildkit_index(
         SLSA_V02,
         buildkit_provenance(),
     );
-    let mut layer = Blob::new("application/vnd.in-toto+json", statement);
-    layer
-        .annotations
-        .push(("in-toto.io/predicate-type".into(), SLSA_V02.into()));
+    let in_toto = |predicate_type: &str, statement: Vec<u8>| {
+        let mut layer = Blob::new("application/vnd.in-toto+json", statement);
+        layer
+            .annotations
+            .push(("in-toto.io/predicate-type".into(), predicate_type.into()));
+        layer
+    };
+    let about = subject.unwrap_or(&platform);
+    // BuildKit's three statements: SLSA v0.2 (the default), v1 (`--provenance=version=v1`) and
+    // an SPDX SBOM from its syft scanner (`--sbom=true`).
+    let layers = vec![
+        in_toto(SLSA_V02, statement),
+        in_toto(
+            SLSA_V1,
+            support::cosign::statement(about, SLSA_V1, buildkit_provenance_v1()),
+        ),
+        in_toto(SPDX, support::cosign::statement(about, SPDX, syft_spdx())),
+    ];
     let attestation = Image::from_parts(
         Blob::new(
             "application/vnd.oci.image.config.v1+json",
             br#"{"architecture":"unknown","os":"unknown","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec(),
         ),
-        vec![layer],
+        layers,
         &[],
     );
     registry
@@ -168,5 +209,49 @@ fn buildkit_requirements_are_trusted_through_signatures_only() {
         support::text(&out.stderr).contains("needs `signatures`"),
         "{}",
         support::text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn buildkit_v1_provenance_and_its_spdx_sbom_are_checked_too() {
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let key = SigningKey::p256();
+    let index = push_buildkit_index(&registry, "v1", "buildkit v1 and sbom", None).await;
+    registry
+        .push_signatures(
+            REPO,
+            &index,
+            vec![signature_layer(
+                &key,
+                payload(&format!("{host}/{REPO}"), &index),
+            )],
+        )
+        .await;
+    let yaml = |licenses: &str| {
+        support::config_yaml(
+            &host,
+            &[("release", &key.public_pem())],
+            &format!(
+                "  - name: built\n    images: [\"{host}/**\"]\n    signatures:\n      authorities: [ {{ key: release }} ]\n    attestations:\n      - type: {SLSA_V1}\n        source: buildkit\n      - type: {SPDX}\n        source: buildkit\n        sbom:\n          require_packages: true\n          deny_licenses: [{licenses}]\n"
+            ),
+            "",
+        )
+    };
+    let r = Served::start(&yaml("\"AGPL-*\""), &[])
+        .await
+        .ask(&format!("{host}/{REPO}@{index}"))
+        .await;
+    assert!(r.allowed, "{r:?}");
+    let r = Served::start(&yaml("\"MIT\""), &[])
+        .await
+        .ask(&format!("{host}/{REPO}@{index}"))
+        .await;
+    assert!(!r.allowed, "{r:?}");
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.code == "POLICY_VIOLATION" && f.message.contains("MIT")),
+        "{r:?}"
     );
 }
