@@ -5,13 +5,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use sigstore_trust_root::{SIGSTORE_PRODUCTION_TRUSTED_ROOT, SIGSTORE_STAGING_TRUSTED_ROOT};
 use sigstore_types::{Bundle, Sha256Hash};
 
 use crate::policy::KeylessAuthority;
 use crate::verify::identity::Matcher;
-use crate::verify::keys::PublicKey;
-use crate::verify::sigstore::{KeyedLog, SigstoreRoot};
+use crate::verify::sigstore::KeyedLog;
 
 /// Bundles larger than this are refused before parsing.
 const MAX_BUNDLE_BYTES: u64 = 16 * 1024 * 1024;
@@ -56,13 +54,20 @@ fn read_bounded(path: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
 /// TSA-only roots), identity matched by a keyless authority with exact matchers, keys read as
 /// `trust.keys` are.
 pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<()> {
-    let root_json = match (&args.trusted_root, args.staging) {
-        (Some(path), _) => String::from_utf8(read_bounded(path, "trusted root")?)
-            .context("trusted root is not UTF-8")?,
-        (None, true) => SIGSTORE_STAGING_TRUSTED_ROOT.to_owned(),
-        (None, false) => SIGSTORE_PRODUCTION_TRUSTED_ROOT.to_owned(),
+    // Trust enters through `trust/` as a configuration's does (the files bounded first).
+    let root_value = match (&args.trusted_root, args.staging) {
+        (Some(path), _) => {
+            read_bounded(path, "trusted root")?;
+            path.display().to_string()
+        }
+        (None, true) => "staging".to_owned(),
+        (None, false) => "embedded".to_owned(),
     };
-    let root = SigstoreRoot::from_json("conformance", &root_json).map_err(anyhow::Error::msg)?;
+    if let Some(key) = &args.key {
+        read_bounded(key, "key")?;
+    }
+    let (root, key) = crate::trust::load_for_bundle(&root_value, args.key.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let bundle_json =
         String::from_utf8(read_bounded(&args.bundle, "bundle")?).context("bundle is not UTF-8")?;
     let bundle = Bundle::from_json(&bundle_json).context("bundle")?;
@@ -89,8 +94,8 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<()> {
         &args.certificate_identity,
         &args.certificate_oidc_issuer,
     ) {
-        (Some(key), _, _) => {
-            let key = PublicKey::from_pem(&read_bounded(key, "key")?).context("key")?;
+        (Some(_), _, _) => {
+            let key = key.context("key not loaded")?;
             let spki = key
                 .spki_der()
                 .context("key has no SubjectPublicKeyInfo form")?;

@@ -124,7 +124,7 @@ pub struct Engine {
     registry: Arc<RegistryClient>,
     keys: Vec<(String, Arc<PublicKey>)>,
     roots: Vec<Arc<SigstoreRoot>>,
-    offline: SigstoreRoot,
+    offline: Arc<SigstoreRoot>,
     shared: Arc<Shared>,
     /// Where every image is read from instead of its registry (tests: an in-memory source).
     source_override: Option<Arc<dyn Source>>,
@@ -230,6 +230,7 @@ impl Engine {
                 })
         });
         let request_keys = moka::sync::Cache::new(config.cache.max_entries);
+        let offline = Arc::clone(&config.offline_root);
         let satisfied = config
             .policies
             .iter()
@@ -252,7 +253,7 @@ impl Engine {
             registry: Arc::new(registry),
             keys,
             roots,
-            offline: SigstoreRoot::offline(),
+            offline,
             shared,
             source_override: None,
             keyed_log_checks,
@@ -1113,7 +1114,7 @@ impl Engine {
         let trust = Trust {
             keys: &keys,
             roots: &roots,
-            offline: &self.offline,
+            offline: self.offline.as_ref(),
             now: jiff::Timestamp::now(),
             log_checks: self.keyed_log_checks,
         };

@@ -136,6 +136,9 @@ pub struct Config {
     /// gRPC callers may name local OCI layouts (`oci:PATH`); off, so that no caller can probe
     /// the server's file system (the CLI always may).
     pub allow_local_layouts: bool,
+    /// The root with no authorities keyed bundles without a log entry verify under (from
+    /// `trust::load`, as every root).
+    pub offline_root: Arc<SigstoreRoot>,
 }
 
 // ---- the file's shape -------------------------------------------------------------------------
@@ -429,6 +432,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             keys,
             sigstore,
             tuf_roots,
+            offline: offline_root,
             ..
         } = trust;
 
@@ -924,6 +928,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             warnings: self.warnings.borrow().clone(),
             log_json,
             allow_local_layouts: raw.allow_local_layouts,
+            offline_root,
         };
         let namespaced = config.namespace_warnings();
         config.warnings.extend(namespaced);

@@ -23,6 +23,8 @@ pub struct TrustSet {
     /// `(config key, bytes)` of every piece of trust material, in load order: what a verdict
     /// depends on.
     pub material: Vec<(String, Vec<u8>)>,
+    /// A root with no authorities: keyed bundles that need no transparency log verify under it.
+    pub offline: Arc<SigstoreRoot>,
 }
 
 /// A piece of trust material that could not be loaded, by its config key.
@@ -50,6 +52,7 @@ pub fn load(
         sigstore: BTreeMap::new(),
         tuf_roots: Vec::new(),
         material: Vec::new(),
+        offline: Arc::new(SigstoreRoot::offline()),
     };
     for (name, value) in sigstore {
         let key = format!("trust.sigstore.{name}");
@@ -61,6 +64,8 @@ pub fn load(
                 tuf::current_json(tuf, name)
             }
             "embedded" => sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT.to_owned(),
+            // Sigstore's staging instance (for testing signers against it).
+            "staging" => sigstore_trust_root::SIGSTORE_STAGING_TRUSTED_ROOT.to_owned(),
             // GitHub's own instance (private-repository artifact attestations): no transparency
             // log, no CT log, signing times from its TSAs. Air-gapped updates use a path to a
             // newer copy, reloaded on SIGHUP like any file.
@@ -111,4 +116,28 @@ pub fn load(
         set.keys.insert(name.clone(), Arc::new(parsed));
     }
     Ok(set)
+}
+
+/// The trust of one bundle check (`umpire conformance verify-bundle`), read as a configuration's:
+/// a Sigstore root (`embedded`, `staging`, `github` or a path) and, for keyed bundles, a key file.
+pub fn load_for_bundle(
+    root: &str,
+    key: Option<&std::path::Path>,
+) -> Result<(Arc<SigstoreRoot>, Option<Arc<PublicKey>>), TrustError> {
+    let sigstore = BTreeMap::from([("conformance".to_owned(), root.to_owned())]);
+    let keys: BTreeMap<String, String> = key
+        .map(|k| ("key".to_owned(), k.display().to_string()))
+        .into_iter()
+        .collect();
+    let mut set = load(&keys, &sigstore, &TufSettings::default(), |p| {
+        PathBuf::from(p)
+    })?;
+    let root = set
+        .sigstore
+        .remove("conformance")
+        .ok_or_else(|| TrustError {
+            key: "trusted root".into(),
+            message: "not loaded".into(),
+        })?;
+    Ok((root, set.keys.remove("key")))
 }
