@@ -155,6 +155,7 @@ async fn deletions_and_updates_that_bring_no_new_image_are_never_refused() {
     terminating["metadata"]["finalizers"] = json!([]);
     let mut before = pod(&[&s.img("unsigned")]);
     before["metadata"]["finalizers"] = json!(["batch.kubernetes.io/job-tracking"]);
+    before["metadata"]["deletionTimestamp"] = "2026-12-07T10:00:00Z".into();
     for path in ["validate", "mutate"] {
         let r = post(
             &client,
@@ -164,6 +165,24 @@ async fn deletions_and_updates_that_bring_no_new_image_are_never_refused() {
         .await;
         assert_eq!(r["response"]["allowed"], true, "{path}: {r}");
     }
+    // A deletionTimestamp only the object claims (a CREATE, or an UPDATE of a live pod bringing
+    // a new image) is no deletion: the API server sets it, no client can.
+    let mut claims = pod(&[&s.img("unsigned")]);
+    claims["metadata"]["deletionTimestamp"] = "2026-12-07T10:00:00Z".into();
+    let r = post(
+        &client,
+        &format!("{url}/admission/validate"),
+        &review("Pod", "apps", claims.clone()),
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], false, "{r}");
+    let r = post(
+        &client,
+        &format!("{url}/admission/validate"),
+        &update(claims, pod(&[&s.img("signed")])),
+    )
+    .await;
+    assert_eq!(r["response"]["allowed"], false, "{r}");
     // An UPDATE that keeps the images it had (a label change) is admitted; pins nothing.
     let mut relabelled = pod(&[&s.img("unsigned")]);
     relabelled["metadata"]["labels"] = json!({"tier": "web"});

@@ -105,10 +105,16 @@ impl Review {
     /// The object is being deleted (`metadata.deletionTimestamp` set): an UPDATE then only
     /// removes finalizers or changes status, and must never be refused (a refused finalizer
     /// removal leaves the pod Terminating for good).
+    ///
+    /// Only an UPDATE whose old object already carried `deletionTimestamp` counts: the API server
+    /// sets it when a deletion starts and no client can, so a CREATE (or an UPDATE of a live
+    /// object) that claims one is judged like any other.
     pub fn is_being_deleted(&self) -> bool {
-        self.object
-            .pointer("/metadata/deletionTimestamp")
-            .is_some_and(|t| !t.is_null())
+        let deleting = |o: &Value| {
+            o.pointer("/metadata/deletionTimestamp")
+                .is_some_and(|t| !t.is_null())
+        };
+        self.operation == "UPDATE" && deleting(&self.old_object) && deleting(&self.object)
     }
 
     /// On UPDATE, the images the object held before (judged when they came in).
