@@ -1066,6 +1066,17 @@ pub fn evaluate_buildkit(
             ))],
         );
     }
+    if found.platforms.is_empty() {
+        return (
+            false,
+            vec![tag(Finding::new(
+                Code::AttestationMissing,
+                format!(
+                    "index {digest} lists no runnable platform for a BuildKit {t} statement to be about"
+                ),
+            ))],
+        );
+    }
     let mut problems = Vec::new();
     let mut checked = Vec::new();
     for platform in &found.platforms {
@@ -1316,6 +1327,35 @@ mod tests {
 
     fn codes(f: &[Finding]) -> Vec<Code> {
         f.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn buildkit_statements_never_hold_on_nothing() {
+        let req = AttestationRequirement {
+            predicate_type: "https://slsa.dev/provenance/v0.2".into(),
+            authorities: Vec::new(),
+            checks: None,
+            rego: None,
+            vex: None,
+            buildkit: true,
+        };
+        let d = Digest::of(b"index");
+        let none = BuildkitStatements {
+            is_index: true,
+            platforms: Vec::new(),
+            statements: Vec::new(),
+            parent_allowed: false,
+        };
+        let now = jiff::Timestamp::now();
+        let (held, f) = evaluate_buildkit("p", &req, "img", &d, true, &none, now);
+        assert!(!held && f[0].code == Code::AttestationMissing, "{f:?}");
+        let platform = Digest::of(b"platform");
+        let unsigned = BuildkitStatements {
+            platforms: vec![platform],
+            ..none
+        };
+        let (held, f) = evaluate_buildkit("p", &req, "img", &d, false, &unsigned, now);
+        assert!(!held && f[0].code == Code::AttestationInvalid, "{f:?}");
     }
 
     #[test]

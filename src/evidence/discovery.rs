@@ -529,8 +529,16 @@ pub(crate) async fn buildkit_attestations(
         is_index: true,
         ..Default::default()
     };
+    // Every entry is looked at: a platform left out would be a platform left unchecked.
+    if manifests.len() > limits.max_signatures {
+        return Err(FetchError::LimitExceeded {
+            what: format!("{what}: {} index entries", manifests.len()),
+            limit: limits.max_signatures as u64,
+            unit: "entries",
+        });
+    }
     let mut attestation_manifests = Vec::new();
-    for d in manifests.iter().take(limits.max_signatures) {
+    for d in manifests {
         let entry = Digest::parse(&d.digest).map_err(|e| protocol(e.to_string()))?;
         if !d.is_unrunnable() {
             out.platforms.push(entry);
