@@ -234,6 +234,13 @@ impl CosignFlags {
                 *entry = json!({});
             }
             for (name, v) in value.as_object().into_iter().flatten() {
+                // Never replace the file's own trust: its policies would verify under the flags'.
+                if !entry[name].is_null() {
+                    anyhow::bail!(
+                        "{} already names trust.{section}.{name}, which the command line's flags use: rename it there",
+                        base.display()
+                    );
+                }
                 entry[name] = v.clone();
             }
         }

@@ -683,3 +683,34 @@ fn a_key_file_without_pem_says_so_and_names_the_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn flags_never_replace_the_trust_a_configuration_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let theirs = SigningKey::p256();
+    let mine = SigningKey::p256();
+    std::fs::write(dir.path().join("cli.pub"), theirs.public_pem()).unwrap();
+    let pem = dir.path().join("mine.pub");
+    std::fs::write(&pem, mine.public_pem()).unwrap();
+    let config = dir.path().join("umpire.yaml");
+    std::fs::write(
+        &config,
+        "trust:\n  keys:\n    cli: cli.pub\npolicies:\n  - name: p\n    images: [\"registry.example.com/**\"]\n    signatures: { authorities: [ { key: cli } ] }\n",
+    )
+    .unwrap();
+    let out = umpire(&[
+        "verify",
+        "--config",
+        config.to_str().unwrap(),
+        "--key",
+        pem.to_str().unwrap(),
+        "--insecure-ignore-tlog",
+        "registry.example.com/app@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("trust.keys.cli"),
+        "{}",
+        text(&out.stderr)
+    );
+}
