@@ -527,12 +527,7 @@ pub fn evaluate_signatures_warning(
             .collect()
     };
     let satisfied = distinct_signer_matching(req, outcomes, image);
-    let expected = req
-        .authorities
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let expected = listed(&req.authorities);
 
     if satisfied.len() >= req.threshold {
         let mut warnings = Vec::new();
@@ -649,11 +644,7 @@ pub fn evaluate_signatures_warning(
         );
     }
     if !satisfied.is_empty() {
-        let got = satisfied
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let got = listed(satisfied.iter().copied());
         problems.insert(
             0,
             Finding::new(
@@ -800,6 +791,15 @@ fn distinct_signer_matching<'a>(
         .collect()
 }
 
+/// Authorities as messages and findings name them: comma-separated.
+fn listed<'a>(authorities: impl IntoIterator<Item = &'a Authority>) -> String {
+    authorities
+        .into_iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn names(signers: &[Signer]) -> String {
     signers
         .iter()
@@ -888,12 +888,7 @@ fn unaccepted(n: usize, policy: &str, req: &SignatureRequirement, signers: &[Sig
             .with_authority(authority.to_string());
         }
     }
-    let expected = req
-        .authorities
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let expected = listed(&req.authorities);
     Finding::new(
         Code::UntrustedSigner,
         format!(
@@ -1151,12 +1146,7 @@ pub fn evaluate_attestation_warning(
             f
         })
         .collect();
-    let expected = req
-        .authorities
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let expected = listed(&req.authorities);
     // Every finding names the authority it is about: the one that decided, or those expected.
     let tag = |f: Finding| {
         let mut f = f.with_policy(policy);
