@@ -140,6 +140,32 @@ impl<K: Eq + Hash, V: Clone> Drop for Forget<K, V> {
     }
 }
 
+/// Places among the images being verified at once (`limits.max_in_flight`), shared by every
+/// surface, taken one per image as its verification starts and never waited for (load shedding).
+#[derive(Debug, Clone)]
+pub struct Places {
+    semaphore: Arc<tokio::sync::Semaphore>,
+    max: usize,
+}
+
+impl Places {
+    pub fn new(max: usize) -> Self {
+        Self {
+            semaphore: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// A place, or `None` at once.
+    pub fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.semaphore).try_acquire_owned().ok()
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

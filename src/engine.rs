@@ -1,31 +1,35 @@
-//! The engine: for each request, choose the policies, answer from the verdict cache when it can,
-//! otherwise resolve the image to a digest, gather the evidence once, run the pure verification
-//! steps, evaluate the policies and build (and cache) the verdict. Concurrent identical questions
-//! share one resolution and one verification. It is the only module that calls both `evidence` and
-//! `verify`. Every error path ends in a denial.
+//! The engine orchestrates one answer: the request and its memo (policies selected, the cache
+//! key of a request by digest remembered), answering (cache, coalescing, places, deadlines) and
+//! judging (gather → verify → evaluate → verdict). What each step does lives in its module:
+//! `evidence::gather`, `verify::evidence`, `policy::evaluate`, `verdict`. It is the only module
+//! that calls both `evidence` and `verify`. Every error path ends in a denial.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::future::join_all;
 
-use crate::cache::{VerdictCache, verdict_key};
+use crate::cache::{KeyScope, VerdictCache};
 use crate::coalesce::Coalescer;
+pub use crate::coalesce::Places;
 use crate::config::{Config, DefaultAction};
 use crate::digest::Digest;
 use crate::evidence::auth::Credentials;
-use crate::evidence::discovery::{self, EvidenceBudget, Needs};
+use crate::evidence::buildkit::BuildkitEvidence;
+use crate::evidence::discovery::{Artifact, Evidence, Needs};
+use crate::evidence::gather::{self, Plan};
 use crate::evidence::layout::LayoutSource;
 use crate::evidence::registry::RegistryClient;
-use crate::evidence::{Manifest, ManifestKind, ManifestRef, Source};
-use crate::metrics::{Metrics, VerdictLabels};
-use crate::policy::{self, Policy};
-use crate::reference::{ImageRef, ReferenceError};
+use crate::evidence::{FetchError, Manifest, ManifestKind, ManifestRef, Source};
+use crate::metrics::{Metrics, SatisfiedSeries};
+use crate::policy::{self, FoundArtifact, Policy};
+use crate::reference::{ImageRef, ReferenceError, RegistryRef};
 use crate::verdict::{Code, Finding, Verdict};
-use crate::verify::attestation::{self, AttestationLayer, AttestationOutcome};
+use crate::verify::attestation::AttestationOutcome;
+use crate::verify::evidence::NotationTrust;
 use crate::verify::keys::PublicKey;
-use crate::verify::signature::{self, SignatureLayer, SignatureOutcome, Trust};
+use crate::verify::signature::{SignatureOutcome, Trust};
 use crate::verify::sigstore::SigstoreRoot;
 
 /// A request that cannot be answered with a verdict: the caller's mistake (gRPC INVALID_ARGUMENT).
@@ -56,48 +60,6 @@ pub struct Options {
     /// when it starts, and an image that finds none is answered with a retryable denial marked
     /// `shed` (cached answers take none). `None`: unbounded (one-shot commands, tests).
     pub places: Option<Places>,
-}
-
-/// Places among the images being verified at once (`limits.max_in_flight`), shared by every
-/// surface, taken one per image as its verification starts and never waited for (load shedding).
-#[derive(Debug, Clone)]
-pub struct Places {
-    semaphore: Arc<tokio::sync::Semaphore>,
-    max: usize,
-}
-
-impl Places {
-    pub fn new(max: usize) -> Self {
-        Self {
-            semaphore: Arc::new(tokio::sync::Semaphore::new(max)),
-            max,
-        }
-    }
-
-    /// A place, or `None` at once.
-    pub fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        Arc::clone(&self.semaphore).try_acquire_owned().ok()
-    }
-
-    pub fn max(&self) -> usize {
-        self.max
-    }
-}
-
-/// The answer for an image that found no place: retryable, never cached.
-fn shed(image: &str, max: usize) -> Verdict {
-    let mut v = Verdict::deny(
-        image,
-        vec![Finding::new(
-            Code::LimitExceeded,
-            format!(
-                "not judged: umpire is verifying its limit of {max} images at once (limits.max_in_flight); retry with back-off"
-            ),
-        )],
-    )
-    .retryable();
-    v.shed = true;
-    v
 }
 
 /// What outlives a configuration reload: caches, in-flight work, metrics.
@@ -134,9 +96,7 @@ pub struct Engine {
     /// parsing, policy selection and key hashing. Exact for one configuration (one engine):
     /// the key depends only on the request and the configuration.
     request_keys: moka::sync::Cache<String, Arc<str>>,
-    /// `umpire_verdicts_total{verdict="allowed",code="SATISFIED",policy=P}` for each configured
-    /// policy, looked up once: the series every cached allow touches.
-    satisfied: HashMap<String, prometheus_client::metrics::counter::Counter>,
+    satisfied: SatisfiedSeries,
 }
 
 /// A parsed request with the policies (indices into the config) that apply to it.
@@ -160,22 +120,19 @@ fn request_key(image: &str, policy: Option<&str>, namespace: Option<&str>) -> St
     key
 }
 
-/// What an index's child records are keyed by besides the child's digest: the same things its
-/// verdict is keyed by.
-#[derive(Clone)]
-struct ChildScope {
-    source: String,
-    fingerprints: Vec<[u8; 32]>,
+/// What a request's verdict is keyed by, and what its index-child records are keyed by.
+struct Scopes {
+    verdicts: KeyScope,
+    children: KeyScope,
 }
-
-/// Children of one allowed index recorded for the registry gate; an index listing more has the
-/// rest verified on their own (denied unless signed themselves).
-const MAX_RECORDED_CHILDREN: usize = 1024;
 
 /// An image resolved to the manifest a verdict will hold for.
 pub struct Resolved {
     manifest: Manifest,
 }
+
+/// Per evidence group: its outcomes, or why it could not be read.
+type GroupOutcomes = Result<(Vec<SignatureOutcome>, Vec<AttestationOutcome>), Finding>;
 
 impl Engine {
     pub fn new(
@@ -183,29 +140,12 @@ impl Engine {
         credentials: Credentials,
         shared: Arc<Shared>,
     ) -> anyhow::Result<Self> {
-        // Hosts the configuration names: registries, literal hosts of policy globs, the gate's.
-        let mut known_hosts: std::collections::HashSet<String> =
-            config.registries.keys().cloned().collect();
-        for policy in &config.policies {
-            for glob in &policy.images {
-                let first = glob.as_str().split('/').next().unwrap_or_default();
-                if glob.as_str().contains('/')
-                    && !first.contains(['*', '?'])
-                    && !first.starts_with("oci:")
-                {
-                    known_hosts.insert(first.to_owned());
-                }
-            }
-        }
-        if let Some(gate) = &config.ext_authz {
-            known_hosts.insert(gate.upstream.clone());
-        }
         let registry = RegistryClient::new(
             config.registries.clone(),
             credentials,
             config.limits.connect_timeout,
             config.limits.max_registry_requests,
-            known_hosts,
+            config.known_hosts(),
             Arc::clone(&shared.metrics),
         )?;
         let keys = config
@@ -213,67 +153,27 @@ impl Engine {
             .iter()
             .map(|(n, k)| (n.clone(), Arc::clone(k)))
             .collect();
-        let roots = config.sigstore.values().cloned().collect();
-        let keyed_log_checks = config.policies.iter().any(|p| {
-            p.signatures
-                .iter()
-                .flat_map(|s| s.authorities.iter())
-                .chain(p.attestations.iter().flat_map(|a| a.authorities.iter()))
-                .any(|a| {
-                    matches!(
-                        a,
-                        policy::Authority::Key {
-                            logged_in: Some(_),
-                            ..
-                        }
-                    )
-                })
-        });
-        let request_keys = moka::sync::Cache::new(config.cache.max_entries);
-        let offline = Arc::clone(&config.offline_root);
-        let satisfied = config
-            .policies
-            .iter()
-            .map(|p| {
-                let counter = shared
-                    .metrics
-                    .verdicts
-                    .get_or_create(&VerdictLabels {
-                        verdict: "allowed",
-                        code: Code::Satisfied.as_str(),
-                        policy: p.name.clone(),
-                    })
-                    .clone();
-                (p.name.clone(), counter)
-            })
-            .collect();
+        let satisfied =
+            (shared.metrics).satisfied_series(config.policies.iter().map(|p| p.name.as_str()));
         Ok(Self {
             satisfied,
-            config: Arc::new(config),
             registry: Arc::new(registry),
             keys,
-            roots,
-            offline,
+            roots: config.sigstore.values().cloned().collect(),
+            offline: Arc::clone(&config.offline_root),
             shared,
             source_override: None,
-            keyed_log_checks,
-            request_keys,
+            keyed_log_checks: config.keyed_log_checks(),
+            request_keys: moka::sync::Cache::new(config.cache.max_entries),
+            config: Arc::new(config),
         })
     }
 
     /// A standalone engine that reads every image, whatever its registry, from `source`: the
     /// engine's own tests run on an in-memory source, without a registry.
     pub fn with_source(config: Config, source: Arc<dyn Source>) -> anyhow::Result<Arc<Self>> {
-        let metrics = Arc::new(Metrics::new());
-        let cache = Arc::new(VerdictCache::new(
-            config.cache.clone(),
-            Arc::clone(&metrics),
-        ));
-        let mut engine = Self::new(
-            config,
-            Credentials::default(),
-            Arc::new(Shared::new(cache, metrics)),
-        )?;
+        let mut engine = Arc::into_inner(Self::standalone(config, Credentials::default())?)
+            .ok_or_else(|| anyhow::anyhow!("a new engine is not shared"))?;
         engine.source_override = Some(source);
         Ok(Arc::new(engine))
     }
@@ -281,15 +181,9 @@ impl Engine {
     /// An engine with caches of its own (for `umpire verify` and tests).
     pub fn standalone(config: Config, credentials: Credentials) -> anyhow::Result<Arc<Self>> {
         let metrics = Arc::new(Metrics::new());
-        let cache = Arc::new(VerdictCache::new(
-            config.cache.clone(),
-            Arc::clone(&metrics),
-        ));
-        Ok(Arc::new(Self::new(
-            config,
-            credentials,
-            Arc::new(Shared::new(cache, metrics)),
-        )?))
+        let cache = VerdictCache::new(config.cache.clone(), Arc::clone(&metrics));
+        let shared = Arc::new(Shared::new(Arc::new(cache), metrics));
+        Ok(Arc::new(Self::new(config, credentials, shared)?))
     }
 
     pub fn config(&self) -> &Config {
@@ -331,7 +225,8 @@ impl Engine {
                     ..hit
                 }
                 .for_image(image);
-                self.record(&verdict, started);
+                let metrics = &self.shared.metrics;
+                metrics.record_verdict(&verdict, &self.satisfied, started.elapsed());
                 return Ok(verdict);
             }
         }
@@ -365,28 +260,22 @@ impl Engine {
         requests: &[(String, Option<String>)],
         options: &[Options],
     ) -> Result<Vec<Verdict>, RequestError> {
-        let prepared = requests
-            .iter()
-            .enumerate()
-            .map(|(index, (image, policy))| {
-                let namespace = options.get(index).and_then(|o| o.namespace.as_deref());
-                self.prepare(image, policy.as_deref(), namespace)
-                    .map_err(|e| RequestError::InBatch {
-                        index,
-                        error: Box::new(e),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         // The same question twice in a batch is answered once (and takes one place).
         let mut first_of: HashMap<(String, Option<String>, Option<String>, bool), usize> =
             HashMap::new();
         let mut unique = Vec::new();
-        let mut slot = Vec::with_capacity(prepared.len());
-        for (i, p) in prepared.into_iter().enumerate() {
-            let o = options.get(i).cloned().unwrap_or_default();
+        let mut slot = Vec::with_capacity(requests.len());
+        for (index, (image, policy)) in requests.iter().enumerate() {
+            let o = options.get(index).cloned().unwrap_or_default();
+            let p = self
+                .prepare(image, policy.as_deref(), o.namespace.as_deref())
+                .map_err(|e| RequestError::InBatch {
+                    index,
+                    error: Box::new(e),
+                })?;
             let question = (
-                requests[i].0.clone(),
-                requests[i].1.clone(),
+                image.clone(),
+                policy.clone(),
                 o.namespace.clone(),
                 o.bypass_cache,
             );
@@ -410,20 +299,11 @@ impl Engine {
         let parsed = ImageRef::parse(image)?;
         let policy = policy.filter(|p| !p.is_empty());
         let namespace = namespace.filter(|n| !n.is_empty());
-        let selected = policy::select(
-            &self.config.policies,
-            &parsed.policy_subject(),
-            namespace,
-            policy,
-        )?;
+        let all = &self.config.policies;
+        let selected = policy::select(all, &parsed.policy_subject(), namespace, policy)?;
         let policies = selected
             .iter()
-            .filter_map(|s| {
-                self.config
-                    .policies
-                    .iter()
-                    .position(|p| std::ptr::eq(p, *s))
-            })
+            .filter_map(|s| all.iter().position(|p| std::ptr::eq(p, *s)))
             .collect();
         let request_key = parsed
             .digest()
@@ -453,53 +333,14 @@ impl Engine {
         let verdict = match options.deadline {
             Some(d) => match tokio::time::timeout_at(d.into(), work).await {
                 Ok(v) => v,
-                Err(_) => deadline_exceeded(&input, d.saturating_duration_since(started)),
+                Err(_) => Verdict::deadline_exceeded(&input, d.saturating_duration_since(started)),
             },
             None => work.await,
         }
         .for_image(input);
-        self.record(&verdict, started);
-        verdict
-    }
-
-    /// The metrics of one answer.
-    fn record(&self, verdict: &Verdict, started: Instant) {
         let metrics = &self.shared.metrics;
-        for w in &verdict.warnings {
-            metrics
-                .policy_warnings
-                .get_or_create(&crate::metrics::PolicyLabels {
-                    policy: w.policy.clone(),
-                })
-                .inc();
-        }
-        let code = verdict
-            .findings
-            .iter()
-            .find(|f| f.code != Code::Satisfied)
-            .map_or(Code::Satisfied.as_str(), |f| f.code.as_str());
-        // The hot series (allowed under one configured policy) were looked up once.
-        match self.satisfied.get(&verdict.policy) {
-            Some(counter) if verdict.allowed && code == Code::Satisfied.as_str() => {
-                counter.inc();
-            }
-            _ => {
-                metrics
-                    .verdicts
-                    .get_or_create(&VerdictLabels {
-                        verdict: if verdict.allowed { "allowed" } else { "denied" },
-                        code,
-                        policy: verdict.policy.clone(),
-                    })
-                    .inc();
-            }
-        }
-        if verdict.cached {
-            &metrics.latency_cached
-        } else {
-            &metrics.latency_uncached
-        }
-        .observe(started.elapsed().as_secs_f64());
+        metrics.record_verdict(&verdict, &self.satisfied, started.elapsed());
+        verdict
     }
 
     async fn answer_inner(
@@ -513,234 +354,179 @@ impl Engine {
         if !must_resolve {
             return self.unmatched(&p, None);
         }
-        // Static policies that deny need nothing from the registry (blocking a whole registry
-        // must not contact it).
         let selected = self.policies(&p.policies);
-        if selected.iter().any(|q| {
-            q.action == Some(policy::StaticAction::Deny) && q.mode == policy::Mode::Enforce
-        }) && selected.iter().all(|q| !q.needs_evidence())
-        {
-            let mut findings = Vec::new();
-            let mut warnings = Vec::new();
-            for q in &selected {
-                if let Some(action) = q.action {
-                    let (_, f) = policy::evaluate_static(&q.name, action, &p.image.to_string());
-                    let f: Vec<Finding> = f
-                        .into_iter()
-                        .filter(|f| f.code != Code::Satisfied)
-                        .collect();
-                    match q.mode {
-                        policy::Mode::Enforce => findings.extend(f),
-                        policy::Mode::Warn => warnings.extend(f),
-                    }
-                }
-            }
+        if let Some((findings, warnings)) = policy::static_denial(&selected, &p.image.to_string()) {
             return Verdict::deny(&p.input, findings)
                 .with_warnings(warnings)
                 .under_policies(selected.iter().map(|q| q.name.as_str()));
         }
-        let cache = &self.shared.cache;
         let source = self.source_for(&p.image);
-        let source_name = source.name();
-        let fingerprints: Vec<[u8; 32]> = self
-            .policies(&p.policies)
-            .iter()
-            .map(|p| p.fingerprint)
-            .collect();
-        // A verdict under `signed_identity: exact` holds for the tag it was asked by, too.
-        let scope = if self
-            .policies(&p.policies)
-            .iter()
-            .any(|q| q.has_exact_signed_identity())
+        let scopes = self.scopes(&selected, &p.image, source.name());
+        if !bypass
+            && !p.policies.is_empty()
+            && let Some(hit) = self.remembered(&p, &scopes).await
         {
-            format!("{source_name}#{}", p.image.tag().unwrap_or_default())
-        } else {
-            source_name.clone()
-        };
-        let key_for = |digest: &str| {
-            verdict_key(
-                &scope,
-                digest,
-                &fingerprints,
-                &self.config.trust_fingerprint,
-            )
-        };
-
-        // From memory, when the digest is already known (asked for, or a cached tag resolution).
-        if !bypass && !p.policies.is_empty() {
-            let known = match (p.image.digest(), p.image.tag()) {
-                (Some(d), _) => {
-                    if let Some(request) = &p.request_key {
-                        self.request_keys
-                            .insert(request.clone(), Arc::from(key_for(d.as_str())));
-                    }
-                    Some(d.to_string())
-                }
-                (None, Some(tag)) => cache.tag(&source_name, tag).await,
-                (None, None) => None,
-            };
-            if let Some(digest) = known
-                && let Some(hit) = cache.get(&key_for(&digest)).await
-            {
-                return Verdict {
-                    cached: true,
-                    ..hit
-                };
-            }
+            return hit;
         }
-
         // The miss path lives on the heap: its future is large (about 16 KB), and a cached
         // answer would otherwise carry (and move) all of it with every request.
-        Box::pin(async {
-            // A verification starts here: it takes its place, held until it is answered.
-            let _place = match places {
-                Some(places) => match places.take() {
-                    Some(place) => Some(place),
-                    None => {
-                        self.shared.metrics.shed.inc();
-                        return shed(&p.input, places.max());
-                    }
-                },
-                None => None,
-            };
-            if p.policies.is_empty() {
-                return match self.resolve_shared(&p.image, source).await {
-                    Ok(r) => self.unmatched(&p, Some(&r.manifest)),
-                    Err(denial) => *denial,
-                };
-            }
-
-            let engine = Arc::clone(self);
-            let policies = p.policies.clone();
-            let signed_for = policy::SignedFor {
-                repository: p.image.policy_subject(),
-                tag: p.image.tag().map(str::to_owned),
-                digest: p.image.digest().map(|d| d.to_string()),
-            };
-            let child_scope = ChildScope {
-                source: source_name.clone(),
-                fingerprints: fingerprints.clone(),
-            };
-            match p.image.digest().cloned() {
-                // By digest, the evidence is fetched while the manifest is: two round trips, not three.
-                Some(digest) => {
-                    let key = key_for(digest.as_str());
-                    let image = p.image.clone();
-                    let cache_key = key.clone();
-                    let work = async move {
-                        let (resolved, judged) = futures::join!(
-                            engine.resolve_within_deadline(&image, Arc::clone(&source)),
-                            engine.judge_within_deadline(
-                                &policies,
-                                source.as_ref(),
-                                &digest,
-                                &signed_for
-                            )
-                        );
-                        let verdict = match resolved {
-                            Ok(r) => {
-                                let verdict = Verdict {
-                                    media_type: r.manifest.media_type.clone(),
-                                    ..judged
-                                };
-                                engine
-                                    .record_children(&child_scope, &r.manifest, &verdict)
-                                    .await;
-                                verdict
-                            }
-                            Err(denial) => *denial,
-                        };
-                        // Stored before the in-flight entry is forgotten, so no caller falls between.
-                        engine.shared.cache.put(&cache_key, &verdict).await;
-                        verdict
-                    };
-                    self.run_shared(key, work, &p.input).await
-                }
-                None => {
-                    let resolved = match self.resolve_shared(&p.image, Arc::clone(&source)).await {
-                        Ok(r) => r,
-                        Err(denial) => return *denial,
-                    };
-                    let digest = resolved.manifest.digest.clone();
-                    if let Some(tag) = p.image.tag() {
-                        cache.put_tag(&source_name, tag, digest.as_str()).await;
-                    }
-                    let key = key_for(digest.as_str());
-                    if !bypass && let Some(hit) = cache.get(&key).await {
-                        return Verdict {
-                            cached: true,
-                            ..hit
-                        };
-                    }
-                    let cache_key = key.clone();
-                    let work = async move {
-                        let judged = engine
-                            .judge_within_deadline(&policies, source.as_ref(), &digest, &signed_for)
-                            .await;
-                        let verdict = Verdict {
-                            media_type: resolved.manifest.media_type.clone(),
-                            ..judged
-                        };
-                        engine
-                            .record_children(&child_scope, &resolved.manifest, &verdict)
-                            .await;
-                        engine.shared.cache.put(&cache_key, &verdict).await;
-                        verdict
-                    };
-                    self.run_shared(key, work, &p.input).await
-                }
-            }
-        })
-        .await
+        Box::pin(self.verify_fresh(p, bypass, places, source, scopes)).await
     }
 
-    /// The cache key of the record "`child` is a platform manifest of an allowed index".
-    fn child_key(&self, scope: &ChildScope, child: &str) -> String {
-        let key = verdict_key(
-            &scope.source,
-            child,
-            &scope.fingerprints,
-            &self.config.trust_fingerprint,
-        );
-        format!("index-child/{key}")
-    }
-
-    /// When `verdict` allows an index, records each platform manifest it lists (for the registry
-    /// gate, which must let clients fetch them), for as long as the index verdict is cached.
-    async fn record_children(&self, scope: &ChildScope, manifest: &Manifest, verdict: &Verdict) {
-        let ManifestKind::Index { manifests } = &manifest.kind else {
-            return;
+    /// The cached verdict, when the digest is already known (asked for, or a cached tag resolution).
+    async fn remembered(&self, p: &Prepared, scopes: &Scopes) -> Option<Verdict> {
+        let digest = match (p.image.digest(), p.image.tag()) {
+            (Some(d), _) => {
+                let key = scopes.verdicts.key(d.as_str());
+                if let Some(request) = &p.request_key {
+                    self.request_keys.insert(request.clone(), Arc::from(key));
+                }
+                d.to_string()
+            }
+            (None, Some(tag)) => self.shared.cache.tag(&scopes.children.source, tag).await?,
+            (None, None) => return None,
         };
-        if !verdict.allowed {
-            return;
+        let hit = self.shared.cache.get(&scopes.verdicts.key(&digest)).await?;
+        Some(Verdict {
+            cached: true,
+            ..hit
+        })
+    }
+
+    /// Resolves and judges an image the cache did not answer, in its place, shared with
+    /// concurrent callers asking the same question.
+    async fn verify_fresh(
+        self: &Arc<Self>,
+        p: Prepared,
+        bypass: bool,
+        places: Option<&Places>,
+        source: Arc<dyn Source>,
+        scopes: Scopes,
+    ) -> Verdict {
+        // A verification starts here: it takes its place, held until it is answered.
+        let place = places.map(|places| (places.take(), places.max()));
+        if let Some((None, max)) = place {
+            self.shared.metrics.shed.inc();
+            return Verdict::shed(&p.input, max);
         }
-        for child in manifests.iter().take(MAX_RECORDED_CHILDREN) {
-            let Ok(child_digest) = Digest::parse(&child.digest) else {
-                continue;
+        let _place = place.and_then(|(place, _)| place);
+        if p.policies.is_empty() {
+            return match self.resolve_shared(&p.image, source).await {
+                Ok(r) => self.unmatched(&p, Some(&r.manifest)),
+                Err(denial) => *denial,
             };
-            let record = Verdict::allow(
-                child_digest.as_str(),
-                vec![Finding::new(
-                    Code::Satisfied,
-                    format!(
-                        "{child_digest} is a platform manifest of the allowed index {}",
-                        manifest.digest
-                    ),
-                )],
-            );
-            // The record names its index: the gate checks that the index verdict still holds.
-            // It ends when the index verdict's own time bound does.
-            let record = Verdict {
-                digest: manifest.digest.to_string(),
-                policy: verdict.policy.clone(),
-                valid_until: verdict.valid_until,
-                ..record
+        }
+        let engine = Arc::clone(self);
+        let policies = p.policies.clone();
+        let signed_for = policy::SignedFor {
+            repository: p.image.policy_subject(),
+            tag: p.image.tag().map(str::to_owned),
+            digest: p.image.digest().map(|d| d.to_string()),
+        };
+        let children = scopes.children.clone();
+        if let Some(digest) = p.image.digest().cloned() {
+            // By digest, the evidence is fetched while the manifest is: two round trips, not three.
+            let key = scopes.verdicts.key(digest.as_str());
+            let (image, cache_key) = (p.image.clone(), key.clone());
+            let work = async move {
+                let (resolved, judged) = futures::join!(
+                    engine.resolve_within_deadline(&image, Arc::clone(&source)),
+                    engine.judge_within_deadline(&policies, source.as_ref(), &digest, &signed_for)
+                );
+                match resolved {
+                    Ok(r) => {
+                        engine
+                            .conclude(&r.manifest, judged, &children, &cache_key)
+                            .await
+                    }
+                    Err(denial) => {
+                        // Stored before the in-flight entry is forgotten, so no caller falls between.
+                        engine.shared.cache.put(&cache_key, &denial).await;
+                        *denial
+                    }
+                }
             };
-            self.shared
-                .cache
-                .put(&self.child_key(scope, child_digest.as_str()), &record)
+            return self.run_shared(key, work, &p.input).await;
+        }
+        let resolved = match self.resolve_shared(&p.image, Arc::clone(&source)).await {
+            Ok(r) => r,
+            Err(denial) => return *denial,
+        };
+        let digest = resolved.manifest.digest.clone();
+        if let Some(tag) = p.image.tag() {
+            let cache = &self.shared.cache;
+            cache
+                .put_tag(&scopes.children.source, tag, digest.as_str())
                 .await;
         }
+        let key = scopes.verdicts.key(digest.as_str());
+        if !bypass && let Some(hit) = self.shared.cache.get(&key).await {
+            return Verdict {
+                cached: true,
+                ..hit
+            };
+        }
+        let cache_key = key.clone();
+        let work = async move {
+            let judged = engine
+                .judge_within_deadline(&policies, source.as_ref(), &digest, &signed_for)
+                .await;
+            let manifest = &resolved.manifest;
+            engine
+                .conclude(manifest, judged, &children, &cache_key)
+                .await
+        };
+        self.run_shared(key, work, &p.input).await
+    }
+
+    /// The verdict judged for `manifest`, with its media type, cached under `key` (and, for an
+    /// allowed index, its children recorded for the registry gate).
+    async fn conclude(
+        &self,
+        manifest: &Manifest,
+        judged: Verdict,
+        children: &KeyScope,
+        key: &str,
+    ) -> Verdict {
+        let verdict = Verdict {
+            media_type: manifest.media_type.clone(),
+            ..judged
+        };
+        if let ManifestKind::Index { manifests } = &manifest.kind {
+            let listed: Vec<Digest> = manifests
+                .iter()
+                .filter_map(|c| Digest::parse(&c.digest).ok())
+                .collect();
+            let index = manifest.digest.as_str();
+            let listed = listed.iter().map(Digest::as_str);
+            self.shared
+                .cache
+                .record_children(children, index, listed, &verdict)
+                .await;
+        }
+        // Stored before the in-flight entry is forgotten, so no caller falls between.
+        self.shared.cache.put(key, &verdict).await;
+        verdict
+    }
+
+    /// What `selected` policies' verdicts for `image` are keyed by.
+    fn scopes(&self, selected: &[&Policy], image: &ImageRef, source: String) -> Scopes {
+        let children = KeyScope {
+            fingerprints: selected.iter().map(|p| p.fingerprint).collect(),
+            trust: self.config.trust_fingerprint,
+            source,
+        };
+        // A verdict under `signed_identity: exact` holds for the tag it was asked by, too.
+        let verdicts = if selected.iter().any(|q| q.has_exact_signed_identity()) {
+            let tag = image.tag().unwrap_or_default();
+            KeyScope {
+                source: format!("{}#{tag}", children.source),
+                ..children.clone()
+            }
+        } else {
+            children.clone()
+        };
+        Scopes { verdicts, children }
     }
 
     /// For the registry gate: the digest of an allowed index that lists `image` (a registry
@@ -752,45 +538,23 @@ impl Engine {
             return None;
         }
         let source = self.source_for(&p.image);
-        let scope = ChildScope {
-            source: source.name(),
-            fingerprints: self
-                .policies(&p.policies)
-                .iter()
-                .map(|p| p.fingerprint)
-                .collect(),
-        };
-        let record = self
-            .shared
+        let scopes = self.scopes(&self.policies(&p.policies), &p.image, source.name());
+        self.shared
             .cache
-            .get(&self.child_key(&scope, &digest))
-            .await?;
-        if !record.allowed {
-            return None;
-        }
-        let parent_key = verdict_key(
-            &scope.source,
-            &record.digest,
-            &scope.fingerprints,
-            &self.config.trust_fingerprint,
-        );
-        let parent = self.shared.cache.get(&parent_key).await?;
-        (parent.allowed && parent.digest == record.digest).then_some(record.digest)
+            .allowed_parent(&scopes.children, &digest)
+            .await
     }
 
     /// For the registry gate: the manifest `image` names now (fetched and checked like any
     /// other), or the denial that explains why it could not be read.
     pub async fn fetch_manifest(self: &Arc<Self>, image: &str) -> Result<Manifest, Box<Verdict>> {
         let parsed = ImageRef::parse(image).map_err(|e| {
-            Box::new(Verdict::deny(
-                image,
-                vec![Finding::new(Code::RegistryError, e.to_string())],
-            ))
+            let finding = Finding::new(Code::RegistryError, e.to_string());
+            Box::new(Verdict::deny(image, vec![finding]))
         })?;
         let source = self.source_for(&parsed);
-        self.resolve_within_deadline(&parsed, source)
-            .await
-            .map(|r| r.manifest)
+        let resolved = self.resolve_within_deadline(&parsed, source).await;
+        resolved.map(|r| r.manifest)
     }
 
     /// Runs one verification, shared with concurrent callers asking the same question (those that
@@ -805,7 +569,7 @@ impl Engine {
         if joined {
             self.shared.metrics.coalesced_waits.inc();
         }
-        verdict.unwrap_or_else(|| internal_error(what))
+        verdict.unwrap_or_else(|| Verdict::internal_error(what))
     }
 
     /// Resolves `image`, sharing the work with concurrent callers asking for the same reference.
@@ -815,51 +579,23 @@ impl Engine {
         source: Arc<dyn Source>,
     ) -> Result<Arc<Resolved>, Box<Verdict>> {
         let key = (source.name(), image.to_string());
-        let engine = Arc::clone(self);
-        let owned = image.clone();
+        let (engine, owned) = (Arc::clone(self), image.clone());
         let work = async move {
-            engine
-                .resolve_within_deadline(&owned, source)
-                .await
-                .map(Arc::new)
+            let resolved = engine.resolve_within_deadline(&owned, source).await;
+            resolved.map(Arc::new)
         };
         let (resolved, joined) = self.shared.resolutions.run(key, work).await;
         if joined {
             self.shared.metrics.coalesced_waits.inc();
         }
-        resolved.unwrap_or_else(|| Err(Box::new(internal_error(&image.to_string()))))
+        resolved.unwrap_or_else(|| Err(Box::new(Verdict::internal_error(&image.to_string()))))
     }
 
     /// The verdict for an image no policy applies to.
     fn unmatched(&self, p: &Prepared, manifest: Option<&Manifest>) -> Verdict {
+        let default_allows = self.config.default == DefaultAction::Allow && manifest.is_some();
         let subject = p.image.policy_subject();
-        let verdict = match (p.named, self.config.default, manifest) {
-            (false, DefaultAction::Allow, Some(_)) => Verdict::allow(
-                &p.input,
-                vec![Finding::new(
-                    Code::NoMatchingPolicy,
-                    format!(
-                        "no policy matches {subject}; allowed because the configuration's default is allow"
-                    ),
-                )],
-            ),
-            (true, _, _) => Verdict::deny(
-                &p.input,
-                vec![Finding::new(
-                    Code::NoMatchingPolicy,
-                    format!("the requested policy's images globs do not match {subject}"),
-                )],
-            ),
-            _ => Verdict::deny(
-                &p.input,
-                vec![Finding::new(
-                    Code::NoMatchingPolicy,
-                    format!(
-                        "no policy matches {subject} and the default is deny; add a policy whose images globs match it"
-                    ),
-                )],
-            ),
-        };
+        let verdict = Verdict::unmatched(&p.input, &subject, p.named, default_allows);
         match manifest {
             Some(m) => verdict.for_digest(&m.digest, m.media_type.clone()),
             None => verdict,
@@ -867,13 +603,25 @@ impl Engine {
     }
 
     fn source_for(&self, image: &ImageRef) -> Arc<dyn Source> {
-        if let Some(source) = &self.source_override {
-            return Arc::clone(source);
-        }
         match image {
-            ImageRef::Registry(r) => Arc::new(self.registry.source(r)),
+            ImageRef::Registry(r) => self.registry_source(r),
+            ImageRef::Layout(_) if self.source_override.is_some() => {
+                self.registry_source_override()
+            }
             ImageRef::Layout(l) => Arc::new(LayoutSource::new(&l.path)),
         }
+    }
+
+    fn registry_source(&self, r: &RegistryRef) -> Arc<dyn Source> {
+        match &self.source_override {
+            Some(_) => self.registry_source_override(),
+            None => Arc::new(self.registry.source(r)),
+        }
+    }
+
+    fn registry_source_override(&self) -> Arc<dyn Source> {
+        let source = self.source_override.as_ref().map(Arc::clone);
+        source.unwrap_or_else(|| Arc::new(LayoutSource::new(std::path::Path::new("/nonexistent"))))
     }
 
     async fn resolve_within_deadline(
@@ -891,16 +639,12 @@ impl Engine {
         let fetch = source.manifest(&reference, self.config.limits.max_manifest_bytes);
         let result = match tokio::time::timeout(deadline, fetch).await {
             Ok(Ok(manifest)) => Ok(Resolved { manifest }),
-            Ok(Err(e)) => Err(Box::new(Verdict::deny(
-                image.to_string(),
-                vec![fetch_finding(&e)],
-            ))),
-            Err(_) => Err(Box::new(deadline_exceeded(&image.to_string(), deadline))),
+            Ok(Err(e)) => Err(Verdict::deny(image.to_string(), vec![fetch_finding(&e)])),
+            Err(_) => Err(Verdict::deadline_exceeded(&image.to_string(), deadline)),
         };
-        self.shared
-            .metrics
-            .observe_step("resolve", started.elapsed());
-        result
+        let metrics = &self.shared.metrics;
+        metrics.observe_step("resolve", started.elapsed());
+        result.map_err(Box::new)
     }
 
     async fn judge_within_deadline(
@@ -916,7 +660,7 @@ impl Engine {
         let judged = self.judge(&policies, source, digest, signed_for);
         let verdict = match tokio::time::timeout(deadline, judged).await {
             Ok(v) => v,
-            Err(_) => deadline_exceeded(&name, deadline),
+            Err(_) => Verdict::deadline_exceeded(&name, deadline),
         };
         let media_type = verdict.media_type.clone();
         verdict
@@ -924,7 +668,8 @@ impl Engine {
             .under_policies(policies.iter().map(|p| p.name.as_str()))
     }
 
-    /// Gathers the evidence for one digest once, then evaluates every applicable policy on it.
+    /// Gathers the evidence for one digest once, verifies it, then evaluates every applicable
+    /// policy on what was verified.
     async fn judge(
         &self,
         policies: &[&Policy],
@@ -934,177 +679,130 @@ impl Engine {
     ) -> Verdict {
         let metrics = &self.shared.metrics;
         let image = format!("{}@{digest}", source.name());
-        let needs_image_config = policies.iter().any(|p| p.image_rules.is_some());
-        let limits = &self.config.limits;
+        let (plan, group_of) = self.plan(policies);
+        let started = Instant::now();
+        let gathered = gather::gather(&plan, source, digest, &self.config.limits).await;
+        metrics.observe_step("fetch_evidence", started.elapsed());
+        let wanted = !plan.buildkit_types.is_empty();
+        let buildkit = self
+            .buildkit(gathered.buildkit, wanted, digest, signed_for)
+            .await;
 
-        // Evidence is read once per repository that holds it: the image's own, or a policy's
-        // `signatures_repository` (for the same digest).
-        let mut groups: Vec<(Option<&crate::reference::RegistryRef>, Vec<usize>)> = Vec::new();
+        let started = Instant::now();
+        let scope = source.name();
+        let (groups, artifacts) = self.verify_gathered(
+            gathered.groups,
+            gathered.artifacts,
+            policies,
+            &group_of,
+            &scope,
+            digest,
+        );
+        metrics.observe_step("verify", started.elapsed());
+
+        let started = Instant::now();
+        let configs = gathered.configs.map_err(|e| fetch_finding(&e));
+        let found = policy::Found {
+            groups: &groups,
+            group_of: &group_of,
+            artifacts: artifacts.as_deref(),
+            buildkit: buildkit.as_ref(),
+            configs: configs.as_deref(),
+        };
+        let now = jiff::Timestamp::now();
+        let evaluation = policy::evaluate(policies, &image, digest, signed_for, &found, now);
+        metrics.observe_step("policy", started.elapsed());
+        let signatures = groups.iter().flatten().flat_map(|(s, _)| s);
+        let artifact_signatures = artifacts.iter().flatten().flat_map(|(.., s)| s);
+        let signed_until =
+            crate::verify::evidence::holds_until(signatures.chain(artifact_signatures));
+        let bounds = [signed_until, evaluation.image_rules_until];
+        Verdict::judged(
+            &image,
+            evaluation.allowed,
+            evaluation.findings,
+            evaluation.warnings,
+            bounds,
+        )
+    }
+
+    /// What `policies` need read: one evidence group per repository holding evidence (the
+    /// image's own, or a policy's `signatures_repository`, for the same digest), and each
+    /// policy's group.
+    fn plan(&self, policies: &[&Policy]) -> (Plan, Vec<Option<usize>>) {
+        let mut plan = Plan::default();
+        let mut repositories: Vec<Option<&RegistryRef>> = Vec::new();
+        let mut group_of = vec![None; policies.len()];
         for (i, p) in policies.iter().enumerate() {
+            plan.image_configs |= p.image_rules.is_some();
+            plan.artifact_types
+                .extend(p.artifacts.iter().map(|a| a.media_type.clone()));
+            let buildkit = p.attestations.iter().filter(|a| a.buildkit);
+            plan.buildkit_types
+                .extend(buildkit.map(|a| a.predicate_type.clone()));
             if !p.needs_evidence() {
                 continue;
             }
-            let repo = p.signatures_repository.as_ref();
-            match groups.iter_mut().find(|(r, _)| *r == repo) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((repo, vec![i])),
-            }
+            let repository = p.signatures_repository.as_ref();
+            let g = match repositories.iter().position(|r| *r == repository) {
+                Some(g) => g,
+                None => {
+                    repositories.push(repository);
+                    let other = repository.map(|r| self.registry_source(r));
+                    plan.groups.push((other, Needs::default()));
+                    plan.groups.len() - 1
+                }
+            };
+            group_of[i] = Some(g);
+            let needs = &mut plan.groups[g].1;
+            needs.signatures |= p.signatures.is_some();
+            needs.attestations |= !p.attestations.is_empty();
+            needs.notation |= policy::notation_authorities(p).next().is_some();
         }
+        (plan, group_of)
+    }
 
-        let started = Instant::now();
-        let budget = EvidenceBudget::new(limits.max_evidence_bytes);
-        let elsewhere: Vec<Option<Arc<dyn Source>>> = groups
-            .iter()
-            .map(|(repo, _)| {
-                repo.map(|r| match &self.source_override {
-                    Some(source) => Arc::clone(source),
-                    None => Arc::new(self.registry.source(r)) as Arc<dyn Source>,
-                })
+    /// BuildKit's statements, parsed, and whether an index vouches for a platform manifest.
+    async fn buildkit(
+        &self,
+        read: Result<BuildkitEvidence, FetchError>,
+        wanted: bool,
+        digest: &Digest,
+        signed_for: &policy::SignedFor,
+    ) -> Result<policy::BuildkitStatements, Finding> {
+        let b = read.map_err(|e| fetch_finding(&e))?;
+        // A platform manifest's statements live in its index: an allowed verdict of the index
+        // that still holds vouches for them (as the gate's child records say).
+        let platform = format!("{}@{digest}", signed_for.repository);
+        let parent_allowed =
+            !b.is_index && wanted && self.allowed_parent_index(&platform).await.is_some();
+        let statements = b
+            .statements
+            .into_iter()
+            .filter_map(|(platform, _, bytes)| {
+                let statement = crate::verify::statement::Statement::parse(&bytes).ok()?;
+                Some((platform, statement))
             })
             .collect();
-        let gathered =
-            join_all(
-                groups.iter().zip(&elsewhere).map(|((_, members), other)| {
-                    let group: Vec<&Policy> = members.iter().map(|i| policies[*i]).collect();
-                    let evidence_source: &dyn Source = match other {
-                        Some(o) => o.as_ref(),
-                        None => source,
-                    };
-                    let budget = &budget;
-                    let needs = Needs {
-                        signatures: group.iter().any(|p| p.signatures.is_some()),
-                        attestations: group.iter().any(|p| !p.attestations.is_empty()),
-                        notation: group.iter().any(|p| !notation_authorities(p).is_empty()),
-                    };
-                    let limits = &self.config.limits;
-                    async move {
-                        discovery::gather(needs, evidence_source, digest, budget, limits).await
-                    }
-                }),
-            );
-        let configs = async {
-            if needs_image_config {
-                discovery::image_configs(source, digest, &budget, limits).await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let artifact_types: Vec<String> = policies
-            .iter()
-            .flat_map(|p| p.artifacts.iter().map(|a| a.media_type.clone()))
-            .collect();
-        let artifacts = async {
-            if artifact_types.is_empty() {
-                Ok(Vec::new())
-            } else {
-                discovery::artifacts(source, digest, &artifact_types, &budget, limits).await
-            }
-        };
-        // BuildKit statements: read from the image's own index, only for the types asked for.
-        let buildkit_types: Vec<String> = policies
-            .iter()
-            .flat_map(|p| p.attestations.iter().filter(|a| a.buildkit))
-            .map(|a| a.predicate_type.clone())
-            .collect();
-        let buildkit = async {
-            if buildkit_types.is_empty() {
-                Ok(discovery::BuildkitEvidence::default())
-            } else {
-                discovery::buildkit_attestations(source, digest, &buildkit_types, &budget, limits)
-                    .await
-            }
-        };
-        let (gathered, configs, artifacts, buildkit) =
-            futures::join!(gathered, configs, artifacts, buildkit);
-        metrics.observe_step("fetch_evidence", started.elapsed());
-        let (buildkit, buildkit_failed) = match buildkit {
-            Ok(b) => {
-                // A platform manifest's statements live in its index: an allowed verdict of the
-                // index that still holds vouches for them (as the gate's child records say).
-                let parent_allowed = !b.is_index
-                    && !buildkit_types.is_empty()
-                    && self
-                        .allowed_parent_index(&format!("{}@{digest}", signed_for.repository))
-                        .await
-                        .is_some();
-                let statements = b
-                    .statements
-                    .into_iter()
-                    .filter_map(|(platform, _, bytes)| {
-                        crate::verify::statement::Statement::parse(&bytes)
-                            .ok()
-                            .map(|s| (platform, s))
-                    })
-                    .collect();
-                (
-                    policy::BuildkitStatements {
-                        is_index: b.is_index,
-                        platforms: b.platforms,
-                        statements,
-                        parent_allowed,
-                    },
-                    None,
-                )
-            }
-            Err(e) => (
-                policy::BuildkitStatements {
-                    is_index: false,
-                    platforms: Vec::new(),
-                    statements: Vec::new(),
-                    parent_allowed: false,
-                },
-                Some(fetch_finding(&e)),
-            ),
-        };
-        // A fetch failure fails the policies that needed what could not be read, each as its mode
-        // says: an enforce policy denies (retryable when transient), a warn policy only warns.
-        let (configs, configs_failed) = match configs {
-            Ok(c) => (c, None),
-            Err(e) => (Vec::new(), Some(fetch_finding(&e))),
-        };
-        let (artifacts, artifacts_failed) = match artifacts {
-            Ok(a) => (a, None),
-            Err(e) => (Vec::new(), Some(fetch_finding(&e))),
-        };
-        let mut raw = Vec::with_capacity(gathered.len());
-        let mut group_failed: Vec<Option<Finding>> = Vec::with_capacity(gathered.len());
-        for g in gathered {
-            match g {
-                Ok(evidence) => {
-                    raw.push(evidence);
-                    group_failed.push(None);
-                }
-                Err(e) => {
-                    raw.push(discovery::Evidence::default());
-                    group_failed.push(Some(fetch_finding(&e)));
-                }
-            }
-        }
-        // Notation signatures name the image manifest's media type and size: read once, from the
-        // image's own repository (a `signatures_repository` holds signatures, not the image).
-        if raw
-            .iter()
-            .any(|e: &discovery::Evidence| !e.notation.is_empty())
-        {
-            match discovery::subject_descriptor(source, digest, &budget, limits).await {
-                Ok(subject) => {
-                    for e in raw.iter_mut().filter(|e| !e.notation.is_empty()) {
-                        e.subject = Some(subject.clone());
-                    }
-                }
-                Err(e) => {
-                    let failed = fetch_finding(&e);
-                    for (g, e) in raw.iter_mut().enumerate() {
-                        if !e.notation.is_empty() {
-                            *e = discovery::Evidence::default();
-                            group_failed[g] = Some(failed.clone());
-                        }
-                    }
-                }
-            }
-        }
+        Ok(policy::BuildkitStatements {
+            is_index: b.is_index,
+            platforms: b.platforms,
+            statements,
+            parent_allowed,
+        })
+    }
 
-        let started = Instant::now();
+    /// Every evidence group and artifact verified (pure): Notation envelopes under the
+    /// `notation` authorities of the policies reading each, chosen by the image's `scope`.
+    fn verify_gathered(
+        &self,
+        groups: Vec<Result<Evidence, FetchError>>,
+        artifacts: Result<Vec<Artifact>, FetchError>,
+        policies: &[&Policy],
+        group_of: &[Option<usize>],
+        scope: &str,
+        digest: &Digest,
+    ) -> (Vec<GroupOutcomes>, Result<Vec<FoundArtifact>, Finding>) {
         let keys: Vec<(String, &PublicKey)> = self
             .keys
             .iter()
@@ -1118,446 +816,41 @@ impl Engine {
             now: jiff::Timestamp::now(),
             log_checks: self.keyed_log_checks,
         };
-        // Outcomes per group, and each policy's group.
-        let mut outcomes: Vec<(Vec<SignatureOutcome>, Vec<AttestationOutcome>)> = Vec::new();
-        let mut group_of = vec![usize::MAX; policies.len()];
-        // Notation statements are chosen by the image's repository, wherever its evidence is.
-        let scope = source.name();
-        for (g, ((_, members), mut evidence)) in groups.iter().zip(raw).enumerate() {
-            for i in members {
-                group_of[*i] = g;
-            }
-            let envelopes = std::mem::take(&mut evidence.notation);
-            let subject = evidence.subject.take();
-            let mut out = verify_evidence(evidence, &trust, digest);
-            let mut done: Vec<&policy::NotationAuthority> = Vec::new();
-            for a in members
-                .iter()
-                .flat_map(|i| notation_authorities(policies[*i]))
-            {
-                if done.contains(&a) {
-                    continue;
-                }
-                done.push(a);
-                out.0.extend(notation_outcomes(
-                    a,
-                    &envelopes,
-                    subject.as_ref(),
-                    &scope,
-                    digest,
-                    trust.now,
-                ));
-            }
-            outcomes.push(out);
-        }
+        let verify = crate::verify::evidence::verify;
+        let groups = groups
+            .into_iter()
+            .enumerate()
+            .map(|(g, evidence)| {
+                let evidence = evidence.map_err(|e| fetch_finding(&e))?;
+                let readers = policies
+                    .iter()
+                    .zip(group_of)
+                    .filter(|(_, of)| **of == Some(g));
+                let notation: Vec<NotationTrust<'_>> = readers
+                    .flat_map(|(p, _)| policy::notation_authorities(p))
+                    .map(policy::NotationAuthority::trust)
+                    .collect();
+                Ok(verify(evidence, &trust, digest, &notation, scope))
+            })
+            .collect();
         // Each artifact's own signatures, under every authority an artifact requirement names.
-        let artifact_authorities: Vec<&policy::NotationAuthority> = {
-            let mut all: Vec<&policy::NotationAuthority> = Vec::new();
-            for a in policies
-                .iter()
-                .flat_map(|p| p.artifacts.iter())
-                .flat_map(|r| r.inner.authorities.iter())
-            {
-                if let policy::Authority::Notation(n) = a
-                    && !all.contains(&n)
-                {
-                    all.push(n);
-                }
-            }
-            all
-        };
-        let artifacts: Vec<(String, Digest, Vec<u8>, Vec<SignatureOutcome>)> = artifacts
+        let notation: Vec<NotationTrust<'_>> = policy::artifact_notation_authorities(policies)
             .into_iter()
-            .map(|mut a| {
-                let envelopes = std::mem::take(&mut a.evidence.notation);
-                let subject = a.evidence.subject.take();
-                let (mut signatures, _) = verify_evidence(a.evidence, &trust, &a.digest);
-                for n in &artifact_authorities {
-                    signatures.extend(notation_outcomes(
-                        n,
-                        &envelopes,
-                        subject.as_ref(),
-                        &scope,
-                        &a.digest,
-                        trust.now,
-                    ));
-                }
+            .map(policy::NotationAuthority::trust)
+            .collect();
+        let artifacts = artifacts.map_err(|e| fetch_finding(&e)).map(|found| {
+            let verified = found.into_iter().map(|a| {
+                let (signatures, _) = verify(a.evidence, &trust, &a.digest, &notation, scope);
                 (a.media_type, a.digest, a.content, signatures)
-            })
-            .collect();
-        let none: (Vec<SignatureOutcome>, Vec<AttestationOutcome>) = (Vec::new(), Vec::new());
-        metrics.observe_step("verify", started.elapsed());
-
-        let started = Instant::now();
-        let now = jiff::Timestamp::now();
-        let mut allowed = true;
-        let mut findings = Vec::new();
-        let mut warnings = Vec::new();
-        let mut image_rules_until: Option<jiff::Timestamp> = None;
-        for (i, p) in policies.iter().enumerate() {
-            let (signatures, attestations) = outcomes.get(group_of[i]).unwrap_or(&none);
-            let mut held_all = true;
-            let mut found = Vec::new();
-            // What a Notation statement's level only logs: warnings, whatever the mode.
-            let mut logged = Vec::new();
-            if let Some(action) = p.action {
-                let (held, f) = policy::evaluate_static(&p.name, action, digest.as_str());
-                held_all &= held;
-                found.extend(f);
-            }
-            // What this policy needed and could not be read: its evidence group, the artifacts,
-            // the image configs. The requirements on it are not evaluated (nothing to evaluate).
-            let unread: Vec<&Finding> = [
-                group_failed
-                    .get(group_of[i])
-                    .and_then(Option::as_ref)
-                    .filter(|_| p.signatures.is_some() || !p.attestations.is_empty()),
-                artifacts_failed
-                    .as_ref()
-                    .filter(|_| !p.artifacts.is_empty()),
-                buildkit_failed
-                    .as_ref()
-                    .filter(|_| p.attestations.iter().any(|a| a.buildkit)),
-                configs_failed.as_ref().filter(|_| p.image_rules.is_some()),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            let evaluate = unread.is_empty();
-            if !evaluate {
-                held_all = false;
-                found.extend(unread.into_iter().map(|f| f.clone().with_policy(&p.name)));
-            }
-            let mut signatures_held = false;
-            if let Some(req) = p.signatures.as_ref().filter(|_| evaluate) {
-                let (held, f, w) = policy::evaluate_signatures_warning(
-                    &p.name,
-                    req,
-                    digest,
-                    signatures,
-                    Some(signed_for),
-                );
-                signatures_held = held;
-                held_all &= held;
-                found.extend(f);
-                logged.extend(w);
-            }
-            for req in p.attestations.iter().filter(|a| evaluate && a.buildkit) {
-                let (held, f) = policy::evaluate_buildkit(
-                    &p.name,
-                    req,
-                    &image,
-                    digest,
-                    signatures_held,
-                    &buildkit,
-                    now,
-                );
-                held_all &= held;
-                found.extend(f);
-            }
-            for req in p.attestations.iter().filter(|a| evaluate && !a.buildkit) {
-                let (held, f, w) = policy::evaluate_attestation_warning(
-                    &p.name,
-                    req,
-                    &image,
-                    digest,
-                    attestations,
-                    now,
-                );
-                held_all &= held;
-                found.extend(f);
-                logged.extend(w);
-            }
-            for req in p.artifacts.iter().filter(|_| evaluate) {
-                let (held, f) = evaluate_artifact(&p.name, req, &image, digest, &artifacts, now);
-                held_all &= held;
-                found.extend(f);
-            }
-            if let Some(rules) = p.image_rules.as_ref().filter(|_| evaluate) {
-                let (held, f) = policy::evaluate_image_rules(&p.name, rules, &configs, now);
-                // An allow that rests on `max_age` holds only until the image is too old.
-                if held && p.mode == policy::Mode::Enforce {
-                    image_rules_until = configs
-                        .iter()
-                        .filter_map(|(_, c)| rules.holds_until(c))
-                        .chain(image_rules_until)
-                        .min();
-                }
-                held_all &= held;
-                found.extend(f);
-            }
-            warnings.extend(logged);
-            match p.mode {
-                policy::Mode::Enforce => {
-                    allowed &= held_all;
-                    findings.extend(found);
-                }
-                // A warn policy never denies: what it found wrong comes back as warnings.
-                policy::Mode::Warn => {
-                    for f in found {
-                        if f.code == Code::Satisfied {
-                            findings.push(f);
-                        } else {
-                            warnings.push(f);
-                        }
-                    }
-                }
-            }
-        }
-        metrics.observe_step("policy", started.elapsed());
-        // The earliest moment a time-bound signature that was counted stops holding (kept
-        // conservative: every such signer found, counted or not).
-        let holds_until = outcomes
-            .iter()
-            .flat_map(|(signatures, _)| signatures.iter())
-            .chain(artifacts.iter().flat_map(|(.., s)| s.iter()))
-            .filter_map(|o| match o {
-                SignatureOutcome::Valid { signers, .. } => Some(signers),
-                _ => None,
-            })
-            .flatten()
-            .filter_map(|s| match s {
-                crate::verify::signature::Signer::Notation { valid_until, .. } => *valid_until,
-                _ => None,
-            })
-            .min();
-        if allowed && !policies.is_empty() {
-            Verdict::allow(&image, findings)
-        } else {
-            findings.retain(|f| f.code != Code::Satisfied);
-            Verdict::deny(&image, findings)
-        }
-        .with_warnings(warnings)
-        .holds_until(holds_until)
-        .holds_until(image_rules_until)
+            });
+            verified.collect()
+        });
+        (groups, artifacts)
     }
-}
-
-/// An artifact requirement against the artifacts found: each of its type counts when one of the
-/// requirement's authorities verified a signature on the artifact's manifest; then its content
-/// is checked as an attestation would be.
-fn evaluate_artifact(
-    policy: &str,
-    req: &policy::ArtifactRequirement,
-    image: &str,
-    digest: &Digest,
-    artifacts: &[(String, Digest, Vec<u8>, Vec<SignatureOutcome>)],
-    now: jiff::Timestamp,
-) -> (bool, Vec<Finding>) {
-    let signed_by = policy::SignatureRequirement {
-        threshold: 1,
-        authorities: req.inner.authorities.clone(),
-    };
-    let predicate_type = req.inner.predicate_type.clone();
-    let outcomes: Vec<AttestationOutcome> = artifacts
-        .iter()
-        .filter(|(media_type, ..)| *media_type == req.media_type)
-        .map(|(_, artifact, content, signatures)| {
-            let (held, findings) =
-                policy::evaluate_signatures(policy, &signed_by, artifact, signatures);
-            if !held {
-                let reasons: Vec<String> = findings.into_iter().map(|f| f.message).collect();
-                return AttestationOutcome::Invalid {
-                    claimed_type: Some(predicate_type.clone()),
-                    reason: format!("artifact {artifact}: {}", reasons.join("; ")),
-                };
-            }
-            let signers: Vec<crate::verify::signature::Signer> = signatures
-                .iter()
-                .filter_map(|o| match o {
-                    SignatureOutcome::Valid { signers, .. } => Some(signers),
-                    _ => None,
-                })
-                .flatten()
-                .filter(|s| signed_by.authorities.iter().any(|a| a.accepts(s)))
-                .cloned()
-                .collect();
-            match policy::artifact_statement(&req.media_type, content, digest) {
-                Ok(statement) => AttestationOutcome::Verified { signers, statement },
-                Err(reason) => AttestationOutcome::Invalid {
-                    claimed_type: Some(predicate_type.clone()),
-                    reason: format!("artifact {artifact}: {reason}"),
-                },
-            }
-        })
-        .collect();
-    let (held, findings) =
-        policy::evaluate_attestation(policy, &req.inner, image, digest, &outcomes, now);
-    // Reported under the artifact's media type, not the predicate type its checks read.
-    let findings = findings
-        .into_iter()
-        .map(|mut f| {
-            f.message = f
-                .message
-                .replace(
-                    &format!("attestation of type {predicate_type}"),
-                    &format!("artifact of type {} (an OCI referrer)", req.media_type),
-                )
-                .replace(
-                    &format!("attestation claiming type {predicate_type}"),
-                    &format!("artifact of type {}", req.media_type),
-                )
-                .replace(&predicate_type, &req.media_type)
-                .replace("attestation(s)", "artifact(s)");
-            f.attestation_type = req.media_type.clone();
-            f
-        })
-        .collect();
-    (held, findings)
-}
-
-/// The `notation` authorities of a policy's signature requirement.
-fn notation_authorities(p: &Policy) -> Vec<&policy::NotationAuthority> {
-    p.signatures
-        .iter()
-        .flat_map(|s| s.authorities.iter())
-        .filter_map(|a| match a {
-            policy::Authority::Notation(n) => Some(n),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The Notation envelopes of an image verified under one authority: its statement for `scope`
-/// (none is a denial naming the scope; `skip` admits without verifying, as Notation does).
-fn notation_outcomes(
-    authority: &policy::NotationAuthority,
-    envelopes: &[(Vec<u8>, String)],
-    subject: Option<&(String, u64)>,
-    scope: &str,
-    digest: &Digest,
-    now: jiff::Timestamp,
-) -> Vec<SignatureOutcome> {
-    use crate::verify::notation_rules::{Level, select};
-    let Some(statement) = select(&authority.statements, scope) else {
-        return vec![SignatureOutcome::Unverified {
-            check: crate::verify::Check::Scope,
-            reason: format!(
-                "{} has no trust policy statement whose registryScopes hold {scope:?}",
-                authority.name
-            ),
-        }];
-    };
-    if statement.rules.level == Level::Skip {
-        return vec![SignatureOutcome::Valid {
-            signers: vec![crate::verify::signature::Signer::Notation {
-                authority: authority.id.clone(),
-                subject: format!(
-                    "nobody (trust policy statement {:?} has level skip: nothing verified)",
-                    statement.name
-                ),
-                warnings: Vec::new(),
-                revocation_unchecked: false,
-                valid_until: None,
-            }],
-            signed_name: None,
-        }];
-    }
-    let Some((media_type, size)) = subject else {
-        return Vec::new();
-    };
-    let target = crate::verify::notation::Target {
-        media_type: media_type.clone(),
-        digest: digest.to_string(),
-        size: *size,
-    };
-    envelopes
-        .iter()
-        .map(|(bytes, envelope_type)| {
-            crate::verify::notation_rules::outcome(
-                &authority.id,
-                statement,
-                bytes,
-                envelope_type,
-                &target,
-                now,
-            )
-        })
-        .collect()
-}
-
-/// Every signature and attestation of `evidence`, verified (pure).
-fn verify_evidence(
-    evidence: discovery::Evidence,
-    trust: &Trust<'_>,
-    digest: &Digest,
-) -> (Vec<SignatureOutcome>, Vec<AttestationOutcome>) {
-    let signatures: Vec<SignatureOutcome> = if evidence.needs_signatures {
-        evidence
-            .sig_layers
-            .into_iter()
-            .map(|(payload, annotations)| {
-                signature::check_layer(
-                    &SignatureLayer {
-                        payload,
-                        annotations,
-                    },
-                    trust,
-                    digest,
-                )
-            })
-            .chain(
-                evidence
-                    .bundles
-                    .iter()
-                    .filter_map(|b| signature::check_bundle(b, trust, digest)),
-            )
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let attestations: Vec<AttestationOutcome> = if evidence.needs_attestations {
-        evidence
-            .att_layers
-            .into_iter()
-            .map(|(envelope, annotations)| {
-                attestation::check_layer(
-                    &AttestationLayer {
-                        envelope,
-                        annotations,
-                    },
-                    trust,
-                    digest,
-                )
-            })
-            .chain(
-                evidence
-                    .bundles
-                    .iter()
-                    .filter_map(|b| attestation::check_bundle(b, trust, digest)),
-            )
-            .collect()
-    } else {
-        Vec::new()
-    };
-    (signatures, attestations)
-}
-
-fn internal_error(what: &str) -> Verdict {
-    Verdict::deny(
-        what,
-        vec![Finding::new(
-            Code::RegistryError,
-            format!("verifying {what} failed inside umpire; see its logs"),
-        )],
-    )
-    .retryable()
-}
-
-fn deadline_exceeded(what: &str, deadline: Duration) -> Verdict {
-    Verdict::deny(
-        what,
-        vec![Finding::new(
-            Code::LimitExceeded,
-            format!("verifying {what} did not finish within the deadline of {deadline:?}"),
-        )],
-    )
-    .retryable()
 }
 
 /// The finding for evidence that could not be fetched: `evidence` knows registries, not verdicts.
-fn fetch_finding(e: &crate::evidence::FetchError) -> Finding {
-    use crate::evidence::FetchError;
+fn fetch_finding(e: &FetchError) -> Finding {
     let code = match e {
         FetchError::NotFound { .. } => Code::ImageNotFound,
         FetchError::Unavailable { .. } => Code::RegistryUnavailable,

@@ -61,6 +61,10 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.00005, 2.0, 20))
 }
 
+/// Hot verdict series by policy name (see [`Metrics::satisfied_series`]).
+#[derive(Default)]
+pub struct SatisfiedSeries(std::collections::HashMap<String, Counter>);
+
 pub struct Metrics {
     registry: Registry,
     pub verdicts: Family<VerdictLabels, Counter>,
@@ -212,6 +216,69 @@ impl Metrics {
         self.step_seconds
             .get_or_create(&StepLabels { step })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The `verdicts_total{verdict="allowed",code="SATISFIED",policy=P}` series of each policy
+    /// named: the series every cached allow touches, looked up once per configuration.
+    pub fn satisfied_series<'a>(
+        &self,
+        policies: impl IntoIterator<Item = &'a str>,
+    ) -> SatisfiedSeries {
+        let series = policies
+            .into_iter()
+            .map(|policy| {
+                let labels = VerdictLabels {
+                    verdict: "allowed",
+                    code: "SATISFIED",
+                    policy: policy.to_owned(),
+                };
+                (
+                    policy.to_owned(),
+                    self.verdicts.get_or_create(&labels).clone(),
+                )
+            })
+            .collect();
+        SatisfiedSeries(series)
+    }
+
+    /// Counts one answer: its warnings by policy, its verdict and first problem code, its latency.
+    pub fn record_verdict(
+        &self,
+        verdict: &crate::verdict::Verdict,
+        satisfied: &SatisfiedSeries,
+        elapsed: Duration,
+    ) {
+        use crate::verdict::Code;
+        for w in &verdict.warnings {
+            let labels = PolicyLabels {
+                policy: w.policy.clone(),
+            };
+            self.policy_warnings.get_or_create(&labels).inc();
+        }
+        let code = verdict
+            .findings
+            .iter()
+            .find(|f| f.code != Code::Satisfied)
+            .map_or(Code::Satisfied.as_str(), |f| f.code.as_str());
+        match satisfied.0.get(&verdict.policy) {
+            Some(counter) if verdict.allowed && code == Code::Satisfied.as_str() => {
+                counter.inc();
+            }
+            _ => {
+                let labels = VerdictLabels {
+                    verdict: if verdict.allowed { "allowed" } else { "denied" },
+                    code,
+                    policy: verdict.policy.clone(),
+                };
+                self.verdicts.get_or_create(&labels).inc();
+            }
+        }
+        let latency = if verdict.cached {
+            &self.latency_cached
+        } else {
+            &self.latency_uncached
+        };
+        latency.observe(elapsed.as_secs_f64());
     }
 
     pub fn registry_request(&self, host: &str, status: &str) {

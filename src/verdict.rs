@@ -186,6 +186,73 @@ impl Verdict {
         self
     }
 
+    /// The verdict of evaluated policies: allowed only when they all held, with what they found,
+    /// their warnings, and every time bound of what allowed it.
+    pub fn judged(
+        image: &str,
+        allowed: bool,
+        findings: Vec<Finding>,
+        warnings: Vec<Finding>,
+        bounds: impl IntoIterator<Item = Option<jiff::Timestamp>>,
+    ) -> Self {
+        let verdict = if allowed {
+            Self::allow(image, findings)
+        } else {
+            Self::deny(image, findings)
+        };
+        bounds
+            .into_iter()
+            .fold(verdict.with_warnings(warnings), Self::holds_until)
+    }
+
+    /// The verdict for an image no policy applies to (`named`: the caller named a policy whose
+    /// globs do not match; `default_allows`: the configuration's default is allow and the image
+    /// was resolved).
+    pub fn unmatched(input: &str, subject: &str, named: bool, default_allows: bool) -> Self {
+        let message = if named {
+            format!("the requested policy's images globs do not match {subject}")
+        } else if default_allows {
+            format!(
+                "no policy matches {subject}; allowed because the configuration's default is allow"
+            )
+        } else {
+            format!(
+                "no policy matches {subject} and the default is deny; add a policy whose images globs match it"
+            )
+        };
+        let findings = vec![Finding::new(Code::NoMatchingPolicy, message)];
+        if default_allows && !named {
+            Self::allow(input, findings)
+        } else {
+            Self::deny(input, findings)
+        }
+    }
+
+    /// The answer for an image that found no place among the `max` being verified: retryable,
+    /// never cached.
+    pub fn shed(image: &str, max: usize) -> Self {
+        let message = format!(
+            "not judged: umpire is verifying its limit of {max} images at once (limits.max_in_flight); retry with back-off"
+        );
+        Self {
+            shed: true,
+            ..Self::deny(image, vec![Finding::new(Code::LimitExceeded, message)]).retryable()
+        }
+    }
+
+    /// A verification that failed inside umpire (a task that ended without an answer).
+    pub fn internal_error(what: &str) -> Self {
+        let message = format!("verifying {what} failed inside umpire; see its logs");
+        Self::deny(what, vec![Finding::new(Code::RegistryError, message)]).retryable()
+    }
+
+    /// A verification that ran out of time.
+    pub fn deadline_exceeded(what: &str, deadline: std::time::Duration) -> Self {
+        let message =
+            format!("verifying {what} did not finish within the deadline of {deadline:?}");
+        Self::deny(what, vec![Finding::new(Code::LimitExceeded, message)]).retryable()
+    }
+
     pub fn codes(&self) -> Vec<Code> {
         self.findings.iter().map(|f| f.code).collect()
     }

@@ -3,7 +3,9 @@
 //! asked for; failures are typed so that the engine can tell "unsigned" from "registry down".
 
 pub mod auth;
+pub mod buildkit;
 pub mod discovery;
+pub mod gather;
 pub mod layout;
 pub mod manifest;
 pub mod memory;

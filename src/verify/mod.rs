@@ -24,6 +24,7 @@ pub mod attestation;
 pub mod chain;
 pub mod cosign_legacy;
 pub mod dsse;
+pub mod evidence;
 pub mod fulcio;
 pub mod identity;
 pub mod keys;

@@ -109,6 +109,24 @@ const MAX_REDIS_VALUE: usize = 1024 * 1024;
 /// After a Redis failure, how long to serve from the local cache alone before trying again.
 const REDIS_BACKOFF: Duration = Duration::from_secs(5);
 
+mod index_children;
+
+/// What a verdict is keyed by besides its digest: where the image was read (and, under an exact
+/// signed identity, the tag asked by), the applicable policies' contents and the trust material.
+#[derive(Debug, Clone)]
+pub struct KeyScope {
+    pub source: String,
+    pub fingerprints: Vec<[u8; 32]>,
+    pub trust: [u8; 32],
+}
+
+impl KeyScope {
+    /// The verdict cache key of `digest` in this scope.
+    pub fn key(&self, digest: &str) -> String {
+        verdict_key(&self.source, digest, &self.fingerprints, &self.trust)
+    }
+}
+
 /// The cache key of a verdict, from everything it depends on.
 pub fn verdict_key(
     source: &str,

@@ -1,0 +1,185 @@
+//! One image's evidence as read (cosign layers, Sigstore bundles, Notation envelopes), verified as a
+//! whole: every signature and attestation against the keys and roots of `Trust`, every Notation
+//! envelope under the statement each `notation` authority has for the image's scope. Pure.
+
+use crate::digest::Digest;
+
+use super::attestation::{self, AttestationLayer, AttestationOutcome};
+use super::notation_rules::{self, Level, ScopedRules};
+use super::signature::{self, SignatureLayer, SignatureOutcome, Signer, Trust};
+
+pub type Layers = Vec<(Vec<u8>, std::collections::BTreeMap<String, String>)>;
+
+/// Evidence as read, before any of it is verified.
+#[derive(Default)]
+pub struct Evidence {
+    pub needs_signatures: bool,
+    pub needs_attestations: bool,
+    pub sig_layers: Layers,
+    pub att_layers: Layers,
+    pub bundles: Vec<sigstore_types::Bundle>,
+    /// Notation envelopes attached to the image: (bytes, media type).
+    pub notation: Vec<(Vec<u8>, String)>,
+    /// The media type and size of the manifest the evidence is about, which Notation signatures
+    /// name: set by whoever holds that manifest, only when Notation envelopes were found.
+    pub subject: Option<(String, u64)>,
+}
+
+/// A `notation` authority as verification needs it: what its signers are matched by, how messages
+/// name it, and its trust policy statements.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct NotationTrust<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub statements: &'a [ScopedRules],
+}
+
+/// Every outcome of one evidence set: signatures (cosign, bundles, then Notation under each
+/// authority once, in order) and attestations.
+pub fn verify(
+    mut evidence: Evidence,
+    trust: &Trust<'_>,
+    digest: &Digest,
+    notation: &[NotationTrust<'_>],
+    scope: &str,
+) -> (Vec<SignatureOutcome>, Vec<AttestationOutcome>) {
+    let envelopes = std::mem::take(&mut evidence.notation);
+    let subject = evidence.subject.take();
+    let (mut signatures, attestations) = verify_cosign(evidence, trust, digest);
+    let mut done: Vec<&NotationTrust<'_>> = Vec::new();
+    for authority in notation {
+        if done.contains(&authority) {
+            continue;
+        }
+        done.push(authority);
+        signatures.extend(notation_outcomes(
+            authority,
+            &envelopes,
+            subject.as_ref(),
+            scope,
+            digest,
+            trust.now,
+        ));
+    }
+    (signatures, attestations)
+}
+
+/// Every cosign signature and attestation of `evidence` (layers and bundles).
+fn verify_cosign(
+    evidence: Evidence,
+    trust: &Trust<'_>,
+    digest: &Digest,
+) -> (Vec<SignatureOutcome>, Vec<AttestationOutcome>) {
+    let signatures: Vec<SignatureOutcome> = if evidence.needs_signatures {
+        evidence
+            .sig_layers
+            .into_iter()
+            .map(|(payload, annotations)| {
+                let layer = SignatureLayer {
+                    payload,
+                    annotations,
+                };
+                signature::check_layer(&layer, trust, digest)
+            })
+            .chain(
+                evidence
+                    .bundles
+                    .iter()
+                    .filter_map(|b| signature::check_bundle(b, trust, digest)),
+            )
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let attestations: Vec<AttestationOutcome> = if evidence.needs_attestations {
+        evidence
+            .att_layers
+            .into_iter()
+            .map(|(envelope, annotations)| {
+                let layer = AttestationLayer {
+                    envelope,
+                    annotations,
+                };
+                attestation::check_layer(&layer, trust, digest)
+            })
+            .chain(
+                evidence
+                    .bundles
+                    .iter()
+                    .filter_map(|b| attestation::check_bundle(b, trust, digest)),
+            )
+            .collect()
+    } else {
+        Vec::new()
+    };
+    (signatures, attestations)
+}
+
+/// The Notation envelopes of an image verified under one authority: its statement for `scope`
+/// (none is a denial naming the scope; `skip` admits without verifying, as Notation does).
+fn notation_outcomes(
+    authority: &NotationTrust<'_>,
+    envelopes: &[(Vec<u8>, String)],
+    subject: Option<&(String, u64)>,
+    scope: &str,
+    digest: &Digest,
+    now: jiff::Timestamp,
+) -> Vec<SignatureOutcome> {
+    let Some(statement) = notation_rules::select(authority.statements, scope) else {
+        return vec![SignatureOutcome::Unverified {
+            check: super::Check::Scope,
+            reason: format!(
+                "{} has no trust policy statement whose registryScopes hold {scope:?}",
+                authority.name
+            ),
+        }];
+    };
+    if statement.rules.level == Level::Skip {
+        return vec![SignatureOutcome::Valid {
+            signers: vec![Signer::Notation {
+                authority: authority.id.to_owned(),
+                subject: format!(
+                    "nobody (trust policy statement {:?} has level skip: nothing verified)",
+                    statement.name
+                ),
+                warnings: Vec::new(),
+                revocation_unchecked: false,
+                valid_until: None,
+            }],
+            signed_name: None,
+        }];
+    }
+    let Some((media_type, size)) = subject else {
+        return Vec::new();
+    };
+    let target = super::notation::Target {
+        media_type: media_type.clone(),
+        digest: digest.to_string(),
+        size: *size,
+    };
+    envelopes
+        .iter()
+        .map(|(bytes, envelope_type)| {
+            notation_rules::outcome(authority.id, statement, bytes, envelope_type, &target, now)
+        })
+        .collect()
+}
+
+/// The earliest moment a time-bound signature among `outcomes` stops holding (kept conservative:
+/// every such signer found, counted or not).
+pub fn holds_until<'a>(
+    outcomes: impl IntoIterator<Item = &'a SignatureOutcome>,
+) -> Option<jiff::Timestamp> {
+    outcomes
+        .into_iter()
+        .filter_map(|o| match o {
+            SignatureOutcome::Valid { signers, .. } => Some(signers),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|s| match s {
+            Signer::Notation { valid_until, .. } => *valid_until,
+            _ => None,
+        })
+        .min()
+}
