@@ -4,7 +4,6 @@
 //! `evidence::gather`, `verify::evidence`, `policy::evaluate`, `verdict`. It is the only module
 //! that calls both `evidence` and `verify`. Every error path ends in a denial.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,61 +11,27 @@ use futures::future::join_all;
 
 use crate::cache::{KeyScope, VerdictCache};
 use crate::coalesce::Coalescer;
-pub use crate::coalesce::Places;
 use crate::config::{Config, DefaultAction};
 use crate::digest::Digest;
 use crate::evidence::auth::Credentials;
 use crate::evidence::buildkit::BuildkitEvidence;
-use crate::evidence::discovery::{Artifact, Evidence, Needs};
-use crate::evidence::gather::{self, Plan};
+use crate::evidence::gather;
 use crate::evidence::layout::LayoutSource;
 use crate::evidence::registry::RegistryClient;
-use crate::evidence::{FetchError, Manifest, ManifestKind, ManifestRef, Source};
+use crate::evidence::{FetchError, Manifest, ManifestRef, Source};
 use crate::metrics::{Metrics, SatisfiedSeries};
-use crate::policy::{self, FoundArtifact, Policy};
-use crate::reference::{ImageRef, ReferenceError, RegistryRef};
+use crate::policy::{self, Policy, fetch_finding};
+use crate::reference::{ImageRef, RegistryRef};
+use crate::request::{self, Prepared, request_key};
+pub use crate::request::{Options, Places, RequestError};
 use crate::verdict::{Code, Finding, Verdict};
-use crate::verify::attestation::AttestationOutcome;
-use crate::verify::evidence::NotationTrust;
-use crate::verify::keys::PublicKey;
-use crate::verify::signature::{SignatureOutcome, Trust};
-use crate::verify::sigstore::SigstoreRoot;
-
-/// A request that cannot be answered with a verdict: the caller's mistake (gRPC INVALID_ARGUMENT).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum RequestError {
-    #[error(transparent)]
-    Reference(#[from] ReferenceError),
-    #[error(transparent)]
-    UnknownPolicy(#[from] policy::UnknownPolicy),
-    #[error("request {index}: {error}")]
-    InBatch {
-        index: usize,
-        error: Box<RequestError>,
-    },
-}
-
-/// How one call wants its answer.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Skip cache lookups for this call (it still shares a run in flight); the fresh verdict is
-    /// still cached.
-    pub bypass_cache: bool,
-    /// The caller's own deadline (a gRPC deadline), on top of the configured one.
-    pub deadline: Option<Instant>,
-    /// The Kubernetes namespace asking, for policies scoped by `namespaces`.
-    pub namespace: Option<String>,
-    /// Places among the images being verified (`limits.max_in_flight`): a verification takes one
-    /// when it starts, and an image that finds none is answered with a retryable denial marked
-    /// `shed` (cached answers take none). `None`: unbounded (one-shot commands, tests).
-    pub places: Option<Places>,
-}
+use crate::verify::evidence::{NotationTrust, TrustMaterial};
 
 /// What outlives a configuration reload: caches, in-flight work, metrics.
 pub struct Shared {
     pub cache: Arc<VerdictCache>,
     pub metrics: Arc<Metrics>,
-    resolutions: Coalescer<(String, String), Result<Arc<Resolved>, Box<Verdict>>>,
+    resolutions: Coalescer<(String, String), Result<Arc<Manifest>, Box<Verdict>>>,
     judgments: Coalescer<String, Verdict>,
 }
 
@@ -84,14 +49,10 @@ impl Shared {
 pub struct Engine {
     config: Arc<Config>,
     registry: Arc<RegistryClient>,
-    keys: Vec<(String, Arc<PublicKey>)>,
-    roots: Vec<Arc<SigstoreRoot>>,
-    offline: Arc<SigstoreRoot>,
+    trust: TrustMaterial,
     shared: Arc<Shared>,
     /// Where every image is read from instead of its registry (tests: an in-memory source).
     source_override: Option<Arc<dyn Source>>,
-    /// Some authority requires keyed signatures to be logged: find out where they are.
-    keyed_log_checks: bool,
     /// Requests by digest already seen → their verdict cache key, so that a cached answer skips
     /// parsing, policy selection and key hashing. Exact for one configuration (one engine):
     /// the key depends only on the request and the configuration.
@@ -99,40 +60,11 @@ pub struct Engine {
     satisfied: SatisfiedSeries,
 }
 
-/// A parsed request with the policies (indices into the config) that apply to it.
-struct Prepared {
-    input: String,
-    image: ImageRef,
-    policies: Vec<usize>,
-    named: bool,
-    /// The request's entry in `request_keys`, for references by digest.
-    request_key: Option<String>,
-}
-
-/// A request as `request_keys` knows it.
-fn request_key(image: &str, policy: Option<&str>, namespace: Option<&str>) -> String {
-    let (policy, namespace) = (policy.unwrap_or(""), namespace.unwrap_or(""));
-    let mut key = String::with_capacity(image.len() + policy.len() + namespace.len() + 2);
-    for part in [image, policy, namespace] {
-        key.push_str(part);
-        key.push('\0');
-    }
-    key
-}
-
 /// What a request's verdict is keyed by, and what its index-child records are keyed by.
 struct Scopes {
     verdicts: KeyScope,
     children: KeyScope,
 }
-
-/// An image resolved to the manifest a verdict will hold for.
-pub struct Resolved {
-    manifest: Manifest,
-}
-
-/// Per evidence group: its outcomes, or why it could not be read.
-type GroupOutcomes = Result<(Vec<SignatureOutcome>, Vec<AttestationOutcome>), Finding>;
 
 impl Engine {
     pub fn new(
@@ -148,22 +80,15 @@ impl Engine {
             config.known_hosts(),
             Arc::clone(&shared.metrics),
         )?;
-        let keys = config
-            .keys
-            .iter()
-            .map(|(n, k)| (n.clone(), Arc::clone(k)))
-            .collect();
-        let satisfied =
-            (shared.metrics).satisfied_series(config.policies.iter().map(|p| p.name.as_str()));
+        let trust = config.trust_material();
+        let names = config.policies.iter().map(|p| p.name.as_str());
+        let satisfied = shared.metrics.satisfied_series(names);
         Ok(Self {
             satisfied,
             registry: Arc::new(registry),
-            keys,
-            roots: config.sigstore.values().cloned().collect(),
-            offline: Arc::clone(&config.offline_root),
+            trust,
             shared,
             source_override: None,
-            keyed_log_checks: config.keyed_log_checks(),
             request_keys: moka::sync::Cache::new(config.cache.max_entries),
             config: Arc::new(config),
         })
@@ -230,7 +155,12 @@ impl Engine {
                 return Ok(verdict);
             }
         }
-        let prepared = self.prepare(image, policy, options.namespace.as_deref())?;
+        let prepared = Prepared::read(
+            &self.config.policies,
+            image,
+            policy,
+            options.namespace.as_deref(),
+        )?;
         Ok(self.answer(prepared, options).await)
     }
 
@@ -260,62 +190,9 @@ impl Engine {
         requests: &[(String, Option<String>)],
         options: &[Options],
     ) -> Result<Vec<Verdict>, RequestError> {
-        // The same question twice in a batch is answered once (and takes one place).
-        let mut first_of: HashMap<(String, Option<String>, Option<String>, bool), usize> =
-            HashMap::new();
-        let mut unique = Vec::new();
-        let mut slot = Vec::with_capacity(requests.len());
-        for (index, (image, policy)) in requests.iter().enumerate() {
-            let o = options.get(index).cloned().unwrap_or_default();
-            let p = self
-                .prepare(image, policy.as_deref(), o.namespace.as_deref())
-                .map_err(|e| RequestError::InBatch {
-                    index,
-                    error: Box::new(e),
-                })?;
-            let question = (
-                image.clone(),
-                policy.clone(),
-                o.namespace.clone(),
-                o.bypass_cache,
-            );
-            let next = unique.len();
-            let at = *first_of.entry(question).or_insert(next);
-            if at == next {
-                unique.push((p, o));
-            }
-            slot.push(at);
-        }
+        let (unique, slot) = request::prepare_batch(&self.config.policies, requests, options)?;
         let answers = join_all(unique.into_iter().map(|(p, o)| self.answer(p, o))).await;
         Ok(slot.into_iter().map(|at| answers[at].clone()).collect())
-    }
-
-    fn prepare(
-        &self,
-        image: &str,
-        policy: Option<&str>,
-        namespace: Option<&str>,
-    ) -> Result<Prepared, RequestError> {
-        let parsed = ImageRef::parse(image)?;
-        let policy = policy.filter(|p| !p.is_empty());
-        let namespace = namespace.filter(|n| !n.is_empty());
-        let all = &self.config.policies;
-        let selected = policy::select(all, &parsed.policy_subject(), namespace, policy)?;
-        let policies = selected
-            .iter()
-            .filter_map(|s| all.iter().position(|p| std::ptr::eq(p, *s)))
-            .collect();
-        let request_key = parsed
-            .digest()
-            .is_some()
-            .then(|| request_key(image, policy, namespace));
-        Ok(Prepared {
-            input: image.to_owned(),
-            image: parsed,
-            policies,
-            named: policy.is_some(),
-            request_key,
-        })
     }
 
     fn policies(&self, indices: &[usize]) -> Vec<&Policy> {
@@ -412,17 +289,13 @@ impl Engine {
         let _place = place.and_then(|(place, _)| place);
         if p.policies.is_empty() {
             return match self.resolve_shared(&p.image, source).await {
-                Ok(r) => self.unmatched(&p, Some(&r.manifest)),
+                Ok(m) => self.unmatched(&p, Some(&m)),
                 Err(denial) => *denial,
             };
         }
         let engine = Arc::clone(self);
         let policies = p.policies.clone();
-        let signed_for = policy::SignedFor {
-            repository: p.image.policy_subject(),
-            tag: p.image.tag().map(str::to_owned),
-            digest: p.image.digest().map(|d| d.to_string()),
-        };
+        let signed_for = p.signed_for();
         let children = scopes.children.clone();
         if let Some(digest) = p.image.digest().cloned() {
             // By digest, the evidence is fetched while the manifest is: two round trips, not three.
@@ -434,11 +307,7 @@ impl Engine {
                     engine.judge_within_deadline(&policies, source.as_ref(), &digest, &signed_for)
                 );
                 match resolved {
-                    Ok(r) => {
-                        engine
-                            .conclude(&r.manifest, judged, &children, &cache_key)
-                            .await
-                    }
+                    Ok(m) => engine.conclude(&m, judged, &children, &cache_key).await,
                     Err(denial) => {
                         // Stored before the in-flight entry is forgotten, so no caller falls between.
                         engine.shared.cache.put(&cache_key, &denial).await;
@@ -452,7 +321,7 @@ impl Engine {
             Ok(r) => r,
             Err(denial) => return *denial,
         };
-        let digest = resolved.manifest.digest.clone();
+        let digest = resolved.digest.clone();
         if let Some(tag) = p.image.tag() {
             let cache = &self.shared.cache;
             cache
@@ -471,9 +340,8 @@ impl Engine {
             let judged = engine
                 .judge_within_deadline(&policies, source.as_ref(), &digest, &signed_for)
                 .await;
-            let manifest = &resolved.manifest;
             engine
-                .conclude(manifest, judged, &children, &cache_key)
+                .conclude(&resolved, judged, &children, &cache_key)
                 .await
         };
         self.run_shared(key, work, &p.input).await
@@ -492,18 +360,8 @@ impl Engine {
             media_type: manifest.media_type.clone(),
             ..judged
         };
-        if let ManifestKind::Index { manifests } = &manifest.kind {
-            let listed: Vec<Digest> = manifests
-                .iter()
-                .filter_map(|c| Digest::parse(&c.digest).ok())
-                .collect();
-            let index = manifest.digest.as_str();
-            let listed = listed.iter().map(Digest::as_str);
-            self.shared
-                .cache
-                .record_children(children, index, listed, &verdict)
-                .await;
-        }
+        let cache = &self.shared.cache;
+        cache.record_children(children, manifest, &verdict).await;
         // Stored before the in-flight entry is forgotten, so no caller falls between.
         self.shared.cache.put(key, &verdict).await;
         verdict
@@ -511,28 +369,18 @@ impl Engine {
 
     /// What `selected` policies' verdicts for `image` are keyed by.
     fn scopes(&self, selected: &[&Policy], image: &ImageRef, source: String) -> Scopes {
-        let children = KeyScope {
-            fingerprints: selected.iter().map(|p| p.fingerprint).collect(),
-            trust: self.config.trust_fingerprint,
-            source,
-        };
+        let fingerprints = selected.iter().map(|p| p.fingerprint).collect();
+        let children = KeyScope::new(source, fingerprints, self.config.trust_fingerprint);
         // A verdict under `signed_identity: exact` holds for the tag it was asked by, too.
-        let verdicts = if selected.iter().any(|q| q.has_exact_signed_identity()) {
-            let tag = image.tag().unwrap_or_default();
-            KeyScope {
-                source: format!("{}#{tag}", children.source),
-                ..children.clone()
-            }
-        } else {
-            children.clone()
-        };
+        let exact = selected.iter().any(|q| q.has_exact_signed_identity());
+        let verdicts = children.for_tag(exact.then(|| image.tag().unwrap_or_default()));
         Scopes { verdicts, children }
     }
 
     /// For the registry gate: the digest of an allowed index that lists `image` (a registry
     /// reference by digest) as one of its platform manifests, while that index's verdict holds.
     pub async fn allowed_parent_index(&self, image: &str) -> Option<String> {
-        let p = self.prepare(image, None, None).ok()?;
+        let p = Prepared::read(&self.config.policies, image, None, None).ok()?;
         let digest = p.image.digest()?.to_string();
         if p.policies.is_empty() {
             return None;
@@ -553,8 +401,7 @@ impl Engine {
             Box::new(Verdict::deny(image, vec![finding]))
         })?;
         let source = self.source_for(&parsed);
-        let resolved = self.resolve_within_deadline(&parsed, source).await;
-        resolved.map(|r| r.manifest)
+        self.resolve_within_deadline(&parsed, source).await
     }
 
     /// Runs one verification, shared with concurrent callers asking the same question (those that
@@ -577,7 +424,7 @@ impl Engine {
         self: &Arc<Self>,
         image: &ImageRef,
         source: Arc<dyn Source>,
-    ) -> Result<Arc<Resolved>, Box<Verdict>> {
+    ) -> Result<Arc<Manifest>, Box<Verdict>> {
         let key = (source.name(), image.to_string());
         let (engine, owned) = (Arc::clone(self), image.clone());
         let work = async move {
@@ -603,42 +450,31 @@ impl Engine {
     }
 
     fn source_for(&self, image: &ImageRef) -> Arc<dyn Source> {
-        match image {
-            ImageRef::Registry(r) => self.registry_source(r),
-            ImageRef::Layout(_) if self.source_override.is_some() => {
-                self.registry_source_override()
-            }
-            ImageRef::Layout(l) => Arc::new(LayoutSource::new(&l.path)),
+        match (image, &self.source_override) {
+            (_, Some(source)) => Arc::clone(source),
+            (ImageRef::Registry(r), None) => Arc::new(self.registry.source(r)),
+            (ImageRef::Layout(l), None) => Arc::new(LayoutSource::new(&l.path)),
         }
     }
 
     fn registry_source(&self, r: &RegistryRef) -> Arc<dyn Source> {
         match &self.source_override {
-            Some(_) => self.registry_source_override(),
+            Some(source) => Arc::clone(source),
             None => Arc::new(self.registry.source(r)),
         }
-    }
-
-    fn registry_source_override(&self) -> Arc<dyn Source> {
-        let source = self.source_override.as_ref().map(Arc::clone);
-        source.unwrap_or_else(|| Arc::new(LayoutSource::new(std::path::Path::new("/nonexistent"))))
     }
 
     async fn resolve_within_deadline(
         &self,
         image: &ImageRef,
         source: Arc<dyn Source>,
-    ) -> Result<Resolved, Box<Verdict>> {
+    ) -> Result<Manifest, Box<Verdict>> {
         let deadline = self.config.limits.deadline;
         let started = Instant::now();
-        let reference = match (image.digest(), image.tag()) {
-            (Some(d), _) => ManifestRef::Digest(d.clone()),
-            (None, Some(t)) => ManifestRef::Tag(t.to_owned()),
-            (None, None) => ManifestRef::Tag("latest".to_owned()),
-        };
+        let reference = ManifestRef::of(image);
         let fetch = source.manifest(&reference, self.config.limits.max_manifest_bytes);
         let result = match tokio::time::timeout(deadline, fetch).await {
-            Ok(Ok(manifest)) => Ok(Resolved { manifest }),
+            Ok(Ok(manifest)) => Ok(manifest),
             Ok(Err(e)) => Err(Verdict::deny(image.to_string(), vec![fetch_finding(&e)])),
             Err(_) => Err(Verdict::deadline_exceeded(&image.to_string(), deadline)),
         };
@@ -679,9 +515,10 @@ impl Engine {
     ) -> Verdict {
         let metrics = &self.shared.metrics;
         let image = format!("{}@{digest}", source.name());
-        let (plan, group_of) = self.plan(policies);
+        let (plan, group_of) = policy::plan(policies);
         let started = Instant::now();
-        let gathered = gather::gather(&plan, source, digest, &self.config.limits).await;
+        let source_at = |r: &RegistryRef| self.registry_source(r);
+        let gathered = gather::gather(&plan, source, &source_at, digest, &self.config.limits).await;
         metrics.observe_step("fetch_evidence", started.elapsed());
         let wanted = !plan.buildkit_types.is_empty();
         let buildkit = self
@@ -689,15 +526,26 @@ impl Engine {
             .await;
 
         let started = Instant::now();
-        let scope = source.name();
-        let (groups, artifacts) = self.verify_gathered(
+        let notation = policy::notation_by_group(policies, &group_of, plan.groups.len());
+        let authorities = policy::artifact_notation_authorities(policies);
+        let artifact_notation: Vec<NotationTrust<'_>> = authorities
+            .into_iter()
+            .map(policy::NotationAuthority::trust)
+            .collect();
+        let (groups, artifacts) = self.trust.verify_all(
             gathered.groups,
+            &notation,
             gathered.artifacts,
-            policies,
-            &group_of,
-            &scope,
+            &artifact_notation,
             digest,
+            &source.name(),
+            jiff::Timestamp::now(),
         );
+        let groups: Vec<_> = groups
+            .into_iter()
+            .map(|g| g.map_err(|e| fetch_finding(&e)))
+            .collect();
+        let artifacts = artifacts.map_err(|e| fetch_finding(&e));
         metrics.observe_step("verify", started.elapsed());
 
         let started = Instant::now();
@@ -726,42 +574,6 @@ impl Engine {
         )
     }
 
-    /// What `policies` need read: one evidence group per repository holding evidence (the
-    /// image's own, or a policy's `signatures_repository`, for the same digest), and each
-    /// policy's group.
-    fn plan(&self, policies: &[&Policy]) -> (Plan, Vec<Option<usize>>) {
-        let mut plan = Plan::default();
-        let mut repositories: Vec<Option<&RegistryRef>> = Vec::new();
-        let mut group_of = vec![None; policies.len()];
-        for (i, p) in policies.iter().enumerate() {
-            plan.image_configs |= p.image_rules.is_some();
-            plan.artifact_types
-                .extend(p.artifacts.iter().map(|a| a.media_type.clone()));
-            let buildkit = p.attestations.iter().filter(|a| a.buildkit);
-            plan.buildkit_types
-                .extend(buildkit.map(|a| a.predicate_type.clone()));
-            if !p.needs_evidence() {
-                continue;
-            }
-            let repository = p.signatures_repository.as_ref();
-            let g = match repositories.iter().position(|r| *r == repository) {
-                Some(g) => g,
-                None => {
-                    repositories.push(repository);
-                    let other = repository.map(|r| self.registry_source(r));
-                    plan.groups.push((other, Needs::default()));
-                    plan.groups.len() - 1
-                }
-            };
-            group_of[i] = Some(g);
-            let needs = &mut plan.groups[g].1;
-            needs.signatures |= p.signatures.is_some();
-            needs.attestations |= !p.attestations.is_empty();
-            needs.notation |= policy::notation_authorities(p).next().is_some();
-        }
-        (plan, group_of)
-    }
-
     /// BuildKit's statements, parsed, and whether an index vouches for a platform manifest.
     async fn buildkit(
         &self,
@@ -776,90 +588,13 @@ impl Engine {
         let platform = format!("{}@{digest}", signed_for.repository);
         let parent_allowed =
             !b.is_index && wanted && self.allowed_parent_index(&platform).await.is_some();
-        let statements = b
-            .statements
-            .into_iter()
-            .filter_map(|(platform, _, bytes)| {
-                let statement = crate::verify::statement::Statement::parse(&bytes).ok()?;
-                Some((platform, statement))
-            })
-            .collect();
-        Ok(policy::BuildkitStatements {
-            is_index: b.is_index,
-            platforms: b.platforms,
-            statements,
+        Ok(policy::BuildkitStatements::read(
+            b.is_index,
+            b.platforms,
+            b.statements,
             parent_allowed,
-        })
+        ))
     }
-
-    /// Every evidence group and artifact verified (pure): Notation envelopes under the
-    /// `notation` authorities of the policies reading each, chosen by the image's `scope`.
-    fn verify_gathered(
-        &self,
-        groups: Vec<Result<Evidence, FetchError>>,
-        artifacts: Result<Vec<Artifact>, FetchError>,
-        policies: &[&Policy],
-        group_of: &[Option<usize>],
-        scope: &str,
-        digest: &Digest,
-    ) -> (Vec<GroupOutcomes>, Result<Vec<FoundArtifact>, Finding>) {
-        let keys: Vec<(String, &PublicKey)> = self
-            .keys
-            .iter()
-            .map(|(n, k)| (n.clone(), k.as_ref()))
-            .collect();
-        let roots: Vec<&SigstoreRoot> = self.roots.iter().map(Arc::as_ref).collect();
-        let trust = Trust {
-            keys: &keys,
-            roots: &roots,
-            offline: self.offline.as_ref(),
-            now: jiff::Timestamp::now(),
-            log_checks: self.keyed_log_checks,
-        };
-        let verify = crate::verify::evidence::verify;
-        let groups = groups
-            .into_iter()
-            .enumerate()
-            .map(|(g, evidence)| {
-                let evidence = evidence.map_err(|e| fetch_finding(&e))?;
-                let readers = policies
-                    .iter()
-                    .zip(group_of)
-                    .filter(|(_, of)| **of == Some(g));
-                let notation: Vec<NotationTrust<'_>> = readers
-                    .flat_map(|(p, _)| policy::notation_authorities(p))
-                    .map(policy::NotationAuthority::trust)
-                    .collect();
-                Ok(verify(evidence, &trust, digest, &notation, scope))
-            })
-            .collect();
-        // Each artifact's own signatures, under every authority an artifact requirement names.
-        let notation: Vec<NotationTrust<'_>> = policy::artifact_notation_authorities(policies)
-            .into_iter()
-            .map(policy::NotationAuthority::trust)
-            .collect();
-        let artifacts = artifacts.map_err(|e| fetch_finding(&e)).map(|found| {
-            let verified = found.into_iter().map(|a| {
-                let (signatures, _) = verify(a.evidence, &trust, &a.digest, &notation, scope);
-                (a.media_type, a.digest, a.content, signatures)
-            });
-            verified.collect()
-        });
-        (groups, artifacts)
-    }
-}
-
-/// The finding for evidence that could not be fetched: `evidence` knows registries, not verdicts.
-fn fetch_finding(e: &FetchError) -> Finding {
-    let code = match e {
-        FetchError::NotFound { .. } => Code::ImageNotFound,
-        FetchError::Unavailable { .. } => Code::RegistryUnavailable,
-        FetchError::LimitExceeded { .. } => Code::LimitExceeded,
-        FetchError::DigestMismatch { .. } => Code::DigestMismatch,
-        FetchError::Unsupported { .. } => Code::UnsupportedManifest,
-        FetchError::AccessDenied { .. } | FetchError::Protocol { .. } => Code::RegistryError,
-    };
-    Finding::new(code, e.to_string())
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub mod coalesce;
 #[doc(hidden)]
 pub mod config;
 #[doc(hidden)]
+pub mod config_cmd;
+#[doc(hidden)]
 pub mod conformance;
 #[doc(hidden)]
 pub mod digest;
@@ -49,6 +51,8 @@ pub mod redis_wire;
 pub mod reference;
 #[doc(hidden)]
 pub mod rego;
+#[doc(hidden)]
+pub mod request;
 #[doc(hidden)]
 pub mod service;
 #[doc(hidden)]

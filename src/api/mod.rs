@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod ext_authz;
+pub mod frames;
 pub mod grpc;
 pub mod listener;
 pub mod output;

@@ -3,6 +3,8 @@
 //! verdict is cached, and a record counts only while that index verdict still allows.
 
 use super::{KeyScope, VerdictCache};
+use crate::digest::Digest;
+use crate::evidence::{Manifest, ManifestKind};
 use crate::verdict::{Code, Finding, Verdict};
 
 /// Children of one allowed index recorded for the registry gate; an index listing more has the
@@ -14,19 +16,21 @@ fn child_key(scope: &KeyScope, child: &str) -> String {
 }
 
 impl VerdictCache {
-    /// When `verdict` allows the index `index`, records each of its `children` (digests already
-    /// validated) as a platform manifest of an allowed index.
-    pub async fn record_children(
-        &self,
-        scope: &KeyScope,
-        index: &str,
-        children: impl IntoIterator<Item = &str>,
-        verdict: &Verdict,
-    ) {
+    /// When `verdict` allows `manifest` and it is an index, records each platform manifest it
+    /// lists as a child of an allowed index.
+    pub async fn record_children(&self, scope: &KeyScope, manifest: &Manifest, verdict: &Verdict) {
+        let ManifestKind::Index { manifests } = &manifest.kind else {
+            return;
+        };
         if !verdict.allowed {
             return;
         }
-        for child in children.into_iter().take(MAX_RECORDED_CHILDREN) {
+        let index = manifest.digest.as_str();
+        let children = manifests
+            .iter()
+            .filter_map(|c| Digest::parse(&c.digest).ok());
+        for child in children.take(MAX_RECORDED_CHILDREN) {
+            let child = child.as_str();
             let finding = Finding::new(
                 Code::Satisfied,
                 format!("{child} is a platform manifest of the allowed index {index}"),

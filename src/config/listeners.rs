@@ -78,3 +78,98 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         })
     }
 }
+
+impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
+    /// `webhook`: its listener, TLS, exemptions and the policy it names.
+    pub(super) fn webhook(
+        &self,
+        raw: Option<RawWebhook>,
+        policies: &[Policy],
+    ) -> Result<Option<WebhookSettings>, ConfigError> {
+        let bad = self.invalid;
+        Ok(match raw {
+            None => None,
+            Some(w) => {
+                if let Some(name) = &w.policy
+                    && !policies.iter().any(|p| &p.name == name)
+                {
+                    return Err(bad("webhook.policy", format!("no policy named {name:?}")));
+                }
+                Some(WebhookSettings {
+                    listen: self.addr("webhook.listen", &w.listen)?,
+                    tls: self.tls(
+                        "webhook",
+                        w.tls_cert,
+                        w.tls_key,
+                        w.client_ca,
+                        w.allowed_clients,
+                    )?,
+                    exempt_namespaces: w.exempt_namespaces,
+                    exempt_images: w
+                        .exempt_images
+                        .iter()
+                        .enumerate()
+                        .map(|(n, g)| {
+                            Glob::new(g).map_err(|e| {
+                                bad(&format!("webhook.exempt_images[{n}]"), e.to_string())
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                    audit: w.audit,
+                    policy: w.policy,
+                    timeout: w
+                        .timeout
+                        .as_deref()
+                        .map(|t| self.duration("webhook.timeout", Some(t), Duration::ZERO))
+                        .transpose()?,
+                })
+            }
+        })
+    }
+
+    /// `ext_authz_listen` and `ext_authz`: the gate's listener and the one registry it judges.
+    pub(super) fn ext_authz(
+        &self,
+        listen: Option<String>,
+        raw: Option<RawExtAuthz>,
+    ) -> Result<Option<ExtAuthzSettings>, ConfigError> {
+        let bad = self.invalid;
+        Ok(match (listen, raw) {
+            (None, None) => None,
+            (None, Some(_)) => return Err(bad("ext_authz", "needs ext_authz_listen".into())),
+            (Some(addr), options) => {
+                let (upstream, pass_through) =
+                    options.map_or((None, true), |o| (o.upstream, o.pass_through));
+                let Some(upstream) = upstream else {
+                    return Err(bad(
+                        "ext_authz.upstream",
+                        "is required with ext_authz_listen: the registry the gate judges (host[:port]); \
+                         umpire never takes it from a request's Host header"
+                            .into(),
+                    ));
+                };
+                let upstream = match crate::reference::ImageRef::parse(&format!("{upstream}/x")) {
+                    Ok(crate::reference::ImageRef::Registry(r))
+                        if !upstream.is_empty()
+                            && !upstream.contains('/')
+                            && (r.registry != crate::reference::DOCKER_HUB
+                                || upstream.contains('.')) =>
+                    {
+                        r.registry
+                    }
+                    _ => {
+                        return Err(bad(
+                            "ext_authz.upstream",
+                            format!("expected host[:port], found {upstream:?}"),
+                        ));
+                    }
+                };
+                Some(ExtAuthzSettings {
+                    listen: self.addr("ext_authz_listen", &addr)?,
+                    upstream,
+                    pass_through,
+                })
+            }
+        })
+    }
+}

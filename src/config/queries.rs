@@ -26,6 +26,18 @@ impl Config {
         hosts
     }
 
+    /// The trust material verification lends out (keys, Sigstore roots, the offline root).
+    pub fn trust_material(&self) -> crate::verify::evidence::TrustMaterial {
+        crate::verify::evidence::TrustMaterial {
+            keys: (self.keys.iter())
+                .map(|(n, k)| (n.clone(), Arc::clone(k)))
+                .collect(),
+            roots: self.sigstore.values().cloned().collect(),
+            offline: Arc::clone(&self.offline_root),
+            log_checks: self.keyed_log_checks(),
+        }
+    }
+
     /// Some authority requires keyed signatures to be logged: verification must find out where.
     pub fn keyed_log_checks(&self) -> bool {
         self.policies.iter().any(|p| {

@@ -136,3 +136,143 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         }
     }
 }
+
+impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
+    /// `limits`: every count and size positive, the idle timeout longer than the deadline.
+    pub(super) fn limits(&self, l: RawLimits) -> Result<Limits, ConfigError> {
+        let bad = self.invalid;
+        let defaults = Limits::default();
+        let positive = |key: &str, v: Option<u64>, d: u64| match v {
+            Some(0) => Err(bad(key, "must be greater than 0".into())),
+            Some(v) => Ok(v),
+            None => Ok(d),
+        };
+        let limits = Limits {
+            max_manifest_bytes: positive(
+                "limits.max_manifest_bytes",
+                l.max_manifest_bytes,
+                defaults.max_manifest_bytes,
+            )?,
+            max_signature_layer_bytes: positive(
+                "limits.max_signature_layer_bytes",
+                l.max_signature_layer_bytes,
+                defaults.max_signature_layer_bytes,
+            )?,
+            max_attestation_bytes: positive(
+                "limits.max_attestation_bytes",
+                l.max_attestation_bytes,
+                defaults.max_attestation_bytes,
+            )?,
+            max_signatures: positive(
+                "limits.max_signatures",
+                l.max_signatures.map(|n| n as u64),
+                defaults.max_signatures as u64,
+            )? as usize,
+            deadline: self.duration("limits.deadline", l.deadline.as_deref(), defaults.deadline)?,
+            connect_timeout: self.duration(
+                "limits.connect_timeout",
+                l.connect_timeout.as_deref(),
+                defaults.connect_timeout,
+            )?,
+            max_in_flight: positive(
+                "limits.max_in_flight",
+                l.max_in_flight.map(|n| n as u64),
+                defaults.max_in_flight as u64,
+            )? as usize,
+            max_evidence_bytes: positive(
+                "limits.max_evidence_bytes",
+                l.max_evidence_bytes,
+                defaults.max_evidence_bytes,
+            )?,
+            allow_bypass_cache: l.allow_bypass_cache.unwrap_or(defaults.allow_bypass_cache),
+            max_registry_requests: positive(
+                "limits.max_registry_requests",
+                l.max_registry_requests.map(|n| n as u64),
+                defaults.max_registry_requests as u64,
+            )? as usize,
+            header_timeout: self.duration(
+                "limits.header_timeout",
+                l.header_timeout.as_deref(),
+                defaults.header_timeout,
+            )?,
+            idle_timeout: self.duration(
+                "limits.idle_timeout",
+                l.idle_timeout.as_deref(),
+                defaults.idle_timeout,
+            )?,
+            max_connections: positive(
+                "limits.max_connections",
+                l.max_connections.map(|n| n as u64),
+                defaults.max_connections as u64,
+            )? as usize,
+        };
+        // A request waiting for its verdict sends nothing: the idle timeout must outlast the
+        // deadline, or a slow verification's connection is closed under it.
+        if limits.idle_timeout <= limits.deadline {
+            return Err(bad(
+                "limits.idle_timeout",
+                format!(
+                    "{:?} is not longer than limits.deadline ({:?}): a connection waiting for a verdict would be closed as idle",
+                    limits.idle_timeout, limits.deadline
+                ),
+            ));
+        }
+        Ok(limits)
+    }
+
+    /// `trust.tuf`: where TUF roots are kept and refreshed from.
+    pub(super) fn tuf(&self, raw: Option<RawTuf>) -> Result<TufSettings, ConfigError> {
+        let bad = self.invalid;
+        Ok(match raw {
+            None => TufSettings::default(),
+            Some(t) => TufSettings {
+                cache_dir: t
+                    .cache_dir
+                    .map_or_else(|| TufSettings::default().cache_dir, |d| self.base.join(d)),
+                refresh: self.duration(
+                    "trust.tuf.refresh",
+                    t.refresh.as_deref(),
+                    TufSettings::default().refresh,
+                )?,
+                mirror: match (t.mirror, t.mirror_root) {
+                    (None, None) => None,
+                    (Some(url), Some(root)) => Some((url, self.base.join(root))),
+                    _ => {
+                        return Err(bad(
+                            "trust.tuf.mirror",
+                            "mirror and mirror_root go together".into(),
+                        ));
+                    }
+                },
+            },
+        })
+    }
+
+    /// `registries`: each host in its canonical spelling, once.
+    pub(super) fn registries(
+        &self,
+        raw: Vec<RawRegistry>,
+    ) -> Result<HashMap<String, RegistrySettings>, ConfigError> {
+        let bad = self.invalid;
+        let mut registries = HashMap::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let key = format!("registries[{i}].host");
+            if r.host.is_empty() || r.host.contains('/') || r.host.contains("://") {
+                return Err(bad(
+                    &key,
+                    format!("expected host[:port], found {:?}", r.host),
+                ));
+            }
+            let settings = RegistrySettings {
+                insecure: r.insecure,
+                auth_hosts: r.auth_hosts,
+            };
+            // The spelling references are canonicalised to, so that LOCALHOST:5000 finds these.
+            let host = crate::reference::canonical_host(&r.host).map_err(|e| bad(&key, e))?;
+            if registries.insert(host, settings).is_some() {
+                return Err(bad(&key, format!("{:?} is listed twice", r.host)));
+            }
+        }
+        Ok(registries)
+    }
+}

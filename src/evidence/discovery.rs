@@ -73,7 +73,7 @@ impl EvidenceBudget {
     }
 }
 
-pub(crate) use crate::verify::evidence::Evidence;
+pub(crate) use crate::verify::evidence::{Artifact, Evidence};
 
 /// The layers under cosign's `sha256-<hex>.<suffix>` tag (`sig`, `att`): each blob with the
 /// annotations beside it. A missing tag means none; every other failure is an error.
@@ -471,16 +471,6 @@ pub(super) async fn read_declared(
         }),
         other => other,
     }
-}
-
-/// A signed artifact's candidate: an artifact of a wanted type attached to the image, its content,
-/// and the signatures attached in turn to its manifest.
-pub(crate) struct Artifact {
-    pub media_type: String,
-    /// The artifact manifest's digest (what its signatures sign).
-    pub digest: Digest,
-    pub content: Vec<u8>,
-    pub evidence: Evidence,
 }
 
 /// The artifacts of `types` attached to `digest` as OCI referrers (`oras attach`: the artifact

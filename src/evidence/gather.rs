@@ -9,12 +9,13 @@ use super::discovery::{self, Artifact, Evidence, EvidenceBudget, Needs};
 use super::{FetchError, Source, buildkit};
 use crate::digest::Digest;
 use crate::limits::Limits;
+use crate::reference::RegistryRef;
 
 /// What to read, decided by the policies (this module never sees them).
 #[derive(Default)]
-pub(crate) struct Plan {
-    /// One entry per evidence repository: its source (`None`: the image's own) and what is read there.
-    pub groups: Vec<(Option<Arc<dyn Source>>, Needs)>,
+pub struct Plan {
+    /// One entry per evidence repository (`None`: the image's own) and what is read there.
+    pub groups: Vec<(Option<RegistryRef>, Needs)>,
     pub image_configs: bool,
     /// Artifact types attached as referrers.
     pub artifact_types: Vec<String>,
@@ -31,19 +32,26 @@ pub(crate) struct Gathered {
     pub buildkit: Result<buildkit::BuildkitEvidence, FetchError>,
 }
 
-/// Reads what `plan` asks for `digest` (the image in `source`), concurrently.
+/// Reads what `plan` asks for `digest` (the image in `source`; another evidence repository
+/// through `source_at`), concurrently.
 pub(crate) async fn gather(
     plan: &Plan,
     source: &dyn Source,
+    source_at: &(dyn Fn(&RegistryRef) -> Arc<dyn Source> + Sync),
     digest: &Digest,
     limits: &Limits,
 ) -> Gathered {
     let budget = EvidenceBudget::new(limits.max_evidence_bytes);
     let budget = &budget;
-    let groups = futures::future::join_all(plan.groups.iter().map(|(other, needs)| {
-        let from: &dyn Source = other.as_deref().unwrap_or(source);
-        discovery::gather(*needs, from, digest, budget, limits)
-    }));
+    let elsewhere: Vec<Option<Arc<dyn Source>>> = (plan.groups.iter())
+        .map(|(repository, _)| repository.as_ref().map(source_at))
+        .collect();
+    let groups = futures::future::join_all(plan.groups.iter().zip(&elsewhere).map(
+        |((_, needs), other)| {
+            let from: &dyn Source = other.as_deref().unwrap_or(source);
+            discovery::gather(*needs, from, digest, budget, limits)
+        },
+    ));
     let configs = async {
         if plan.image_configs {
             discovery::image_configs(source, digest, budget, limits).await

@@ -23,6 +23,17 @@ pub enum ManifestRef {
     Digest(Digest),
 }
 
+impl ManifestRef {
+    /// What a reference names: its digest, else its tag, else `latest` (Docker's default).
+    pub fn of(image: &crate::reference::ImageRef) -> Self {
+        match (image.digest(), image.tag()) {
+            (Some(d), _) => Self::Digest(d.clone()),
+            (None, Some(t)) => Self::Tag(t.to_owned()),
+            (None, None) => Self::Tag("latest".to_owned()),
+        }
+    }
+}
+
 impl std::fmt::Display for ManifestRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -10,7 +10,7 @@ use crate::verify::signature::{SignatureOutcome, Signer};
 use super::*;
 
 /// An artifact found: (media type, manifest digest, content, the outcomes of its signatures).
-pub type FoundArtifact = (String, Digest, Vec<u8>, Vec<SignatureOutcome>);
+pub type FoundArtifact = crate::verify::evidence::VerifiedArtifact;
 
 /// What verification found for one digest, and what could not be read (each failure as the finding
 /// it becomes for the policies that needed it).

@@ -503,10 +503,12 @@ pub fn select<'a>(
 
 mod attestations;
 mod evaluate;
+mod reading;
 mod signatures;
 
 pub use attestations::*;
 pub use evaluate::*;
+pub use reading::*;
 pub use signatures::*;
 
 #[cfg(test)]

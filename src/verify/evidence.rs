@@ -5,8 +5,10 @@
 use crate::digest::Digest;
 
 use super::attestation::{self, AttestationLayer, AttestationOutcome};
+use super::keys::PublicKey;
 use super::notation_rules::{self, Level, ScopedRules};
 use super::signature::{self, SignatureLayer, SignatureOutcome, Signer, Trust};
+use super::sigstore::SigstoreRoot;
 
 pub type Layers = Vec<(Vec<u8>, std::collections::BTreeMap<String, String>)>;
 
@@ -23,6 +25,80 @@ pub struct Evidence {
     /// The media type and size of the manifest the evidence is about, which Notation signatures
     /// name: set by whoever holds that manifest, only when Notation envelopes were found.
     pub subject: Option<(String, u64)>,
+}
+
+/// A signed artifact's candidate: an artifact of a wanted type attached to the image, its content,
+/// and the signatures attached in turn to its manifest.
+pub struct Artifact {
+    pub media_type: String,
+    /// The artifact manifest's digest (what its signatures sign).
+    pub digest: Digest,
+    pub content: Vec<u8>,
+    pub evidence: Evidence,
+}
+
+/// An artifact verified: (media type, manifest digest, content, the outcomes of its signatures).
+pub type VerifiedArtifact = (String, Digest, Vec<u8>, Vec<SignatureOutcome>);
+
+/// One evidence group's outcomes: signatures, attestations.
+pub type Outcomes = (Vec<SignatureOutcome>, Vec<AttestationOutcome>);
+
+/// The trust material of one configuration, owned; lent to each verification as a [`Trust`].
+pub struct TrustMaterial {
+    pub keys: Vec<(String, std::sync::Arc<PublicKey>)>,
+    pub roots: Vec<std::sync::Arc<SigstoreRoot>>,
+    /// The root with no authorities keyed bundles without a log entry verify under.
+    pub offline: std::sync::Arc<SigstoreRoot>,
+    /// Whether to find out which trusted logs hold keyed signatures.
+    pub log_checks: bool,
+}
+
+impl TrustMaterial {
+    /// Every evidence group (each under the `notation` authorities of its readers, in order)
+    /// and every artifact (under `artifact_notation`) verified at `now`; what could not be read
+    /// stays as it was.
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify_all<E>(
+        &self,
+        groups: Vec<Result<Evidence, E>>,
+        notation: &[Vec<NotationTrust<'_>>],
+        artifacts: Result<Vec<Artifact>, E>,
+        artifact_notation: &[NotationTrust<'_>],
+        digest: &Digest,
+        scope: &str,
+        now: jiff::Timestamp,
+    ) -> (Vec<Result<Outcomes, E>>, Result<Vec<VerifiedArtifact>, E>) {
+        let keys: Vec<(String, &PublicKey)> = self
+            .keys
+            .iter()
+            .map(|(n, k)| (n.clone(), k.as_ref()))
+            .collect();
+        let roots: Vec<&SigstoreRoot> = self.roots.iter().map(AsRef::as_ref).collect();
+        let trust = Trust {
+            keys: &keys,
+            roots: &roots,
+            offline: &self.offline,
+            now,
+            log_checks: self.log_checks,
+        };
+        let groups = groups
+            .into_iter()
+            .enumerate()
+            .map(|(g, evidence)| {
+                let notation = notation.get(g).map(Vec::as_slice).unwrap_or_default();
+                evidence.map(|e| verify(e, &trust, digest, notation, scope))
+            })
+            .collect();
+        let artifacts = artifacts.map(|found| {
+            let verified = found.into_iter().map(|a| {
+                let (signatures, _) =
+                    verify(a.evidence, &trust, &a.digest, artifact_notation, scope);
+                (a.media_type, a.digest, a.content, signatures)
+            });
+            verified.collect()
+        });
+        (groups, artifacts)
+    }
 }
 
 /// A `notation` authority as verification needs it: what its signers are matched by, how messages
