@@ -169,3 +169,101 @@ fn trust_material_enters_only_through_trust_load() {
         "trust material read outside trust::load: {readers:?}"
     );
 }
+
+/// Lines of a source file before its test module.
+fn non_test_code(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split("#[cfg(test)]")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Each function of `code` (outside test modules) with its length in lines: from its `fn` line to
+/// the closing brace at the same indentation (rustfmt's layout).
+fn function_lengths(code: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let mut rest = trimmed;
+        for prefix in [
+            "pub(crate) ",
+            "pub(super) ",
+            "pub ",
+            "async ",
+            "const ",
+            "unsafe ",
+        ] {
+            rest = rest.strip_prefix(prefix).unwrap_or(rest);
+        }
+        let Some(signature) = rest.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = signature
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let end = lines[i..]
+            .iter()
+            .position(|l| *l == format!("{indent}}}") || (l.ends_with(';') && l.contains("fn ")));
+        if let Some(len) = end {
+            out.push((name, len + 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_source_file_passes_600_lines_and_no_function_150() {
+    let mut long_files = Vec::new();
+    let mut long_functions = Vec::new();
+    for (rel, path) in source_files() {
+        let code = non_test_code(&path);
+        let lines = code.lines().count();
+        if lines > 600 {
+            long_files.push(format!("{rel}: {lines}"));
+        }
+        for (name, len) in function_lengths(&code) {
+            if len > 150 {
+                long_functions.push(format!("{rel}: {name} ({len} lines)"));
+            }
+        }
+    }
+    assert!(
+        long_files.is_empty(),
+        "files over 600 lines: {long_files:?}"
+    );
+    assert!(
+        long_functions.is_empty(),
+        "functions over 150 lines: {long_functions:?}"
+    );
+}
+
+#[test]
+fn the_engine_only_orchestrates_in_at_most_600_lines() {
+    let lines: usize = source_files()
+        .iter()
+        .filter(|(rel, _)| rel == "engine.rs" || rel.starts_with("engine/"))
+        .map(|(_, path)| non_test_code(path).lines().count())
+        .sum();
+    assert!(
+        lines <= 600,
+        "the engine holds {lines} lines of non-test code"
+    );
+    // What is not orchestration lives in its module: the engine defines no finding text of its
+    // own, no evidence reading and no verification.
+    let engine = non_test_code(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine.rs"));
+    for foreign in [
+        "discovery::",
+        "check_layer",
+        "check_bundle",
+        "evaluate_signatures",
+    ] {
+        assert!(
+            !engine.contains(foreign),
+            "the engine calls {foreign} itself"
+        );
+    }
+}

@@ -49,6 +49,25 @@ struct Judgement {
     shed: bool,
 }
 
+impl Judgement {
+    fn allow(message: Option<String>) -> Self {
+        Self {
+            allowed: true,
+            message,
+            warnings: Vec::new(),
+            pins: Vec::new(),
+            shed: false,
+        }
+    }
+
+    fn refuse(message: String) -> Self {
+        Self {
+            allowed: false,
+            ..Self::allow(Some(message))
+        }
+    }
+}
+
 fn settings(live: &Live) -> Option<WebhookSettings> {
     live.listeners().webhook
 }
@@ -98,33 +117,16 @@ pub async fn dry_run(
 }
 
 async fn judge_with(live: &Live, settings: &WebhookSettings, review: &Review) -> Judgement {
-    let refuse = |message: String| Judgement {
-        allowed: false,
-        message: Some(message),
-        warnings: Vec::new(),
-        pins: Vec::new(),
-        shed: false,
-    };
+    let refuse = Judgement::refuse;
     if review.operation == "DELETE" || review.operation == "CONNECT" || review.is_being_deleted() {
-        return Judgement {
-            allowed: true,
-            message: None,
-            warnings: Vec::new(),
-            pins: Vec::new(),
-            shed: false,
-        };
+        return Judgement::allow(None);
     }
     if settings.exempt_namespaces.contains(&review.namespace) {
-        return Judgement {
-            allowed: true,
-            message: Some(format!(
-                "namespace {} is exempt from image verification",
-                review.namespace
-            )),
-            warnings: Vec::new(),
-            pins: Vec::new(),
-            shed: false,
-        };
+        let message = format!(
+            "namespace {} is exempt from image verification",
+            review.namespace
+        );
+        return Judgement::allow(Some(message));
     }
     let images = match admission::images(&review.kind, &review.object) {
         Ok(i) => i,
@@ -135,32 +137,10 @@ async fn judge_with(live: &Live, settings: &WebhookSettings, review: &Review) ->
             ));
         }
     };
-    // An UPDATE is judged on what it brings in: images the object already held were judged
-    // when they came (validation admits them; mutation pins only what is new).
-    let before = review.images_before();
-    let mut to_verify: Vec<&ImageAt> = Vec::new();
-    for at in images.iter().filter(|at| !before.contains(&at.image)) {
-        match ImageRef::parse(&at.image) {
-            Ok(ImageRef::Layout(_)) => {
-                return refuse(format!(
-                    "image {:?} names a local OCI layout (oci:); admission takes registry references only",
-                    at.image
-                ));
-            }
-            Ok(r)
-                if settings
-                    .exempt_images
-                    .iter()
-                    .any(|g| g.matches(&r.policy_subject())) => {}
-            Ok(_) => to_verify.push(at),
-            Err(e) => {
-                return refuse(format!(
-                    "image {:?} is not a valid reference: {e}",
-                    at.image
-                ));
-            }
-        }
-    }
+    let to_verify = match to_verify(settings, review, &images) {
+        Ok(v) => v,
+        Err(message) => return refuse(message),
+    };
     let requests: Vec<(String, Option<String>)> = to_verify
         .iter()
         .map(|at| (at.image.clone(), settings.policy.clone()))
@@ -174,6 +154,53 @@ async fn judge_with(live: &Live, settings: &WebhookSettings, review: &Review) ->
         Ok(v) => v,
         Err(e) => return refuse(format!("umpire could not verify the images: {e}")),
     };
+    judgement(live, settings, &to_verify, &verdicts)
+}
+
+/// The images an object brings in that umpire judges: an UPDATE's images the object already held
+/// were judged when they came (validation admits them; mutation pins only what is new); exempt
+/// images are left out; local layouts and unreadable references refuse the object.
+fn to_verify<'a>(
+    settings: &WebhookSettings,
+    review: &Review,
+    images: &'a [ImageAt],
+) -> Result<Vec<&'a ImageAt>, String> {
+    let before = review.images_before();
+    let mut to_verify: Vec<&ImageAt> = Vec::new();
+    for at in images.iter().filter(|at| !before.contains(&at.image)) {
+        match ImageRef::parse(&at.image) {
+            Ok(ImageRef::Layout(_)) => {
+                return Err(format!(
+                    "image {:?} names a local OCI layout (oci:); admission takes registry references only",
+                    at.image
+                ));
+            }
+            Ok(r)
+                if settings
+                    .exempt_images
+                    .iter()
+                    .any(|g| g.matches(&r.policy_subject())) => {}
+            Ok(_) => to_verify.push(at),
+            Err(e) => {
+                return Err(format!(
+                    "image {:?} is not a valid reference: {e}",
+                    at.image
+                ));
+            }
+        }
+    }
+    Ok(to_verify)
+}
+
+/// The answer for the object from the verdicts of `to_verify`: denied images listed, warn
+/// policies' findings as warnings, tags pinned to the digests allowed; in audit mode, allowed.
+fn judgement(
+    live: &Live,
+    settings: &WebhookSettings,
+    to_verify: &[&ImageAt],
+    verdicts: &[Verdict],
+) -> Judgement {
+    let refuse = Judgement::refuse;
     // Findings of warn-mode policies: shown to whoever applied the object, never a denial.
     let warn_lines: Vec<String> = verdicts
         .iter()
@@ -192,7 +219,7 @@ async fn judge_with(live: &Live, settings: &WebhookSettings, review: &Review) ->
     let denied: Vec<&Verdict> = verdicts.iter().filter(|v| !v.allowed).collect();
     let pins = to_verify
         .iter()
-        .zip(&verdicts)
+        .zip(verdicts)
         .filter(|(at, v)| {
             v.allowed
                 && !v.digest.is_empty()

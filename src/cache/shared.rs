@@ -249,7 +249,11 @@ impl SharedCache {
         }
     }
 
-    fn open(&self, key: &str, value: &[u8]) -> Result<(Verdict, u64, u64), &'static str> {
+    pub(super) fn open(
+        &self,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(Verdict, u64, u64), &'static str> {
         if value.len() > MAX_REDIS_VALUE {
             return Err("too large");
         }
@@ -278,7 +282,7 @@ impl SharedCache {
         Ok((verdict, stored.verified_at, stored.expires_at))
     }
 
-    fn seal(&self, key: &str, verdict: &Verdict, ttl: Duration) -> Option<Vec<u8>> {
+    pub(super) fn seal(&self, key: &str, verdict: &Verdict, ttl: Duration) -> Option<Vec<u8>> {
         let now = now_secs();
         let stored = Stored {
             key: key.to_owned(),

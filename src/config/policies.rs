@@ -245,8 +245,8 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                 let authorities = self.authorities(
                     &at("signatures.authorities"),
                     sigs.authorities,
-                    &keys,
-                    &sigstore,
+                    keys,
+                    sigstore,
                 )?;
                 let threshold = sigs.threshold.unwrap_or(1) as usize;
                 if threshold == 0 || threshold > authorities.len() {

@@ -292,39 +292,7 @@ pub fn evaluate_attestation_warning(
         .collect();
 
     if accepted.is_empty() {
-        let pseudo = SignatureRequirement {
-            threshold: 1,
-            authorities: req.authorities.clone(),
-        };
-        let mut findings: Vec<Finding> = of_type
-            .iter()
-            .enumerate()
-            .map(|(i, (signers, _))| {
-                let mut f = unaccepted(i + 1, policy, &pseudo, signers);
-                f.message = format!("attestation {t}: {}", f.message);
-                tag(f)
-            })
-            .collect();
-        for o in outcomes {
-            if let AttestationOutcome::Invalid {
-                claimed_type: Some(c),
-                reason,
-            } = o
-                && c == t
-            {
-                findings.push(tag(Finding::new(
-                    Code::AttestationInvalid,
-                    format!("an attestation claiming type {t} is not usable: {reason}"),
-                )));
-            }
-        }
-        if findings.is_empty() {
-            findings.push(tag(Finding::new(
-                Code::AttestationMissing,
-                format!("no verified attestation of type {t} for {digest}; expected one signed by {expected}"),
-            )));
-        }
-        findings.truncate(MAX_PROBLEM_FINDINGS);
+        let findings = none_accepted(policy, req, digest, outcomes, &of_type, &tag);
         return (false, findings, vex_warnings);
     }
 
@@ -377,7 +345,66 @@ pub fn evaluate_attestation_warning(
     .with_authority(signers.join(", "));
     // What VEX removed, and on whose word: an auditor sees why no denial happened.
     let mut findings = vec![finding];
-    for (cve, d) in &removed {
+    findings.extend(vex_notes_for(&removed, &accepted, &tag));
+    (true, findings, vex_warnings)
+}
+
+/// The findings when no attestation of the type was signed by an accepted authority: who signed
+/// the ones found, why others were unusable, or that none was found.
+fn none_accepted(
+    policy: &str,
+    req: &AttestationRequirement,
+    digest: &Digest,
+    outcomes: &[AttestationOutcome],
+    of_type: &[(&Vec<Signer>, &crate::verify::statement::Statement)],
+    tag: &dyn Fn(Finding) -> Finding,
+) -> Vec<Finding> {
+    let t = &req.predicate_type;
+    let expected = listed(&req.authorities);
+    let pseudo = SignatureRequirement {
+        threshold: 1,
+        authorities: req.authorities.clone(),
+    };
+    let mut findings: Vec<Finding> = of_type
+        .iter()
+        .enumerate()
+        .map(|(i, (signers, _))| {
+            let mut f = unaccepted(i + 1, policy, &pseudo, signers);
+            f.message = format!("attestation {t}: {}", f.message);
+            tag(f)
+        })
+        .collect();
+    for o in outcomes {
+        if let AttestationOutcome::Invalid {
+            claimed_type: Some(c),
+            reason,
+        } = o
+            && c == t
+        {
+            findings.push(tag(Finding::new(
+                Code::AttestationInvalid,
+                format!("an attestation claiming type {t} is not usable: {reason}"),
+            )));
+        }
+    }
+    if findings.is_empty() {
+        findings.push(tag(Finding::new(
+            Code::AttestationMissing,
+            format!("no verified attestation of type {t} for {digest}; expected one signed by {expected}"),
+        )));
+    }
+    findings.truncate(MAX_PROBLEM_FINDINGS);
+    findings
+}
+
+/// A SATISFIED finding for each CVE that VEX removed and an accepted report listed.
+fn vex_notes_for(
+    removed: &BTreeMap<String, crate::checks::vex::Decision>,
+    accepted: &[(&Vec<Signer>, &crate::verify::statement::Statement)],
+    tag: &dyn Fn(Finding) -> Finding,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for (cve, d) in removed {
         let reported = accepted.iter().any(|(_, statement)| {
             crate::checks::vulns::findings(statement)
                 .is_ok_and(|f| f.iter().any(|(id, _)| id == cve))
@@ -401,5 +428,5 @@ pub fn evaluate_attestation_warning(
             )));
         }
     }
-    (true, findings, vex_warnings)
+    findings
 }

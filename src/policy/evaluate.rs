@@ -5,6 +5,7 @@
 use crate::digest::Digest;
 use crate::verdict::{Code, Finding};
 use crate::verify::attestation::AttestationOutcome;
+use crate::verify::evidence::Outcomes;
 use crate::verify::signature::{SignatureOutcome, Signer};
 
 use super::*;
@@ -16,7 +17,7 @@ pub type FoundArtifact = crate::verify::evidence::VerifiedArtifact;
 /// it becomes for the policies that needed it).
 pub struct Found<'a> {
     /// Per evidence group: its signature and attestation outcomes, or why it could not be read.
-    pub groups: &'a [Result<(Vec<SignatureOutcome>, Vec<AttestationOutcome>), Finding>],
+    pub groups: &'a [Result<Outcomes, Finding>],
     /// Each policy's evidence group (`None`: it reads none).
     pub group_of: &'a [Option<usize>],
     pub artifacts: Result<&'a [FoundArtifact], &'a Finding>,

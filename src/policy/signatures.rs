@@ -45,38 +45,7 @@ pub fn evaluate_signatures_warning(
     let expected = listed(&req.authorities);
 
     if satisfied.len() >= req.threshold {
-        let mut warnings = Vec::new();
-        let findings = satisfied
-            .iter()
-            .map(|a| {
-                let mut message = format!("signature verified by {a} for {digest}");
-                if let Some((subject, logged, revocation_unchecked)) = notation_signer(a, outcomes)
-                {
-                    message =
-                        format!("Notation signature by {subject} verified by {a} for {digest}");
-                    if revocation_unchecked {
-                        message.push_str(
-                            "; revocation (OCSP, CRL) was not checked: umpire verifies offline",
-                        );
-                    }
-                    for w in logged {
-                        warnings.push(
-                            Finding::new(
-                                Code::SignatureInvalid,
-                                format!(
-                                    "{a} only logs this failure of the signature by {subject}: {w}"
-                                ),
-                            )
-                            .with_authority(a.to_string())
-                            .with_policy(policy),
-                        );
-                    }
-                }
-                Finding::new(Code::Satisfied, message)
-                    .with_authority(a.to_string())
-                    .with_policy(policy)
-            })
-            .collect();
+        let (findings, warnings) = met(policy, digest, outcomes, &satisfied);
         return (true, findings, warnings);
     }
 
@@ -416,4 +385,45 @@ pub(super) fn unaccepted(
             names(signers)
         ),
     )
+}
+
+/// The findings of a met requirement, one per authority counted, and what Notation statements
+/// only logged about those signatures (warnings).
+fn met(
+    policy: &str,
+    digest: &Digest,
+    outcomes: &[SignatureOutcome],
+    satisfied: &[&Authority],
+) -> (Vec<Finding>, Vec<Finding>) {
+    let mut warnings = Vec::new();
+    let findings = satisfied
+        .iter()
+        .map(|a| {
+            let mut message = format!("signature verified by {a} for {digest}");
+            if let Some((subject, logged, revocation_unchecked)) = notation_signer(a, outcomes) {
+                message = format!("Notation signature by {subject} verified by {a} for {digest}");
+                if revocation_unchecked {
+                    message.push_str(
+                        "; revocation (OCSP, CRL) was not checked: umpire verifies offline",
+                    );
+                }
+                for w in logged {
+                    warnings.push(
+                        Finding::new(
+                            Code::SignatureInvalid,
+                            format!(
+                                "{a} only logs this failure of the signature by {subject}: {w}"
+                            ),
+                        )
+                        .with_authority(a.to_string())
+                        .with_policy(policy),
+                    );
+                }
+            }
+            Finding::new(Code::Satisfied, message)
+                .with_authority(a.to_string())
+                .with_policy(policy)
+        })
+        .collect();
+    (findings, warnings)
 }

@@ -273,96 +273,8 @@ pub fn parse_trust_policy(json: &str) -> Result<Vec<Statement>, NotationError> {
                 )));
             }
         };
-        let mut overrides = BTreeMap::new();
-        for (k, v) in &r.signature_verification.r#override {
-            let validation = match k.as_str() {
-                "integrity" => {
-                    return Err(bad("integrity cannot be overridden".into()));
-                }
-                "authenticity" => Validation::Authenticity,
-                "authenticTimestamp" => Validation::AuthenticTimestamp,
-                "expiry" => Validation::Expiry,
-                "revocation" => Validation::Revocation,
-                other => return Err(bad(format!("override key {other:?} is not a validation"))),
-            };
-            let action = match v.as_str() {
-                "enforce" => Action::Enforce,
-                "log" => Action::Log,
-                "skip" => Action::Skip,
-                other => {
-                    return Err(bad(format!(
-                        "override value {other:?} is not enforce, log or skip"
-                    )));
-                }
-            };
-            if level == Level::Skip {
-                return Err(bad("a skip level takes no overrides".into()));
-            }
-            // notation-go: only revocation may be skipped by an override.
-            if validation != Validation::Revocation && action == Action::Skip {
-                return Err(bad(format!("{k} cannot be skipped (only revocation can)")));
-            }
-            overrides.insert(validation, action);
-        }
-        let (stores, identities) = match (level, &r.trust_stores, &r.trusted_identities) {
-            (Level::Skip, stores, ids)
-                if stores.as_ref().is_none_or(Vec::is_empty)
-                    && ids.as_ref().is_none_or(Vec::is_empty) =>
-            {
-                (Vec::new(), Vec::new())
-            }
-            (Level::Skip, _, _) => {
-                return Err(bad(
-                    "a skip level takes no trustStores or trustedIdentities".into(),
-                ));
-            }
-            (_, None, _) | (_, Some(_), None) => {
-                return Err(bad("trustStores and trustedIdentities are required".into()));
-            }
-            (_, Some(stores), Some(ids)) => {
-                if stores.is_empty() {
-                    return Err(bad("trustStores is empty".into()));
-                }
-                if ids.is_empty() {
-                    return Err(bad("trustedIdentities is empty".into()));
-                }
-                let stores = stores
-                    .iter()
-                    .map(|s| StoreRef::parse(s).map_err(&bad))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if ids.len() > 1 && ids.iter().any(|i| i == "*") {
-                    return Err(bad("a wildcard trusted identity stands alone".into()));
-                }
-                let ids = ids
-                    .iter()
-                    .map(|i| TrustedIdentity::parse(i).map_err(&bad))
-                    .collect::<Result<Vec<_>, _>>()?;
-                // notation-go: no identity may be a subset of another (a duplicate included).
-                for (i, a) in ids.iter().enumerate() {
-                    for (j, b) in ids.iter().enumerate() {
-                        if let (TrustedIdentity::Subject(x), TrustedIdentity::Subject(y)) = (a, b)
-                            && i != j
-                            && crate::verify::notation_rules::is_subset_dn(x, y)
-                        {
-                            return Err(bad(format!(
-                                "trusted identities overlap: {:?} is within {:?}",
-                                r.trusted_identities
-                                    .as_ref()
-                                    .and_then(|t| t.get(i))
-                                    .cloned()
-                                    .unwrap_or_default(),
-                                r.trusted_identities
-                                    .as_ref()
-                                    .and_then(|t| t.get(j))
-                                    .cloned()
-                                    .unwrap_or_default()
-                            )));
-                        }
-                    }
-                }
-                (stores, ids)
-            }
-        };
+        let overrides = overrides(level, &r.signature_verification.r#override, &bad)?;
+        let (stores, identities) = stores_and_identities(level, &r, &bad)?;
         let verify_timestamp_always = match r.signature_verification.verify_timestamp.as_deref() {
             None | Some("" | "always") => true,
             Some("afterCertExpiry") => false,
@@ -383,6 +295,115 @@ pub fn parse_trust_policy(json: &str) -> Result<Vec<Statement>, NotationError> {
         });
     }
     Ok(statements)
+}
+
+/// A statement's validation overrides, as notation-go allows them (integrity never, skip only
+/// for revocation, none under a skip level).
+fn overrides(
+    level: Level,
+    raw: &BTreeMap<String, String>,
+    bad: &dyn Fn(String) -> NotationError,
+) -> Result<BTreeMap<Validation, Action>, NotationError> {
+    let mut overrides = BTreeMap::new();
+    for (k, v) in raw {
+        let validation = match k.as_str() {
+            "integrity" => {
+                return Err(bad("integrity cannot be overridden".into()));
+            }
+            "authenticity" => Validation::Authenticity,
+            "authenticTimestamp" => Validation::AuthenticTimestamp,
+            "expiry" => Validation::Expiry,
+            "revocation" => Validation::Revocation,
+            other => return Err(bad(format!("override key {other:?} is not a validation"))),
+        };
+        let action = match v.as_str() {
+            "enforce" => Action::Enforce,
+            "log" => Action::Log,
+            "skip" => Action::Skip,
+            other => {
+                return Err(bad(format!(
+                    "override value {other:?} is not enforce, log or skip"
+                )));
+            }
+        };
+        if level == Level::Skip {
+            return Err(bad("a skip level takes no overrides".into()));
+        }
+        // notation-go: only revocation may be skipped by an override.
+        if validation != Validation::Revocation && action == Action::Skip {
+            return Err(bad(format!("{k} cannot be skipped (only revocation can)")));
+        }
+        overrides.insert(validation, action);
+    }
+    Ok(overrides)
+}
+
+/// A statement's trust stores and trusted identities: required unless the level is skip (then
+/// absent), a wildcard alone, no identity within another.
+fn stores_and_identities(
+    level: Level,
+    r: &RawStatement,
+    bad: &dyn Fn(String) -> NotationError,
+) -> Result<(Vec<StoreRef>, Vec<TrustedIdentity>), NotationError> {
+    Ok(match (level, &r.trust_stores, &r.trusted_identities) {
+        (Level::Skip, stores, ids)
+            if stores.as_ref().is_none_or(Vec::is_empty)
+                && ids.as_ref().is_none_or(Vec::is_empty) =>
+        {
+            (Vec::new(), Vec::new())
+        }
+        (Level::Skip, _, _) => {
+            return Err(bad(
+                "a skip level takes no trustStores or trustedIdentities".into(),
+            ));
+        }
+        (_, None, _) | (_, Some(_), None) => {
+            return Err(bad("trustStores and trustedIdentities are required".into()));
+        }
+        (_, Some(stores), Some(ids)) => {
+            if stores.is_empty() {
+                return Err(bad("trustStores is empty".into()));
+            }
+            if ids.is_empty() {
+                return Err(bad("trustedIdentities is empty".into()));
+            }
+            let stores = stores
+                .iter()
+                .map(|s| StoreRef::parse(s).map_err(bad))
+                .collect::<Result<Vec<_>, _>>()?;
+            if ids.len() > 1 && ids.iter().any(|i| i == "*") {
+                return Err(bad("a wildcard trusted identity stands alone".into()));
+            }
+            let ids = ids
+                .iter()
+                .map(|i| TrustedIdentity::parse(i).map_err(bad))
+                .collect::<Result<Vec<_>, _>>()?;
+            // notation-go: no identity may be a subset of another (a duplicate included).
+            for (i, a) in ids.iter().enumerate() {
+                for (j, b) in ids.iter().enumerate() {
+                    if let (TrustedIdentity::Subject(x), TrustedIdentity::Subject(y)) = (a, b)
+                        && i != j
+                        && crate::verify::notation_rules::is_subset_dn(x, y)
+                    {
+                        return Err(bad(format!(
+                            "trusted identities overlap: {:?} is within {:?}",
+                            r.trusted_identities
+                                .as_ref()
+                                .and_then(|t| t.get(i))
+                                .cloned()
+                                .unwrap_or_default(),
+                            r.trusted_identities
+                                .as_ref()
+                                .and_then(|t| t.get(j))
+                                .cloned()
+                                .unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+            (stores, ids)
+        }
+    })
 }
 
 /// The statement whose scopes hold `scope` (`host[:port]/repository`, compared literally), else the

@@ -43,6 +43,10 @@ pub type VerifiedArtifact = (String, Digest, Vec<u8>, Vec<SignatureOutcome>);
 /// One evidence group's outcomes: signatures, attestations.
 pub type Outcomes = (Vec<SignatureOutcome>, Vec<AttestationOutcome>);
 
+/// What `TrustMaterial::verify_all` gives back: each group's outcomes and the artifacts verified,
+/// or what could not be read, as it was.
+pub type Verified<E> = (Vec<Result<Outcomes, E>>, Result<Vec<VerifiedArtifact>, E>);
+
 /// The trust material of one configuration, owned; lent to each verification as a [`Trust`].
 pub struct TrustMaterial {
     pub keys: Vec<(String, std::sync::Arc<PublicKey>)>,
@@ -67,7 +71,7 @@ impl TrustMaterial {
         digest: &Digest,
         scope: &str,
         now: jiff::Timestamp,
-    ) -> (Vec<Result<Outcomes, E>>, Result<Vec<VerifiedArtifact>, E>) {
+    ) -> Verified<E> {
         let keys: Vec<(String, &PublicKey)> = self
             .keys
             .iter()

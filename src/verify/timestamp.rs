@@ -131,28 +131,7 @@ fn verification_algorithm(
 /// Verifies `token` as a countersignature of `signature` under the TSA roots `tsa_roots` (DER).
 pub fn verify(token: &[u8], signature: &[u8], tsa_roots: &[Vec<u8>]) -> Result<Stamped, String> {
     let (tst, tst_der, signed) = parse(token)?;
-    let imprint = &tst.message_imprint;
-    let alg = imprint.hash_algorithm.oid.to_string();
-    let expected = hash(&alg, signature)
-        .ok_or_else(|| format!("the timestamp's message imprint uses hash {alg}, not SHA-2"))?;
-    if expected != imprint.hashed_message.as_bytes() {
-        return Err("the timestamp countersigns another signature (message imprint)".into());
-    }
-    let time = timestamp_of(&tst.gen_time)?;
-    let accuracy_seconds = tst.accuracy.as_ref().map_or(0.0, |a| {
-        a.seconds.unwrap_or(0) as f64
-            + f64::from(a.millis.unwrap_or(0)) / 1e3
-            + f64::from(a.micros.unwrap_or(0)) / 1e6
-    });
-    // The accuracy is the TSA's claim, read before its signature is checked: out of range is an
-    // error, never a panic.
-    let slack = jiff::SignedDuration::try_from_secs_f64(accuracy_seconds.max(0.0))
-        .map_err(|_| format!("the timestamp's accuracy ({accuracy_seconds} s) is out of range"))?;
-    let (earliest, latest) = (
-        time.checked_sub(slack).map_err(|e| e.to_string())?,
-        time.checked_add(slack).map_err(|e| e.to_string())?,
-    );
-
+    let stamped = imprint_and_time(&tst, signature)?;
     let certs: Vec<Certificate> = signed
         .certificates
         .iter()
@@ -174,7 +153,57 @@ pub fn verify(token: &[u8], signature: &[u8], tsa_roots: &[Vec<u8>]) -> Result<S
         .signed_attrs
         .as_ref()
         .ok_or("the timestamp token has no signed attributes")?;
-    let digest_oid = info.digest_alg.oid.to_string();
+    attributes_bind(
+        attrs,
+        &info.digest_alg.oid.to_string(),
+        &tst_der,
+        &signer_der,
+    )?;
+    signature_verifies(info, signer_cert, attrs)?;
+    tsa_chain_holds(&signer_der, &certs, tsa_roots, stamped.time)?;
+    Ok(stamped)
+}
+
+/// RFC 3161 §2.4.2: the token's message imprint is the hash of `signature`; its time, widened by
+/// the accuracy the TSA claims.
+fn imprint_and_time(tst: &x509_tsp::TstInfo, signature: &[u8]) -> Result<Stamped, String> {
+    let imprint = &tst.message_imprint;
+    let alg = imprint.hash_algorithm.oid.to_string();
+    let expected = hash(&alg, signature)
+        .ok_or_else(|| format!("the timestamp's message imprint uses hash {alg}, not SHA-2"))?;
+    if expected != imprint.hashed_message.as_bytes() {
+        return Err("the timestamp countersigns another signature (message imprint)".into());
+    }
+    let time = timestamp_of(&tst.gen_time)?;
+    let accuracy_seconds = tst.accuracy.as_ref().map_or(0.0, |a| {
+        a.seconds.unwrap_or(0) as f64
+            + f64::from(a.millis.unwrap_or(0)) / 1e3
+            + f64::from(a.micros.unwrap_or(0)) / 1e6
+    });
+    // The accuracy is the TSA's claim, read before its signature is checked: out of range is an
+    // error, never a panic.
+    let slack = jiff::SignedDuration::try_from_secs_f64(accuracy_seconds.max(0.0))
+        .map_err(|_| format!("the timestamp's accuracy ({accuracy_seconds} s) is out of range"))?;
+    let (earliest, latest) = (
+        time.checked_sub(slack).map_err(|e| e.to_string())?,
+        time.checked_add(slack).map_err(|e| e.to_string())?,
+    );
+    Ok(Stamped {
+        time,
+        accuracy_seconds,
+        earliest,
+        latest,
+    })
+}
+
+/// RFC 5652 §5.3/§11 and RFC 5035: the signed attributes bind the TSTInfo (content type and
+/// message digest) and name the signing certificate (ESSCertID, v1 or v2).
+fn attributes_bind(
+    attrs: &x509_cert::attr::Attributes,
+    digest_oid: &str,
+    tst_der: &[u8],
+    signer_der: &[u8],
+) -> Result<(), String> {
     let mut content_type_ok = false;
     let mut digest_ok = false;
     let mut signing_cert_ok = false;
@@ -189,7 +218,7 @@ pub fn verify(token: &[u8], signature: &[u8], tsa_roots: &[Vec<u8>]) -> Result<S
                     .is_ok_and(|o| o.to_string() == ID_CT_TST_INFO);
             }
             ID_MESSAGE_DIGEST => {
-                let want = hash(&digest_oid, &tst_der).ok_or_else(|| {
+                let want = hash(digest_oid, tst_der).ok_or_else(|| {
                     format!("the timestamp token's digest algorithm {digest_oid} is not SHA-2")
                 })?;
                 digest_ok = x509_cert::der::asn1::OctetString::from_der(value)
@@ -198,10 +227,10 @@ pub fn verify(token: &[u8], signature: &[u8], tsa_roots: &[Vec<u8>]) -> Result<S
             // ESSCertID(v2): the hash of the signing certificate, under the signature.
             ID_SIGNING_CERTIFICATE | ID_SIGNING_CERTIFICATE_V2 => {
                 let hashes = [
-                    sha1_smol_free(&signer_der),
-                    sha2::Sha256::digest(&signer_der).to_vec(),
-                    sha2::Sha384::digest(&signer_der).to_vec(),
-                    sha2::Sha512::digest(&signer_der).to_vec(),
+                    sha1_smol_free(signer_der),
+                    sha2::Sha256::digest(signer_der).to_vec(),
+                    sha2::Sha384::digest(signer_der).to_vec(),
+                    sha2::Sha512::digest(signer_der).to_vec(),
                 ];
                 signing_cert_ok = hashes.iter().any(|h| contains_octet_string(value, h));
             }
@@ -219,6 +248,16 @@ pub fn verify(token: &[u8], signature: &[u8], tsa_roots: &[Vec<u8>]) -> Result<S
             "the timestamp token's signed attributes do not name its signing certificate".into(),
         );
     }
+    Ok(())
+}
+
+/// RFC 5652 §5.4: the signer's signature over the signed attributes.
+fn signature_verifies(
+    info: &cms::signed_data::SignerInfo,
+    signer_cert: &Certificate,
+    attrs: &x509_cert::attr::Attributes,
+) -> Result<(), String> {
+    let digest_oid = info.digest_alg.oid.to_string();
     // The signature is over the attributes re-encoded as a SET OF (RFC 5652 §5.4).
     let attrs_der = {
         let list: Vec<x509_cert::attr::Attribute> = attrs.iter().cloned().collect();
@@ -244,6 +283,17 @@ pub fn verify(token: &[u8], signature: &[u8], tsa_roots: &[Vec<u8>]) -> Result<S
         .verify(&attrs_der, info.signature.as_bytes())
         .map_err(|_| "the timestamp token's signature does not verify".to_owned())?;
 
+    Ok(())
+}
+
+/// RFC 3161 §2.3: the TSA's certificate chains to a configured root at the time it vouches
+/// for, and is for time stamping.
+fn tsa_chain_holds(
+    signer_der: &[u8],
+    certs: &[Certificate],
+    tsa_roots: &[Vec<u8>],
+    time: jiff::Timestamp,
+) -> Result<(), String> {
     // The TSA's chain, at the time it vouches for, to a configured root.
     let anchors: Vec<_> = tsa_roots
         .iter()
@@ -256,10 +306,10 @@ pub fn verify(token: &[u8], signature: &[u8], tsa_roots: &[Vec<u8>]) -> Result<S
     let intermediates: Vec<CertificateDer<'static>> = certs
         .iter()
         .filter_map(|c| c.to_der().ok())
-        .filter(|d| *d != signer_der)
+        .filter(|d| d.as_slice() != signer_der)
         .map(CertificateDer::from)
         .collect();
-    let leaf_der = CertificateDer::from(signer_der.as_slice());
+    let leaf_der = CertificateDer::from(signer_der);
     let leaf = EndEntityCert::try_from(&leaf_der)
         .map_err(|e| format!("the TSA certificate is unreadable: {e}"))?;
     let algs = rustls::crypto::aws_lc_rs::default_provider()
@@ -281,19 +331,14 @@ pub fn verify(token: &[u8], signature: &[u8], tsa_roots: &[Vec<u8>]) -> Result<S
     .map_err(|e| {
         format!("the TSA certificate does not chain to a trusted tsa store at {time}: {e:?}")
     })?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(&signer_der)
+    let (_, parsed) = x509_parser::parse_x509_certificate(signer_der)
         .map_err(|e| format!("the TSA certificate is unreadable: {e}"))?;
     let time_stamping =
         matches!(parsed.extended_key_usage(), Ok(Some(eku)) if eku.value.time_stamping);
     if !time_stamping {
         return Err("the TSA certificate is not for time stamping (extended key usage)".into());
     }
-    Ok(Stamped {
-        time,
-        accuracy_seconds,
-        earliest,
-        latest,
-    })
+    Ok(())
 }
 
 /// SHA-1 of `bytes` (ESSCertID v1 names certificates by SHA-1), via aws-lc-rs.

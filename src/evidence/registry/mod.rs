@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use base64::Engine as _;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
@@ -20,6 +19,13 @@ use super::{FetchError, ManifestRef, Source};
 use crate::digest::Digest;
 use crate::metrics::Metrics;
 use crate::reference::{DOCKER_HUB, RegistryRef};
+
+mod http;
+mod source;
+
+pub use http::INSECURE_HINT;
+use http::{check_status, read_bounded, same_origin, unavailable};
+pub use source::RegistrySource;
 
 /// Per-registry settings (`registries[]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -530,225 +536,5 @@ impl RegistryClient {
                 ),
             }),
         }
-    }
-}
-
-/// Same scheme, host and port (the default port of the scheme counts as given).
-fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
-}
-
-/// What a message says to do about a plain-HTTP registry (the CLI's flags say it their way).
-pub const INSECURE_HINT: &str = "list its host under registries with insecure: true";
-
-fn unavailable(what: &str, e: &reqwest::Error) -> FetchError {
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail = format!("{detail}: {s}");
-        source = s.source();
-    }
-    // rustls reading an HTTP answer as a TLS record: a plain-HTTP registry that is not listed
-    // `insecure`. Retrying cannot help, and the fix is a setting.
-    if detail.contains("corrupt message") || detail.contains("InvalidContentType") {
-        return FetchError::Protocol {
-            what: what.to_owned(),
-            detail: format!(
-                "the registry answered plain HTTP where umpire expected HTTPS; if it is meant to \
-                 serve plain HTTP, {INSECURE_HINT}"
-            ),
-        };
-    }
-    FetchError::Unavailable {
-        what: what.to_owned(),
-        detail,
-    }
-}
-
-fn check_status(response: Answer, what: &str) -> Result<Answer, FetchError> {
-    let status = response.status();
-    let what = what.to_owned();
-    match status {
-        s if s.is_success() => Ok(response),
-        StatusCode::NOT_FOUND => Err(FetchError::NotFound { what }),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(FetchError::AccessDenied {
-            what,
-            status: status.as_u16(),
-        }),
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
-            Err(FetchError::Unavailable {
-                what,
-                detail: format!("registry answered HTTP {status}"),
-            })
-        }
-        s if s.is_server_error() => Err(FetchError::Unavailable {
-            what,
-            detail: format!("registry answered HTTP {status}"),
-        }),
-        s => Err(FetchError::Protocol {
-            what,
-            detail: format!("registry answered HTTP {s}"),
-        }),
-    }
-}
-
-/// Reads a body, refusing it as soon as it would pass `max` bytes (whatever Content-Length says).
-async fn read_bounded(mut response: Answer, max: u64, what: &str) -> Result<Vec<u8>, FetchError> {
-    let limit = || FetchError::LimitExceeded {
-        what: what.to_owned(),
-        limit: max,
-        unit: "bytes",
-    };
-    if response.content_length().is_some_and(|n| n > max) {
-        return Err(limit());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| unavailable(what, &e))? {
-        if body.len() as u64 + chunk.len() as u64 > max {
-            return Err(limit());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// One repository of one registry.
-pub struct RegistrySource {
-    client: Arc<RegistryClient>,
-    registry: String,
-    repository: String,
-}
-
-#[async_trait]
-impl Source for RegistrySource {
-    async fn manifest(
-        &self,
-        reference: &ManifestRef,
-        max_bytes: u64,
-    ) -> Result<Manifest, FetchError> {
-        let (path, what) = match reference {
-            ManifestRef::Tag(t) => (
-                format!("manifests/{t}"),
-                format!("manifest {}:{t}", self.name()),
-            ),
-            ManifestRef::Digest(d) => (
-                format!("manifests/{d}"),
-                format!("manifest {}@{d}", self.name()),
-            ),
-        };
-        let response = self
-            .client
-            .get(
-                &self.registry,
-                &self.repository,
-                &path,
-                Some(manifest::ACCEPT),
-                &what,
-            )
-            .await?;
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned);
-        let claimed = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned);
-        let bytes = read_bounded(response, max_bytes, &what).await?;
-        let digest = Digest::of(&bytes);
-        let expected = match reference {
-            ManifestRef::Digest(d) => Some(d.to_string()),
-            // By tag, a claimed digest that disagrees with the bytes means someone is lying.
-            ManifestRef::Tag(_) => claimed.filter(|c| c.starts_with("sha256:")),
-        };
-        if let Some(expected) = expected
-            && expected != digest.as_str()
-        {
-            return Err(FetchError::DigestMismatch {
-                what,
-                expected: expected.chars().take(80).collect(),
-                found: digest.to_string(),
-            });
-        }
-        Manifest::parse(&what, digest, &bytes, content_type.as_deref())
-    }
-
-    async fn blob(&self, digest: &Digest, max_bytes: u64) -> Result<Vec<u8>, FetchError> {
-        let what = format!("blob {}@{digest}", self.name());
-        let response = self
-            .client
-            .get(
-                &self.registry,
-                &self.repository,
-                &format!("blobs/{digest}"),
-                None,
-                &what,
-            )
-            .await?;
-        let bytes = read_bounded(response, max_bytes, &what).await?;
-        if !digest.matches(&bytes) {
-            return Err(FetchError::DigestMismatch {
-                what,
-                expected: digest.to_string(),
-                found: Digest::of(&bytes).to_string(),
-            });
-        }
-        Ok(bytes)
-    }
-
-    async fn referrers(
-        &self,
-        digest: &Digest,
-        max_bytes: u64,
-    ) -> Result<Option<Manifest>, FetchError> {
-        let what = format!("referrers of {}@{digest}", self.name());
-        // The API and the fallback tag at once: the fallback costs a request where the API exists,
-        // and saves a round trip where it does not (Debian's distribution 2.8 answers 404).
-        let api = async {
-            let response = self
-                .client
-                .get(
-                    &self.registry,
-                    &self.repository,
-                    &format!("referrers/{digest}"),
-                    Some(manifest::OCI_INDEX),
-                    &what,
-                )
-                .await?;
-            let bytes = read_bounded(response, max_bytes, &what).await?;
-            // The registry generates this answer: there is no digest to check it against, and each
-            // manifest it lists is fetched by digest and checked on its own.
-            Manifest::parse(&what, Digest::of(&bytes), &bytes, Some(manifest::OCI_INDEX))
-        };
-        let fallback_tag = ManifestRef::Tag(digest.cosign_tag(""));
-        let fallback = self.manifest(&fallback_tag, max_bytes);
-        let only_fallback = |fallback: Result<Manifest, FetchError>| match fallback {
-            Ok(m) => Ok(Some(m)),
-            Err(FetchError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        };
-        // A registry known to lack the API is not asked again for a while: one request, not two.
-        if self.client.referrers_api_missing(&self.registry) {
-            return only_fallback(fallback.await);
-        }
-        let (api, fallback) = futures::join!(api, fallback);
-        match api {
-            Ok(m) => Ok(Some(m)),
-            Err(FetchError::NotFound { .. }) => {
-                // The spec forbids a 404 from a registry that has the API: it has none.
-                self.client.remember_no_referrers_api(&self.registry);
-                only_fallback(fallback)
-            }
-            Err(FetchError::Protocol { .. }) => only_fallback(fallback),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
     }
 }
