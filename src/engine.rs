@@ -9,42 +9,25 @@ use std::time::Instant;
 
 use futures::future::join_all;
 
+pub use crate::cache::Shared;
 use crate::cache::{KeyScope, VerdictCache};
-use crate::coalesce::Coalescer;
 use crate::config::{Config, DefaultAction};
 use crate::digest::Digest;
 use crate::evidence::auth::Credentials;
 use crate::evidence::buildkit::BuildkitEvidence;
 use crate::evidence::gather;
+use crate::evidence::keyring::WorkloadCredentials as Workload;
 use crate::evidence::layout::LayoutSource;
 use crate::evidence::registry::RegistryClient;
 use crate::evidence::{FetchError, Manifest, ManifestRef, Source};
 use crate::metrics::{Metrics, SatisfiedSeries};
 use crate::policy::{self, Policy, fetch_finding};
+use crate::pull_secrets::Kubernetes;
 use crate::reference::{ImageRef, RegistryRef};
 use crate::request::{self, Prepared, request_key};
 pub use crate::request::{Options, Places, RequestError};
 use crate::verdict::{Code, Finding, Verdict};
 use crate::verify::evidence::{NotationTrust, TrustMaterial};
-
-/// What outlives a configuration reload: caches, in-flight work, metrics.
-pub struct Shared {
-    pub cache: Arc<VerdictCache>,
-    pub metrics: Arc<Metrics>,
-    resolutions: Coalescer<(String, String), Result<Arc<Manifest>, Box<Verdict>>>,
-    judgments: Coalescer<String, Verdict>,
-}
-
-impl Shared {
-    pub fn new(cache: Arc<VerdictCache>, metrics: Arc<Metrics>) -> Self {
-        Self {
-            cache,
-            metrics,
-            resolutions: Coalescer::default(),
-            judgments: Coalescer::default(),
-        }
-    }
-}
 
 pub struct Engine {
     config: Arc<Config>,
@@ -58,7 +41,12 @@ pub struct Engine {
     /// the key depends only on the request and the configuration.
     request_keys: moka::sync::Cache<String, Arc<str>>,
     satisfied: SatisfiedSeries,
+    /// The Kubernetes API, for pull secrets (connected on first use).
+    kubernetes: Arc<Kubernetes>,
 }
+
+/// What judging needs of the request: the name it was asked by, and the workload's credentials.
+type Asked = (policy::SignedFor, Option<Arc<Workload>>);
 
 /// What a request's verdict is keyed by, and what its index-child records are keyed by.
 struct Scopes {
@@ -72,9 +60,10 @@ impl Engine {
         credentials: Credentials,
         shared: Arc<Shared>,
     ) -> anyhow::Result<Self> {
+        let kubernetes = Arc::new(Kubernetes::new(config.kubernetes.clone()));
         let registry = RegistryClient::new(
             config.registries.clone(),
-            credentials,
+            config.registry_credentials.over(credentials),
             config.limits.connect_timeout,
             config.limits.max_registry_requests,
             config.known_hosts(),
@@ -85,7 +74,8 @@ impl Engine {
         let satisfied = shared.metrics.satisfied_series(names);
         Ok(Self {
             satisfied,
-            registry: Arc::new(registry),
+            registry: Arc::new(kubernetes.configure(registry, &config.registry_credentials)),
+            kubernetes,
             trust,
             shared,
             source_override: None,
@@ -113,6 +103,10 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn kubernetes(&self) -> &Kubernetes {
+        &self.kubernetes
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -155,12 +149,13 @@ impl Engine {
                 return Ok(verdict);
             }
         }
-        let prepared = Prepared::read(
+        let mut prepared = Prepared::read(
             &self.config.policies,
             image,
             policy,
             options.namespace.as_deref(),
         )?;
+        prepared.workload = options.workload.clone();
         Ok(self.answer(prepared, options).await)
     }
 
@@ -237,8 +232,8 @@ impl Engine {
                 .with_warnings(warnings)
                 .under_policies(selected.iter().map(|q| q.name.as_str()));
         }
-        let source = self.source_for(&p.image);
-        let scopes = self.scopes(&selected, &p.image, source.name());
+        let source = self.source_for(&p.image, p.workload.as_deref());
+        let scopes = self.scopes(&selected, &p.image, source.scope());
         if !bypass
             && !p.policies.is_empty()
             && let Some(hit) = self.remembered(&p, &scopes).await
@@ -255,7 +250,8 @@ impl Engine {
         let digest = match (p.image.digest(), p.image.tag()) {
             (Some(d), _) => {
                 let key = scopes.verdicts.key(d.as_str());
-                if let Some(request) = &p.request_key {
+                // A workload's credentials key the verdict: no memo any caller could reach.
+                if let Some(request) = p.request_key.as_ref().filter(|_| p.workload.is_none()) {
                     self.request_keys.insert(request.clone(), Arc::from(key));
                 }
                 d.to_string()
@@ -295,7 +291,7 @@ impl Engine {
         }
         let engine = Arc::clone(self);
         let policies = p.policies.clone();
-        let signed_for = p.signed_for();
+        let asked = (p.signed_for(), p.workload.clone());
         let children = scopes.children.clone();
         if let Some(digest) = p.image.digest().cloned() {
             // By digest, the evidence is fetched while the manifest is: two round trips, not three.
@@ -304,7 +300,7 @@ impl Engine {
             let work = async move {
                 let (resolved, judged) = futures::join!(
                     engine.resolve_within_deadline(&image, Arc::clone(&source)),
-                    engine.judge_within_deadline(&policies, source.as_ref(), &digest, &signed_for)
+                    engine.judge_within_deadline(&policies, source.as_ref(), &digest, &asked)
                 );
                 match resolved {
                     Ok(m) => engine.conclude(&m, judged, &children, &cache_key).await,
@@ -338,7 +334,7 @@ impl Engine {
         let cache_key = key.clone();
         let work = async move {
             let judged = engine
-                .judge_within_deadline(&policies, source.as_ref(), &digest, &signed_for)
+                .judge_within_deadline(&policies, source.as_ref(), &digest, &asked)
                 .await;
             engine
                 .conclude(&resolved, judged, &children, &cache_key)
@@ -385,8 +381,8 @@ impl Engine {
         if p.policies.is_empty() {
             return None;
         }
-        let source = self.source_for(&p.image);
-        let scopes = self.scopes(&self.policies(&p.policies), &p.image, source.name());
+        let source = self.source_for(&p.image, None);
+        let scopes = self.scopes(&self.policies(&p.policies), &p.image, source.scope());
         self.shared
             .cache
             .allowed_parent(&scopes.children, &digest)
@@ -400,7 +396,7 @@ impl Engine {
             let finding = Finding::new(Code::RegistryError, e.to_string());
             Box::new(Verdict::deny(image, vec![finding]))
         })?;
-        let source = self.source_for(&parsed);
+        let source = self.source_for(&parsed, None);
         self.resolve_within_deadline(&parsed, source).await
     }
 
@@ -425,7 +421,7 @@ impl Engine {
         image: &ImageRef,
         source: Arc<dyn Source>,
     ) -> Result<Arc<Manifest>, Box<Verdict>> {
-        let key = (source.name(), image.to_string());
+        let key = (source.scope(), image.to_string());
         let (engine, owned) = (Arc::clone(self), image.clone());
         let work = async move {
             let resolved = engine.resolve_within_deadline(&owned, source).await;
@@ -449,18 +445,20 @@ impl Engine {
         }
     }
 
-    fn source_for(&self, image: &ImageRef) -> Arc<dyn Source> {
+    /// Where `image` is read from, with the credentials of `workload` when it has some.
+    fn source_for(&self, image: &ImageRef, workload: Option<&Workload>) -> Arc<dyn Source> {
         match (image, &self.source_override) {
             (_, Some(source)) => Arc::clone(source),
-            (ImageRef::Registry(r), None) => Arc::new(self.registry.source(r)),
+            (ImageRef::Registry(r), None) => self.registry_source(r, workload),
             (ImageRef::Layout(l), None) => Arc::new(LayoutSource::new(&l.path)),
         }
     }
 
-    fn registry_source(&self, r: &RegistryRef) -> Arc<dyn Source> {
+    fn registry_source(&self, r: &RegistryRef, workload: Option<&Workload>) -> Arc<dyn Source> {
+        let access = workload.map(|w| w.access(&r.registry, &r.repository));
         match &self.source_override {
             Some(source) => Arc::clone(source),
-            None => Arc::new(self.registry.source(r)),
+            None => Arc::new(self.registry.source_with(r, access.unwrap_or_default())),
         }
     }
 
@@ -488,12 +486,12 @@ impl Engine {
         policy_indices: &[usize],
         source: &dyn Source,
         digest: &Digest,
-        signed_for: &policy::SignedFor,
+        asked: &Asked,
     ) -> Verdict {
         let deadline = self.config.limits.deadline;
         let policies = self.policies(policy_indices);
         let name = format!("{}@{digest}", source.name());
-        let judged = self.judge(&policies, source, digest, signed_for);
+        let judged = self.judge(&policies, source, digest, asked);
         let verdict = match tokio::time::timeout(deadline, judged).await {
             Ok(v) => v,
             Err(_) => Verdict::deadline_exceeded(&name, deadline),
@@ -511,13 +509,13 @@ impl Engine {
         policies: &[&Policy],
         source: &dyn Source,
         digest: &Digest,
-        signed_for: &policy::SignedFor,
+        (signed_for, workload): &Asked,
     ) -> Verdict {
         let metrics = &self.shared.metrics;
         let image = format!("{}@{digest}", source.name());
         let (plan, group_of) = policy::plan(policies);
         let started = Instant::now();
-        let source_at = |r: &RegistryRef| self.registry_source(r);
+        let source_at = |r: &RegistryRef| self.registry_source(r, workload.as_deref());
         let gathered = gather::gather(&plan, source, &source_at, digest, &self.config.limits).await;
         metrics.observe_step("fetch_evidence", started.elapsed());
         let wanted = !plan.buildkit_types.is_empty();

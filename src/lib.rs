@@ -46,6 +46,8 @@ pub mod notation_cmd;
 #[doc(hidden)]
 pub mod policy;
 #[doc(hidden)]
+pub mod pull_secrets;
+#[doc(hidden)]
 pub mod redis_wire;
 #[doc(hidden)]
 pub mod reference;

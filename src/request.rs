@@ -2,9 +2,11 @@
 //! namespace and globs), and how the caller wants its answer. Pure: no I/O, no cache.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub use crate::coalesce::Places;
+use crate::evidence::keyring::WorkloadCredentials;
 use crate::policy::{self, Policy};
 use crate::reference::{ImageRef, ReferenceError};
 
@@ -36,6 +38,9 @@ pub struct Options {
     /// when it starts, and an image that finds none is answered with a retryable denial marked
     /// `shed` (cached answers take none). `None`: unbounded (one-shot commands, tests).
     pub places: Option<Places>,
+    /// The workload's pull secrets, read for an admission (where the API server vouches for the
+    /// namespace and the pod); never taken from a caller's request fields.
+    pub workload: Option<Arc<WorkloadCredentials>>,
 }
 
 /// A parsed request with the policies (indices into the configuration's) that apply to it.
@@ -46,6 +51,8 @@ pub(crate) struct Prepared {
     pub named: bool,
     /// The request's entry in the engine's memo of requests by digest.
     pub request_key: Option<String>,
+    /// The workload's pull secrets (see [`Options::workload`]).
+    pub workload: Option<Arc<WorkloadCredentials>>,
 }
 
 impl Prepared {
@@ -75,6 +82,7 @@ impl Prepared {
             policies,
             named: policy.is_some(),
             request_key,
+            workload: None,
         })
     }
 

@@ -33,6 +33,30 @@ fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
 
 /// Every image of containers, initContainers, ephemeralContainers and image volumes. Kinds
 /// without pods have none.
+/// Who a workload pulls as: its pod spec's `imagePullSecrets` names (bounded) and its service
+/// account (`default` when none is named), as the kubelet and the ServiceAccount admission read
+/// them. `None` for a kind that runs no pod.
+pub fn pull_identity(kind: &str, object: &Value) -> Option<(Vec<String>, String)> {
+    let spec = object.pointer(pod_spec_pointer(kind)?)?;
+    let secrets = spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("name").and_then(Value::as_str))
+        .filter(|n| !n.is_empty())
+        .take(MAX_CONTAINERS)
+        .map(str::to_owned)
+        .collect();
+    let account = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
+        .to_owned();
+    Some((secrets, account))
+}
+
 pub fn images(kind: &str, object: &Value) -> Result<Vec<ImageAt>, String> {
     let Some(spec_pointer) = pod_spec_pointer(kind) else {
         return Ok(Vec::new());

@@ -113,6 +113,8 @@ impl proto::verifier_server::Verifier for VerifierService {
             deadline,
             namespace: Some(request.namespace.clone()).filter(|n| !n.is_empty()),
             places: Some(self.live.places()),
+            // A request's namespace selects policies, never credentials.
+            workload: None,
         };
         let (image, policy) = unpack(request);
         let verdict = self
@@ -165,6 +167,7 @@ impl proto::verifier_server::Verifier for VerifierService {
                 deadline,
                 namespace: Some(r.namespace.clone()).filter(|n| !n.is_empty()),
                 places: Some(places.clone()),
+                workload: None,
             })
             .collect();
         let requests: Vec<_> = requests.into_iter().map(unpack).collect();

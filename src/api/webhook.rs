@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::api::admission::{self, ImageAt, Pin, Review};
 use crate::config::WebhookSettings;
+use crate::evidence::keyring::WorkloadCredentials;
 use crate::metrics::VerdictLabels;
 use crate::reference::ImageRef;
 use crate::service::Live;
@@ -145,16 +146,59 @@ async fn judge_with(live: &Live, settings: &WebhookSettings, review: &Review) ->
         .iter()
         .map(|at| (at.image.clone(), settings.policy.clone()))
         .collect();
+    let engine = live.engine();
+    let workload = match workload_credentials(&engine, review).await {
+        Ok(w) => w,
+        Err(message) => return refuse(message),
+    };
     let options = crate::engine::Options {
         namespace: Some(review.namespace.clone()).filter(|n| !n.is_empty()),
         places: Some(live.places()),
+        workload: workload.clone(),
         ..Default::default()
     };
-    let verdicts = match live.engine().verify_batch_with(&requests, options).await {
+    let verdicts = match engine.verify_batch_with(&requests, options).await {
         Ok(v) => v,
         Err(e) => return refuse(format!("umpire could not verify the images: {e}")),
+    }; // A registry that refused a workload's credential: the secret may have been rotated since
+    // it was read; the next admission reads it again.
+    let refused = |v: &Verdict| {
+        v.findings
+            .iter()
+            .any(|f| f.message.contains("refused the credentials"))
     };
+    if workload.is_some()
+        && verdicts.iter().any(refused)
+        && let Ok(client) = engine.kubernetes().secrets().await
+    {
+        client.forget(&review.namespace);
+    }
+
     judgement(live, settings, &to_verify, &verdicts)
+}
+
+/// With `kubernetes.pull_secrets`, the credentials the kubelet would pull the object's images
+/// with: read from the API in the object's namespace (the API server vouches for both). `None`
+/// when it is off or the kind runs no pod.
+async fn workload_credentials(
+    engine: &crate::engine::Engine,
+    review: &Review,
+) -> Result<Option<Arc<WorkloadCredentials>>, String> {
+    let kubernetes = engine.kubernetes();
+    if !kubernetes.settings().pull_secrets || review.namespace.is_empty() {
+        return Ok(None);
+    }
+    let Some((secrets, account)) = admission::pull_identity(&review.kind, &review.object) else {
+        return Ok(None);
+    };
+    let client = kubernetes
+        .secrets()
+        .await
+        .map_err(|e| format!("retryable: umpire cannot read the workload's pull secrets: {e}"))?;
+    let workload = client
+        .for_workload(&review.namespace, &secrets, &account)
+        .await;
+    Ok(Some(Arc::new(workload)))
 }
 
 /// The images an object brings in that umpire judges: an UPDATE's images the object already held

@@ -67,6 +67,28 @@ impl Default for CacheSettings {
 }
 
 pub const MAX_RETRY_TTL: Duration = Duration::from_secs(30);
+/// What outlives a configuration reload: caches, in-flight work, metrics.
+pub struct Shared {
+    pub cache: Arc<VerdictCache>,
+    pub metrics: Arc<Metrics>,
+    pub(crate) resolutions: crate::coalesce::Coalescer<
+        (String, String),
+        Result<Arc<crate::evidence::Manifest>, Box<Verdict>>,
+    >,
+    pub(crate) judgments: crate::coalesce::Coalescer<String, Verdict>,
+}
+
+impl Shared {
+    pub fn new(cache: Arc<VerdictCache>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            cache,
+            metrics,
+            resolutions: crate::coalesce::Coalescer::default(),
+            judgments: crate::coalesce::Coalescer::default(),
+        }
+    }
+}
+
 mod index_children;
 mod shared;
 

@@ -104,6 +104,25 @@ pub enum DefaultAction {
     Allow,
 }
 
+/// `registries[].credentials`, by canonical registry host.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryCredentials {
+    /// Kubernetes secrets: (namespace, name), read when the registry challenges.
+    pub secrets: HashMap<String, (String, String)>,
+    /// Read from Docker config files when the configuration loaded.
+    pub files: HashMap<String, crate::evidence::auth::Credential>,
+}
+
+impl RegistryCredentials {
+    /// The Docker config's credentials with those of configured files in their place.
+    pub fn over(
+        &self,
+        docker: crate::evidence::auth::Credentials,
+    ) -> crate::evidence::auth::Credentials {
+        (self.files.iter()).fold(docker, |all, (host, c)| all.with(host, c.clone()))
+    }
+}
+
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -114,6 +133,10 @@ pub struct Config {
     pub webhook: Option<WebhookSettings>,
     pub ext_authz: Option<ExtAuthzSettings>,
     pub registries: HashMap<String, RegistrySettings>,
+    /// `registries[].credentials`: umpire's own credentials per registry host.
+    pub registry_credentials: RegistryCredentials,
+    /// `kubernetes:`: the workload's pull secrets for admission, and where the API is.
+    pub kubernetes: crate::pull_secrets::KubernetesSettings,
     pub keys: BTreeMap<String, Arc<PublicKey>>,
     /// Sigstore trusted roots by name (`trust.sigstore`).
     pub sigstore: BTreeMap<String, Arc<SigstoreRoot>>,
@@ -287,7 +310,12 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             ..
         } = trust;
 
-        let registries = self.registries(raw.registries)?;
+        let (registries, registry_credentials) = self.registries(raw.registries)?;
+        let kubernetes = crate::pull_secrets::KubernetesSettings {
+            pull_secrets: raw.kubernetes.pull_secrets,
+            service_account_dir: (raw.kubernetes.service_account_dir.as_ref())
+                .map(|d| self.named(d)),
+        };
 
         let mut policies: Vec<Policy> = Vec::new();
         for (i, p) in raw.policies.into_iter().enumerate() {
@@ -345,6 +373,8 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             webhook,
             ext_authz,
             registries,
+            registry_credentials,
+            kubernetes,
             keys,
             sigstore,
             tuf_roots,

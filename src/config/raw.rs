@@ -34,6 +34,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) ext_authz: Option<RawExtAuthz>,
     #[serde(default)]
+    pub(super) kubernetes: RawKubernetes,
+    #[serde(default)]
     pub(super) tls: Option<RawTls>,
     #[serde(default)]
     pub(super) insecure_plaintext: bool,
@@ -125,6 +127,28 @@ pub(super) struct RawRegistry {
     pub(super) insecure: bool,
     #[serde(default)]
     pub(super) auth_hosts: Vec<String>,
+    #[serde(default)]
+    pub(super) credentials: Option<RawRegistryCredentials>,
+}
+
+/// `registries[].credentials`: a Kubernetes secret or a Docker config file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRegistryCredentials {
+    #[serde(default)]
+    pub(super) secret: Option<String>,
+    #[serde(default)]
+    pub(super) file: Option<String>,
+}
+
+/// `kubernetes:`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKubernetes {
+    #[serde(default)]
+    pub(super) pull_secrets: bool,
+    #[serde(default)]
+    pub(super) service_account_dir: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

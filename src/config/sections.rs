@@ -248,13 +248,15 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         })
     }
 
-    /// `registries`: each host in its canonical spelling, once.
+    /// `registries`: each host in its canonical spelling, once, with the credentials it names
+    /// (a secret, or a Docker config file read now: the credential for that host).
     pub(super) fn registries(
         &self,
         raw: Vec<RawRegistry>,
-    ) -> Result<HashMap<String, RegistrySettings>, ConfigError> {
+    ) -> Result<(HashMap<String, RegistrySettings>, RegistryCredentials), ConfigError> {
         let bad = self.invalid;
         let mut registries = HashMap::new();
+        let mut credentials = RegistryCredentials::default();
         for (i, r) in raw.into_iter().enumerate() {
             let key = format!("registries[{i}].host");
             if r.host.is_empty() || r.host.contains('/') || r.host.contains("://") {
@@ -269,10 +271,61 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             };
             // The spelling references are canonicalised to, so that LOCALHOST:5000 finds these.
             let host = crate::reference::canonical_host(&r.host).map_err(|e| bad(&key, e))?;
+            if let Some(c) = r.credentials {
+                let key = format!("registries[{i}].credentials");
+                self.registry_credentials(&key, &host, c, &mut credentials)?;
+            }
             if registries.insert(host, settings).is_some() {
                 return Err(bad(&key, format!("{:?} is listed twice", r.host)));
             }
         }
-        Ok(registries)
+        Ok((registries, credentials))
+    }
+
+    fn registry_credentials(
+        &self,
+        key: &str,
+        host: &str,
+        raw: RawRegistryCredentials,
+        out: &mut RegistryCredentials,
+    ) -> Result<(), ConfigError> {
+        let bad = self.invalid;
+        match (raw.secret, raw.file) {
+            (Some(secret), None) => {
+                let Some((namespace, name)) = secret
+                    .split_once('/')
+                    .filter(|(n, s)| !n.is_empty() && !s.is_empty() && !s.contains('/'))
+                else {
+                    return Err(bad(
+                        &format!("{key}.secret"),
+                        format!("expected NAMESPACE/NAME, found {secret:?}"),
+                    ));
+                };
+                out.secrets
+                    .insert(host.to_owned(), (namespace.to_owned(), name.to_owned()));
+            }
+            (None, Some(file)) => {
+                let path = self.named(&file);
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    bad(
+                        &format!("{key}.file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let docker = crate::evidence::auth::Credentials::parse(&bytes)
+                    .map_err(|e| bad(&format!("{key}.file"), format!("{}: {e}", path.display())))?;
+                let credential = docker.for_registry(host).cloned().ok_or_else(|| {
+                    bad(
+                        &format!("{key}.file"),
+                        format!("{} holds no auths entry for {host}", path.display()),
+                    )
+                })?;
+                out.files.insert(host.to_owned(), credential);
+            }
+            _ => {
+                return Err(bad(key, "takes exactly one of secret or file".into()));
+            }
+        }
+        Ok(())
     }
 }

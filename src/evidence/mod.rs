@@ -6,6 +6,7 @@ pub mod auth;
 pub mod buildkit;
 pub mod discovery;
 pub mod gather;
+pub mod keyring;
 pub mod layout;
 pub mod manifest;
 pub mod memory;
@@ -114,4 +115,11 @@ pub trait Source: Send + Sync {
 
     /// Human name of the repository or layout, for messages.
     fn name(&self) -> String;
+
+    /// What cached answers read from it are kept under: its name, and the credential its
+    /// requests go with when that is a workload's (answers obtained with it serve only whoever
+    /// holds the same credential).
+    fn scope(&self) -> String {
+        self.name()
+    }
 }

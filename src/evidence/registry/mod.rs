@@ -27,6 +27,20 @@ pub use http::INSECURE_HINT;
 use http::{check_status, read_bounded, same_origin, unavailable};
 pub use source::RegistrySource;
 
+use super::keyring::Access;
+
+/// Where umpire's own credential for a registry comes from when the configuration names one
+/// outside the Docker config (`registries[].credentials: {secret: ...}`).
+#[async_trait::async_trait]
+pub trait ConfiguredCredentials: Send + Sync {
+    /// `None`: the configuration names none for `registry`; `Err((why, transient))`: it names
+    /// one that cannot be read.
+    async fn credential(
+        &self,
+        registry: &str,
+    ) -> Option<Result<super::auth::Credential, (String, bool)>>;
+}
+
 /// Per-registry settings (`registries[]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistrySettings {
@@ -89,6 +103,9 @@ pub struct RegistryClient {
     http: reqwest::Client,
     settings: HashMap<String, RegistrySettings>,
     credentials: Credentials,
+    /// Credentials the configuration names per registry and that live elsewhere (Kubernetes
+    /// secrets), looked up when a registry challenges.
+    configured: Option<Arc<dyn ConfiguredCredentials>>,
     /// `Authorization` header values by (registry, repository), with when they were stored.
     tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
     /// Authentications in progress, one per (registry, repository).
@@ -125,6 +142,7 @@ impl RegistryClient {
             http,
             settings,
             credentials,
+            configured: None,
             tokens: Mutex::new(HashMap::new()),
             auth_locks: Mutex::new(HashMap::new()),
             breakers: Mutex::new(HashMap::new()),
@@ -135,11 +153,23 @@ impl RegistryClient {
         })
     }
 
+    /// With credentials the configuration names per registry outside the Docker config.
+    pub fn with_configured(mut self, configured: Arc<dyn ConfiguredCredentials>) -> Self {
+        self.configured = Some(configured);
+        self
+    }
+
     pub fn source(self: &Arc<Self>, r: &RegistryRef) -> RegistrySource {
+        self.source_with(r, Access::Own)
+    }
+
+    /// A repository whose requests go with `access` (a workload's credential, or umpire's own).
+    pub fn source_with(self: &Arc<Self>, r: &RegistryRef, access: Access) -> RegistrySource {
         RegistrySource {
             client: Arc::clone(self),
             registry: r.registry.clone(),
             repository: r.repository.clone(),
+            access,
         }
     }
 
@@ -229,6 +259,33 @@ impl RegistryClient {
         )
     }
 
+    /// umpire's own credential for `registry`: a configured secret (`registries[].credentials`),
+    /// else the Docker config (inline or a helper's). A configured secret that cannot be read
+    /// fails the request naming it: no anonymous try in its place.
+    async fn configured_credential(
+        &self,
+        registry: &str,
+        what: &str,
+    ) -> Result<Option<super::auth::Credential>, FetchError> {
+        if let Some(configured) = &self.configured
+            && let Some(answer) = configured.credential(registry).await
+        {
+            return answer
+                .map(Some)
+                .map_err(|(detail, transient)| match transient {
+                    true => FetchError::Unavailable {
+                        what: what.to_owned(),
+                        detail,
+                    },
+                    false => FetchError::Protocol {
+                        what: what.to_owned(),
+                        detail,
+                    },
+                });
+        }
+        Ok(self.credentials.lookup(registry).await)
+    }
+
     /// Sends one request, counting it by host and status.
     async fn send(
         &self,
@@ -269,15 +326,20 @@ impl RegistryClient {
         &self,
         registry: &str,
         repository: &str,
+        access: &Access,
         path: &str,
         accept: Option<&str>,
         what: &str,
     ) -> Result<Answer, FetchError> {
+        if let Some(refused) = access.refusal(what) {
+            return Err(refused);
+        }
         for attempt in 0..=RETRIES {
             self.breaker_admits(registry, what)?;
             let result = self
-                .get_once(registry, repository, path, accept, what)
-                .await;
+                .get_once(registry, repository, access, path, accept, what)
+                .await
+                .map_err(|e| access.explain(e));
             self.breaker_records(registry, &result);
             match result {
                 Err(FetchError::Unavailable { .. }) if attempt < RETRIES => {
@@ -337,6 +399,7 @@ impl RegistryClient {
         &self,
         registry: &str,
         repository: &str,
+        access: &Access,
         path: &str,
         accept: Option<&str>,
         what: &str,
@@ -348,8 +411,13 @@ impl RegistryClient {
                 detail: format!("cannot build a URL for {registry}/{repository}: {e}"),
             }
         })?;
+        // Tokens are kept per credential: one workload's never serves another's requests.
+        let token_key = match access.scope() {
+            Some(id) => format!("{repository}#credential={id}"),
+            None => repository.to_owned(),
+        };
         for attempt in 0..2 {
-            let sent = self.cached_auth(registry, repository);
+            let sent = self.cached_auth(registry, &token_key);
             let auth = sent.clone().map(|value| (url.clone(), value));
             let response = self
                 .follow(registry, url.clone(), accept, auth, what)
@@ -372,10 +440,11 @@ impl RegistryClient {
                 drop(response);
                 // One authentication per (registry, repository) at a time: concurrent fetches
                 // that met the same challenge wait for it and use its token.
-                let lock = self.auth_lock(registry, repository);
+                let lock = self.auth_lock(registry, &token_key);
                 let _turn = lock.lock().await;
-                if self.cached_auth(registry, repository) == sent {
-                    self.authenticate(registry, repository, &challenge, what)
+                if self.cached_auth(registry, &token_key) == sent {
+                    let key = (repository, token_key.as_str());
+                    self.authenticate(registry, key, access, &challenge, what)
                         .await?;
                 }
                 continue;
@@ -449,14 +518,21 @@ impl RegistryClient {
         })
     }
 
+    /// Answers a challenge for `repository` (its token kept under `token_key`) with the access's
+    /// credential, else the registry's configured one (`registries[].credentials`), else the
+    /// Docker config's.
     async fn authenticate(
         &self,
         registry: &str,
-        repository: &str,
+        (repository, token_key): (&str, &str),
+        access: &Access,
         header: &str,
         what: &str,
     ) -> Result<(), FetchError> {
-        let credential = self.credentials.lookup(registry).await;
+        let credential = match access {
+            Access::Borrowed(b) => Some(b.credential.clone()),
+            _ => self.configured_credential(registry, what).await?,
+        };
         let credential = credential.as_ref();
         let basic = |c: &super::auth::Credential| {
             let raw = format!("{}:{}", c.username, c.password);
@@ -471,7 +547,7 @@ impl RegistryClient {
                     what: what.to_owned(),
                     status: 401,
                 })?;
-                self.store_auth(registry, repository, basic(c));
+                self.store_auth(registry, token_key, basic(c));
                 Ok(())
             }
             Some(Challenge::Bearer { realm, service, .. }) => {
@@ -525,7 +601,7 @@ impl RegistryClient {
                     .or(t.access_token)
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| protocol("token response has no token".into()))?;
-                self.store_auth(registry, repository, format!("Bearer {token}"));
+                self.store_auth(registry, token_key, format!("Bearer {token}"));
                 Ok(())
             }
             None => Err(FetchError::Protocol {

@@ -6,12 +6,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::*;
+use crate::evidence::keyring::Access;
 
 /// One repository of one registry.
 pub struct RegistrySource {
     pub(super) client: Arc<RegistryClient>,
     pub(super) registry: String,
     pub(super) repository: String,
+    /// The credentials its requests go with.
+    pub(super) access: Access,
 }
 
 #[async_trait]
@@ -36,6 +39,7 @@ impl Source for RegistrySource {
             .get(
                 &self.registry,
                 &self.repository,
+                &self.access,
                 &path,
                 Some(manifest::ACCEPT),
                 &what,
@@ -77,6 +81,7 @@ impl Source for RegistrySource {
             .get(
                 &self.registry,
                 &self.repository,
+                &self.access,
                 &format!("blobs/{digest}"),
                 None,
                 &what,
@@ -107,6 +112,7 @@ impl Source for RegistrySource {
                 .get(
                     &self.registry,
                     &self.repository,
+                    &self.access,
                     &format!("referrers/{digest}"),
                     Some(manifest::OCI_INDEX),
                     &what,
@@ -143,5 +149,12 @@ impl Source for RegistrySource {
 
     fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
+    }
+
+    fn scope(&self) -> String {
+        match self.access.scope() {
+            Some(id) => format!("{}/{}#credential={id}", self.registry, self.repository),
+            None => self.name(),
+        }
     }
 }
