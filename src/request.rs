@@ -121,13 +121,14 @@ pub(crate) fn prepare_batch(
     let mut slot = Vec::with_capacity(requests.len());
     for (index, (image, policy)) in requests.iter().enumerate() {
         let o = options.get(index).cloned().unwrap_or_default();
-        let p =
+        let mut p =
             Prepared::read(all, image, policy.as_deref(), o.namespace.as_deref()).map_err(|e| {
                 RequestError::InBatch {
                     index,
                     error: Box::new(e),
                 }
             })?;
+        p.workload = o.workload.clone();
         let question = (
             image.as_str(),
             policy.as_deref(),

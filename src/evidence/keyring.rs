@@ -47,11 +47,19 @@ pub enum Access {
 }
 
 impl Access {
-    /// What tokens and cached verdicts obtained with this access are kept under.
-    pub fn scope(&self) -> Option<&str> {
+    /// What tokens and cached verdicts obtained with this access are kept under: a workload's
+    /// credential; or, for a workload without one, what its answer says of it (its messages
+    /// name its secrets, and are no other workload's to read).
+    pub fn scope(&self) -> Option<String> {
+        let hashed = |text: &str| {
+            use sha2::Digest as _;
+            hex::encode(&sha2::Sha256::digest(text.as_bytes())[..12])
+        };
         match self {
-            Access::Borrowed(b) => Some(&b.id),
-            _ => None,
+            Access::Own => None,
+            Access::Borrowed(b) => Some(b.id.clone()),
+            Access::OwnAfter { looked_in } => Some(format!("none-{}", hashed(looked_in))),
+            Access::Refused { reason, .. } => Some(format!("refused-{}", hashed(reason))),
         }
     }
 

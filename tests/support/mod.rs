@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod cosign;
 pub mod hostile;
+pub mod kube;
 pub mod redis;
 pub mod registry;
 pub mod served;

@@ -31,6 +31,31 @@ impl Served {
         served
     }
 
+    /// As [`Served::start`], its log (stderr) written to `log`, and no `KUBECONFIG` from the
+    /// test's own environment unless `env` gives one.
+    pub async fn start_logged(yaml: &str, env: &[(&str, String)], log: &std::path::Path) -> Self {
+        let grpc = super::registry::free_port();
+        let (dir, path) = super::config_file(&format!("listen: 127.0.0.1:{grpc}\n{yaml}"));
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"));
+        command
+            .args(["serve", "--config", path.to_str().unwrap()])
+            .env("UMPIRE_LOG", "warn")
+            .env_remove("KUBECONFIG")
+            .stderr(std::fs::File::create(log).unwrap())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        let served = Self {
+            child,
+            _dir: dir,
+            grpc,
+        };
+        served.wait_for(grpc).await;
+        served
+    }
+
     pub async fn wait_for(&self, port: u16) {
         for _ in 0..400 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
