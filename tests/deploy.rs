@@ -587,3 +587,82 @@ fn monitoring_watches_metrics_umpire_exports() {
         );
     }
 }
+
+/// The documents of a YAML file under deploy/.
+fn documents(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(deploy().join(file)).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn pull_secrets_rbac_grants_get_on_secrets_and_serviceaccounts_and_nothing_more() {
+    for (file, role_kind, binding_kind) in [
+        (
+            "pull-secrets/clusterrole.yaml",
+            "ClusterRole",
+            "ClusterRoleBinding",
+        ),
+        ("pull-secrets-namespaced/role.yaml", "Role", "RoleBinding"),
+    ] {
+        let docs = documents(file);
+        let role = docs.iter().find(|d| d["kind"] == role_kind).unwrap();
+        let rules = role["rules"].as_sequence().unwrap();
+        assert_eq!(rules.len(), 1, "{file}");
+        let verbs: Vec<&str> = rules[0]["verbs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(verbs, ["get"], "{file}: umpire reads secrets by name only");
+        let resources: Vec<&str> = rules[0]["resources"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(resources, ["secrets", "serviceaccounts"], "{file}");
+        assert_eq!(rules[0]["apiGroups"][0], "", "{file}: the core group only");
+        let binding = docs.iter().find(|d| d["kind"] == binding_kind).unwrap();
+        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+        assert_eq!(binding["subjects"][0]["name"], "umpire");
+        assert_eq!(binding["subjects"][0]["namespace"], "umpire-system");
+    }
+    // The base grants none of it, and mounts no token: pull secrets are opt-in.
+    let r = resources();
+    assert!(!r.keys().any(|(kind, _)| kind.contains("Role")));
+    let deployment = get(&r, "Deployment", "umpire");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["automountServiceAccountToken"],
+        false
+    );
+    // The component mounts it.
+    let token = &documents("pull-secrets/token.yaml")[0];
+    assert_eq!(token["metadata"]["name"], "umpire");
+    assert_eq!(
+        token["spec"]["template"]["spec"]["automountServiceAccountToken"],
+        true
+    );
+}
+
+#[test]
+fn the_shipped_configuration_with_pull_secrets_turned_on_loads() {
+    let text = std::fs::read_to_string(deploy().join("config/umpire.yaml")).unwrap();
+    let on = text.replace(
+        "#   kubernetes:\n#     pull_secrets: true\n",
+        "kubernetes:\n  pull_secrets: true\n",
+    );
+    assert_ne!(
+        on, text,
+        "config/umpire.yaml shows how to turn pull secrets on"
+    );
+    // As `config check --offline` reads it: what exists only in the pod is not read.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("umpire.yaml");
+    std::fs::write(&path, on).unwrap();
+    let config = umpire::config::Config::load_offline(&path).unwrap();
+    assert!(config.kubernetes.pull_secrets);
+}
