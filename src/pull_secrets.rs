@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 
+pub use crate::config::KubernetesSettings;
 use crate::evidence::auth::Credential;
 use crate::evidence::keyring::{Keyring, WorkloadCredentials};
 
@@ -22,15 +23,6 @@ const MAX_SECRETS_PER_WORKLOAD: usize = 16;
 const API_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where a pod's service account is mounted.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-/// `kubernetes:` in the configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KubernetesSettings {
-    /// Admission verifies with the workload's pull secrets.
-    pub pull_secrets: bool,
-    /// The in-cluster service account folder (token, ca.crt, namespace).
-    pub service_account_dir: Option<PathBuf>,
-}
 
 /// Why an object could not be read: what to say, and whether it may pass by itself.
 type Problem = (String, bool);

@@ -104,6 +104,15 @@ pub enum DefaultAction {
     Allow,
 }
 
+/// `kubernetes:` in the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubernetesSettings {
+    /// Admission verifies with the workload's pull secrets.
+    pub pull_secrets: bool,
+    /// The in-cluster service account folder (token, ca.crt, namespace).
+    pub service_account_dir: Option<PathBuf>,
+}
+
 /// `registries[].credentials`, by canonical registry host.
 #[derive(Debug, Clone, Default)]
 pub struct RegistryCredentials {
@@ -136,7 +145,7 @@ pub struct Config {
     /// `registries[].credentials`: umpire's own credentials per registry host.
     pub registry_credentials: RegistryCredentials,
     /// `kubernetes:`: the workload's pull secrets for admission, and where the API is.
-    pub kubernetes: crate::pull_secrets::KubernetesSettings,
+    pub kubernetes: KubernetesSettings,
     pub keys: BTreeMap<String, Arc<PublicKey>>,
     /// Sigstore trusted roots by name (`trust.sigstore`).
     pub sigstore: BTreeMap<String, Arc<SigstoreRoot>>,
@@ -311,7 +320,7 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
         } = trust;
 
         let (registries, registry_credentials) = self.registries(raw.registries)?;
-        let kubernetes = crate::pull_secrets::KubernetesSettings {
+        let kubernetes = KubernetesSettings {
             pull_secrets: raw.kubernetes.pull_secrets,
             service_account_dir: (raw.kubernetes.service_account_dir.as_ref())
                 .map(|d| self.named(d)),
