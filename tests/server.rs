@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use support::Umpire;
 use support::hostile::{Reply, Scripted};
+use support::served::Served;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use umpire::proto::VerifyRequest;
@@ -150,45 +151,14 @@ async fn shutdown_lets_an_in_flight_call_finish() {
 #[cfg(unix)]
 #[tokio::test]
 async fn the_binary_stops_cleanly_on_sigterm() {
-    let port = support::registry::free_port();
-    let (_dir, path) =
-        support::config_file(&format!("listen: 127.0.0.1:{port}\n{}", yaml_with_key()));
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .spawn()
-        .unwrap();
-    let mut up = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(up, "umpire serve did not listen on {port}");
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    let served = Served::start(&yaml_with_key(), &[]).await;
+    let (code, log) = served.stop().await;
+    assert_eq!(code, Some(0), "{log}");
 }
 
 #[cfg(unix)]
 #[tokio::test]
 async fn the_binary_serves_metrics_and_reloads_on_sighup() {
-    let port = support::registry::free_port();
-    let metrics_port = support::registry::free_port();
     let key = support::cosign::SigningKey::p256();
     let base = support::config_yaml(
         "127.0.0.1:1",
@@ -196,24 +166,10 @@ async fn the_binary_serves_metrics_and_reloads_on_sighup() {
         &DEMO_ONLY["policies:\n".len()..],
         "",
     );
-    let yaml =
-        format!("listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics_port}\n{base}");
+    let yaml = format!("listen: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n{base}");
     let (_dir, path) = support::config_file(&yaml);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .env("UMPIRE_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut client = None;
-    for _ in 0..200 {
-        if let Ok(c) = umpire::proto::verifier_client::VerifierClient::connect(url.clone()).await {
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let mut client = client.expect("umpire serve listens");
+    let served = Served::start_file(&path, &[]).await;
+    let mut client = served.client().await;
     let ask = |image: &str| VerifyRequest {
         image: image.into(),
         ..Default::default()
@@ -225,12 +181,7 @@ async fn the_binary_serves_metrics_and_reloads_on_sighup() {
         .into_inner();
     assert_eq!(r.findings[0].code, "NO_MATCHING_POLICY");
 
-    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = served.metrics().await;
     assert!(
         metrics.contains(
             "umpire_verdicts_total{verdict=\"denied\",code=\"NO_MATCHING_POLICY\",policy=\"\"} 1"
@@ -248,14 +199,7 @@ async fn the_binary_serves_metrics_and_reloads_on_sighup() {
     // A policy for 127.0.0.1:2 instead, then SIGHUP.
     let edited = yaml.replace("127.0.0.1:1/**", "127.0.0.1:2/**");
     std::fs::write(&path, edited).unwrap();
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    served.signal("HUP");
     let mut reloaded = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -274,7 +218,6 @@ async fn the_binary_serves_metrics_and_reloads_on_sighup() {
         }
     }
     assert!(reloaded, "SIGHUP reloaded the configuration");
-    let _ = child.kill().await;
 }
 
 #[cfg(unix)]
@@ -282,8 +225,6 @@ async fn the_binary_serves_metrics_and_reloads_on_sighup() {
 async fn the_binary_reloads_when_its_config_changes_on_disk_without_a_signal() {
     // As a Kubernetes ConfigMap volume does: the file is a symlink through `..data`, and an
     // update swaps `..data` to a new folder.
-    let port = support::registry::free_port();
-    let metrics_port = support::registry::free_port();
     let key = support::cosign::SigningKey::p256();
     let base = support::config_yaml(
         "127.0.0.1:1",
@@ -291,8 +232,7 @@ async fn the_binary_reloads_when_its_config_changes_on_disk_without_a_signal() {
         &DEMO_ONLY["policies:\n".len()..],
         "",
     );
-    let yaml =
-        format!("listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics_port}\n{base}");
+    let yaml = format!("listen: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n{base}");
     let volume = tempfile::tempdir().unwrap();
     let v1 = volume.path().join("..2026_12_01_v1");
     std::fs::create_dir(&v1).unwrap();
@@ -300,22 +240,8 @@ async fn the_binary_reloads_when_its_config_changes_on_disk_without_a_signal() {
     std::os::unix::fs::symlink("..2026_12_01_v1", volume.path().join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/umpire.yaml", volume.path().join("umpire.yaml")).unwrap();
     let config = volume.path().join("umpire.yaml");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("UMPIRE_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut client = None;
-    for _ in 0..200 {
-        if let Ok(c) = umpire::proto::verifier_client::VerifierClient::connect(url.clone()).await {
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let mut client = client.expect("umpire serve listens");
+    let served = Served::start_file(&config, &[]).await;
+    let mut client = served.client().await;
     let ask = |image: &str| VerifyRequest {
         image: image.into(),
         ..Default::default()
@@ -369,12 +295,7 @@ async fn the_binary_reloads_when_its_config_changes_on_disk_without_a_signal() {
         }
     }
     assert!(reloaded, "the change on disk was applied");
-    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = served.metrics().await;
     assert!(
         metrics.contains("umpire_config_generation_total 1"),
         "{metrics}"
@@ -383,40 +304,14 @@ async fn the_binary_reloads_when_its_config_changes_on_disk_without_a_signal() {
         metrics.contains("umpire_reloads_total{result=\"rejected\"} 1"),
         "{metrics}"
     );
-    let _ = child.kill().await;
 }
 
 #[cfg(unix)]
 #[tokio::test]
 async fn log_format_json_writes_one_json_object_per_line() {
-    let port = support::registry::free_port();
-    let (_dir, path) = support::config_file(&format!(
-        "listen: 127.0.0.1:{port}\nlog_format: json\n{}",
-        yaml_with_key()
-    ));
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .env("UMPIRE_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let yaml = format!("log_format: json\n{}", yaml_with_key());
+    let served = Served::start(&yaml, &[("UMPIRE_LOG", "info".into())]).await;
+    let (_, stderr) = served.stop().await;
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
     assert!(lines.len() >= 2, "{stderr}");
     for line in lines {
