@@ -363,7 +363,7 @@ async fn an_admission_request_in_flight_at_sigterm_gets_its_answer() {
     let hook = TestWebhook::new();
     let key = SigningKey::p256();
     let yaml = format!("{}{}", keyed(&key, &registry.host(), ""), hook.yaml);
-    let mut served = Served::start(&yaml, &[]).await;
+    let served = Served::start(&yaml, &[]).await;
     served.wait_for(hook.port).await;
     let client = hook.client();
     let review = serde_json::json!({
@@ -388,14 +388,7 @@ async fn an_admission_request_in_flight_at_sigterm_gets_its_answer() {
         !registry.requests().is_empty(),
         "the admission request never reached umpire"
     );
-    let pid = served.child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    served.signal("TERM");
     let answer: serde_json::Value = call
         .await
         .unwrap()
@@ -405,11 +398,8 @@ async fn an_admission_request_in_flight_at_sigterm_gets_its_answer() {
         .unwrap();
     assert_eq!(answer["response"]["uid"], "in-flight");
     assert_eq!(answer["response"]["allowed"], false);
-    let status = tokio::time::timeout(Duration::from_secs(20), served.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    let (code, log) = served.wait().await;
+    assert_eq!(code, Some(0), "{log}");
 }
 
 #[tokio::test]
@@ -480,31 +470,10 @@ async fn batches_abandoned_at_their_deadline_leave_no_connections_or_requests_be
 async fn request_fields_cannot_forge_log_lines() {
     let hook = TestWebhook::new();
     let webhook = hook.port;
-    let grpc = support::registry::free_port();
     let key = SigningKey::p256();
-    let yaml = format!(
-        "listen: 127.0.0.1:{grpc}\n{}{}",
-        keyed(&key, "127.0.0.1:1", ""),
-        hook.yaml
-    );
-    let (_cfg_dir, path) = support::config_file(&yaml);
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .env("UMPIRE_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..400 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", webhook))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let yaml = format!("{}{}", keyed(&key, "127.0.0.1:1", ""), hook.yaml);
+    let served = Served::start(&yaml, &[("UMPIRE_LOG", "info".into())]).await;
+    served.wait_for(webhook).await;
     let forged = "apps\nFORGED admission allowed=true\u{1b}[31m";
     let review = serde_json::json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -517,10 +486,7 @@ async fn request_fields_cannot_forge_log_lines() {
         .send()
         .await
         .unwrap();
-    let mut grpc_client =
-        umpire::proto::verifier_client::VerifierClient::connect(format!("http://127.0.0.1:{grpc}"))
-            .await
-            .unwrap();
+    let mut grpc_client = served.client().await;
     let _ = grpc_client
         .verify(VerifyRequest {
             image: "127.0.0.1:1/a:1\nFORGED verify".into(),
@@ -528,17 +494,7 @@ async fn request_fields_cannot_forge_log_lines() {
         })
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let logs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, logs) = served.stop().await;
     assert!(logs.contains("admission"), "{logs}");
     assert!(
         !logs.lines().any(|l| l.trim_start().starts_with("FORGED")),

@@ -450,31 +450,16 @@ async fn the_cli_names_its_own_flag_for_a_plain_http_registry() {
 #[cfg(unix)]
 #[tokio::test]
 async fn a_busy_folder_does_not_postpone_a_reload() {
-    let port = support::registry::free_port();
-    let metrics = support::registry::free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("umpire.yaml");
     let yaml = |glob: &str| {
         format!(
-            "listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics}\npolicies:\n  - name: p\n    images: [\"{glob}/**\"]\n    action: deny\n"
+            "listen: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\npolicies:\n  - name: p\n    images: [\"{glob}/**\"]\n    action: deny\n"
         )
     };
     std::fs::write(&config, yaml("127.0.0.1:1")).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_umpire"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("UMPIRE_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let served = support::served::Served::start_file(&config, &[]).await;
+    let port = served.grpc;
     // A log file beside the config, appended every 100 ms for the whole test.
     let log = dir.path().join("app.log");
     let writer = tokio::spawn(async move {
@@ -527,7 +512,6 @@ async fn a_busy_folder_does_not_postpone_a_reload() {
         reloaded,
         "writes to another file in the folder postponed the reload for 10 s"
     );
-    let _ = child.kill().await;
 }
 
 #[test]

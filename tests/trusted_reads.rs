@@ -5,8 +5,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::cosign::{Image, SigningKey, payload, signature_layer};
@@ -392,22 +391,12 @@ async fn a_rotation_to_an_expired_certificate_keeps_the_current_one() {
 }
 
 #[cfg(unix)]
-#[test]
-fn a_tuf_root_added_by_a_reload_is_refreshed() {
+#[tokio::test]
+async fn a_tuf_root_added_by_a_reload_is_refreshed() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::registry::free_port();
     let config = dir.path().join("umpire.yaml");
-    std::fs::write(&config, format!("listen: 127.0.0.1:{port}\npolicies: []\n")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_umpire"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("UMPIRE_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    std::fs::write(&config, "listen: 127.0.0.1:0\npolicies: []\n").unwrap();
+    let served = support::served::Served::start_file(&config, &[]).await;
     // A reload that adds a `tuf` root (its mirror unreachable: the refresh fails, and says so).
     let mirror_root = dir.path().join("mirror-root.json");
     std::fs::write(&mirror_root, "{}").unwrap();
@@ -415,38 +404,22 @@ fn a_tuf_root_added_by_a_reload_is_refreshed() {
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:{port}\ntrust:\n  sigstore:\n    fresh: tuf\n  tuf:\n    cache_dir: {}\n    mirror: http://127.0.0.1:1/tuf\n    mirror_root: {}\npolicies: []\n",
+            "listen: 127.0.0.1:0\ntrust:\n  sigstore:\n    fresh: tuf\n  tuf:\n    cache_dir: {}\n    mirror: http://127.0.0.1:1/tuf\n    mirror_root: {}\npolicies: []\n",
             cache.display(),
             mirror_root.display()
         ),
     )
     .unwrap();
     // SIGHUP, not the file watcher: its handler is installed before umpire listens.
-    Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut all = String::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.push_str(&String::from_utf8_lossy(&buf[..n]));
-            if all.contains("TUF refresh failed") {
-                let _ = tx.send(all.clone());
-                return;
-            }
+    served.signal("HUP");
+    let mut seen = String::new();
+    for _ in 0..600 {
+        seen = served.log();
+        if seen.contains("TUF refresh failed") {
+            break;
         }
-        let _ = tx.send(all);
-    });
-    let seen = rx.recv_timeout(Duration::from_secs(15)).unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::io::stderr().flush();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     assert!(
         seen.contains("TUF refresh failed"),
         "the refresher never looked at the root a reload added: {seen}"

@@ -69,10 +69,7 @@ impl Served {
         for (k, v) in env.iter().filter(|(k, _)| *k != "UMPIRE_LOG") {
             command.env(k, v);
         }
-        command.env(
-            "UMPIRE_LOG",
-            format!("{level},umpire::api::server=info"),
-        );
+        command.env("UMPIRE_LOG", format!("{level},umpire::api::server=info"));
         let mut child = command.spawn().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
@@ -132,8 +129,13 @@ impl Served {
     }
 
     /// SIGTERM, then its exit code and whole log.
-    pub async fn stop(mut self) -> (Option<i32>, String) {
+    pub async fn stop(self) -> (Option<i32>, String) {
         self.signal("TERM");
+        self.wait().await
+    }
+
+    /// Its exit code (once it exits by itself, within 20 s) and whole log.
+    pub async fn wait(mut self) -> (Option<i32>, String) {
         let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
             .expect("umpire serve stops within 20 s of SIGTERM")
@@ -182,7 +184,9 @@ impl Served {
 
     /// Its `/metrics` page.
     pub async fn metrics(&self) -> String {
-        let port = self.metrics.expect("metrics_listen: 127.0.0.1:0 in the configuration");
+        let port = self
+            .metrics
+            .expect("metrics_listen: 127.0.0.1:0 in the configuration");
         reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
             .await
             .unwrap()
