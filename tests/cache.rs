@@ -6,7 +6,7 @@ mod support;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use support::cosign::{Image, SigningKey, payload, signature_layer};
+use support::cosign::{Image, SigningKey};
 use support::redis::Redis;
 use support::registry::Registry;
 use support::{Umpire, config_yaml, key_policy};
@@ -30,14 +30,7 @@ impl Setup {
         let registry = Registry::start().await;
         let key = SigningKey::p256();
         let signed = registry
-            .push_image(REPO, "signed", &Image::new("cache signed"))
-            .await;
-        registry
-            .push_signatures(
-                REPO,
-                &signed,
-                vec![signature_layer(&key, payload("x", &signed))],
-            )
+            .push_signed(REPO, "signed", "cache signed", &key)
             .await;
         let unsigned = registry
             .push_image(REPO, "unsigned", &Image::new("cache unsigned"))
@@ -364,12 +357,7 @@ async fn a_callers_deadline_is_honoured() {
     })
     .await;
     let key = SigningKey::p256();
-    let yaml = config_yaml(
-        &slow.host(),
-        &[("k", &key.public_pem())],
-        &key_policy("p", &slow.host(), 1, &["k"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&slow.host(), ("k", &key.public_pem()), "p", "");
     let live = Arc::new(Live::new(support::config(&yaml), None, Credentials::default()).unwrap());
     let started = std::time::Instant::now();
     let options = Options {

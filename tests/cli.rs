@@ -6,7 +6,7 @@ use std::process::Output;
 
 use support::cosign::{Image, SigningKey, payload, signature_layer};
 use support::registry::Registry;
-use support::{config_file, config_yaml, key_policy};
+use support::{config_file, config_yaml};
 
 const REPO: &str = "team/app";
 
@@ -105,12 +105,7 @@ async fn against_a_real_registry_exit_codes_follow_the_verdicts() {
     registry
         .push_image(REPO, "unsigned", &Image::new("cli unsigned"))
         .await;
-    let yaml = config_yaml(
-        &registry.host(),
-        &[("release", &key.public_pem())],
-        &key_policy("prod", &registry.host(), 1, &["release"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&registry.host(), ("release", &key.public_pem()), "prod", "");
     let (_dir, path) = config_file(&yaml);
     let config = path.to_str().unwrap();
     let signed_ref = format!("{}/{REPO}:signed", registry.host());
@@ -231,14 +226,7 @@ async fn signed_and_unsigned(label: &str) -> (Registry, SigningKey, String) {
     let registry = Registry::start().await;
     let key = SigningKey::p256();
     let signed = registry
-        .push_image(REPO, "signed", &Image::new(&format!("{label} signed")))
-        .await;
-    registry
-        .push_signatures(
-            REPO,
-            &signed,
-            vec![signature_layer(&key, payload("x", &signed))],
-        )
+        .push_signed(REPO, "signed", &format!("{label} signed"), &key)
         .await;
     registry
         .push_image(REPO, "unsigned", &Image::new(&format!("{label} unsigned")))

@@ -11,7 +11,6 @@ use support::cosign::{
     self, Image, SigningKey, payload, sig_tag, signature_layer, signature_manifest,
 };
 use support::hostile::{Reply, Request, Scripted};
-use support::{config_yaml, key_policy};
 use umpire::engine::Engine;
 use umpire::evidence::auth::{Credential, Credentials};
 use umpire::verdict::{Code, Verdict};
@@ -82,12 +81,7 @@ impl Content {
 }
 
 fn engine_for(host: &str, key: &SigningKey, extra: &str, credentials: Credentials) -> Arc<Engine> {
-    let yaml = config_yaml(
-        host,
-        &[("release", &key.public_pem())],
-        &key_policy("prod", host, 1, &["release"]),
-        extra,
-    );
+    let yaml = support::one_key_yaml(host, ("release", &key.public_pem()), "prod", extra);
     support::engine_with(&yaml, credentials)
 }
 
@@ -270,12 +264,7 @@ async fn credentials_go_to_a_token_realm_on_the_registrys_own_host() {
     let digest = c.digest();
     let key_pem = c.key.public_pem();
     let server = bearer_on_own_host(c.routes).await;
-    let yaml = config_yaml(
-        &server.host(),
-        &[("release", &key_pem)],
-        &key_policy("prod", &server.host(), 1, &["release"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&server.host(), ("release", &key_pem), "prod", "");
     let engine = support::engine_with(&yaml, user_secret(&server.host()));
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
     assert!(v.allowed, "{v:?}");
@@ -306,12 +295,7 @@ async fn credentials_never_go_to_a_token_realm_on_another_host() {
         format!("https://{}/token", elsewhere.host()),
     ))
     .await;
-    let yaml = config_yaml(
-        &server.host(),
-        &[("release", &key_pem)],
-        &key_policy("prod", &server.host(), 1, &["release"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&server.host(), ("release", &key_pem), "prod", "");
     let engine = support::engine_with(&yaml, user_secret(&server.host()));
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
     assert!(!v.allowed);
@@ -343,12 +327,7 @@ async fn credentials_do_not_follow_a_redirect_to_another_host() {
     let digest = c.digest();
     let key_pem = c.key.public_pem();
     let server = bearer_on_own_host(c.routes).await;
-    let yaml = config_yaml(
-        &server.host(),
-        &[("release", &key_pem)],
-        &key_policy("prod", &server.host(), 1, &["release"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&server.host(), ("release", &key_pem), "prod", "");
     let engine = support::engine_with(&yaml, user_secret(&server.host()));
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
     assert!(v.allowed, "{v:?}");
@@ -399,12 +378,7 @@ async fn a_digest_request_costs_two_sequential_round_trips() {
             .delayed(delay)
     })
     .await;
-    let yaml = config_yaml(
-        &server.host(),
-        &[("release", &key_pem)],
-        &key_policy("prod", &server.host(), 1, &["release"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&server.host(), ("release", &key_pem), "prod", "");
     let engine = support::engine_with(&yaml, Credentials::default());
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
     assert!(v.allowed, "{v:?}");
@@ -459,10 +433,10 @@ async fn a_tag_flipping_between_digests_never_allows_the_unsigned_one() {
             .unwrap_or_else(|| Reply::new(404, "{}"))
     })
     .await;
-    let yaml = config_yaml(
+    let yaml = support::one_key_yaml(
         &server.host(),
-        &[("release", &key_pem)],
-        &key_policy("prod", &server.host(), 1, &["release"]),
+        ("release", &key_pem),
+        "prod",
         "cache:\n  tag_ttl: 0\n",
     );
     let engine = support::engine_with(&yaml, Credentials::default());
@@ -651,12 +625,7 @@ async fn token_realms_on_plain_http_or_link_local_addresses_get_nothing() {
         let digest = c.digest();
         let key_pem = c.key.public_pem();
         let server = Scripted::start(behind_bearer(c.routes, realm.to_owned())).await;
-        let yaml = config_yaml(
-            &server.host(),
-            &[("release", &key_pem)],
-            &key_policy("prod", &server.host(), 1, &["release"]),
-            "",
-        );
+        let yaml = support::one_key_yaml(&server.host(), ("release", &key_pem), "prod", "");
         let engine = support::engine_with(&yaml, user_secret(&server.host()));
         let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
         assert!(!v.allowed, "{realm}");
@@ -724,10 +693,10 @@ async fn overload_is_refused_with_resource_exhausted_not_queued() {
         Scripted::start(|_: &Request| Reply::new(503, "slow").delayed(Duration::from_millis(1500)))
             .await;
     let key = SigningKey::p256();
-    let yaml = config_yaml(
+    let yaml = support::one_key_yaml(
         &slow.host(),
-        &[("k", &key.public_pem())],
-        &key_policy("p", &slow.host(), 1, &["k"]),
+        ("k", &key.public_pem()),
+        "p",
         "limits:\n  max_in_flight: 1\n  deadline: 1s\n",
     );
     let umpire = support::Umpire::start(&yaml).await;
@@ -834,12 +803,7 @@ async fn credentials_from_a_docker_credential_helper() {
         server.host()
     );
     let credentials = Credentials::parse(docker_config.as_bytes()).unwrap();
-    let yaml = config_yaml(
-        &server.host(),
-        &[("release", &key_pem)],
-        &key_policy("prod", &server.host(), 1, &["release"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&server.host(), ("release", &key_pem), "prod", "");
     let engine = support::engine_with(&yaml, credentials);
     let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
     assert!(
@@ -927,12 +891,7 @@ async fn credentials_never_travel_a_redirect_chain_registry_to_e_to_e() {
                 server
             }
         };
-        let yaml = config_yaml(
-            &server.host(),
-            &[("release", &key_pem)],
-            &key_policy("prod", &server.host(), 1, &["release"]),
-            "",
-        );
+        let yaml = support::one_key_yaml(&server.host(), ("release", &key_pem), "prod", "");
         let engine = support::engine_with(&yaml, user_secret(&server.host()));
         let v = verify(&engine, &format!("{}/{REPO}@{digest}", server.host())).await;
         assert!(v.allowed, "{scheme} {redirected}: {v:?}");
@@ -1107,10 +1066,10 @@ async fn one_outbound_place_is_enough_behind_a_token_challenge() {
     let digest = c.digest();
     let key_pem = c.key.public_pem();
     let server = bearer_on_own_host(c.routes).await;
-    let yaml = config_yaml(
+    let yaml = support::one_key_yaml(
         &server.host(),
-        &[("release", &key_pem)],
-        &key_policy("prod", &server.host(), 1, &["release"]),
+        ("release", &key_pem),
+        "prod",
         "limits:\n  max_registry_requests: 1\n  deadline: 5s\n",
     );
     let engine = support::engine_with(&yaml, user_secret(&server.host()));

@@ -31,14 +31,7 @@ impl Setup {
         let registry = Registry::start().await;
         let key = SigningKey::p256();
         let signed = registry
-            .push_image(REPO, "signed", &Image::new("int signed"))
-            .await;
-        registry
-            .push_signatures(
-                REPO,
-                &signed,
-                vec![signature_layer(&key, payload("x", &signed))],
-            )
+            .push_signed(REPO, "signed", "int signed", &key)
             .await;
         let unsigned = registry
             .push_image(REPO, "unsigned", &Image::new("int unsigned"))
@@ -73,10 +66,10 @@ impl Setup {
         }
         webhook.push_str(webhook_extra);
         let host = self.registry.host();
-        let yaml = support::config_yaml(
+        let yaml = support::one_key_yaml(
             &host,
-            &[("release", &self.key.public_pem())],
-            &support::key_policy("prod", &host, 1, &["release"]),
+            ("release", &self.key.public_pem()),
+            "prod",
             &format!("{webhook}{top_extra}"),
         );
         let path = self.dir.path().join("umpire.yaml");
@@ -130,6 +123,11 @@ fn deployment(images: &[&str]) -> Value {
         "containers": images[1..].iter().enumerate().map(|(i, im)| json!({"name": format!("c{i}"), "image": im})).collect::<Vec<_>>()}}}})
 }
 
+/// The webhook's answer at `url` to an AdmissionReview on `/admission/<path>`.
+async fn admit(client: &reqwest::Client, url: &str, path: &str, body: &Value) -> Value {
+    post(client, &format!("{url}/admission/{path}"), body).await
+}
+
 async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Value {
     let r = client.post(url).json(body).send().await.unwrap();
     assert!(r.status().is_success(), "{}", r.status());
@@ -169,16 +167,18 @@ async fn deletions_and_updates_that_bring_no_new_image_are_never_refused() {
     // a new image) is no deletion: the API server sets it, no client can.
     let mut claims = pod(&[&s.img("unsigned")]);
     claims["metadata"]["deletionTimestamp"] = "2026-12-07T10:00:00Z".into();
-    let r = post(
+    let r = admit(
         &client,
-        &format!("{url}/admission/validate"),
+        &url,
+        "validate",
         &review("Pod", "apps", claims.clone()),
     )
     .await;
     assert_eq!(r["response"]["allowed"], false, "{r}");
-    let r = post(
+    let r = admit(
         &client,
-        &format!("{url}/admission/validate"),
+        &url,
+        "validate",
         &update(claims, pod(&[&s.img("signed")])),
     )
     .await;
@@ -229,18 +229,20 @@ async fn admission_over_https_allows_signed_and_denies_unsigned_pods_and_deploym
     let url = start_webhook(&live).await;
     let client = https_client(&s, None);
 
-    let r = post(
+    let r = admit(
         &client,
-        &format!("{url}/admission/validate"),
+        &url,
+        "validate",
         &review("Pod", "apps", pod(&[&s.img("signed")])),
     )
     .await;
     assert_eq!(r["response"]["uid"], "7f0b-uid");
     assert_eq!(r["response"]["allowed"], true, "{r}");
 
-    let r = post(
+    let r = admit(
         &client,
-        &format!("{url}/admission/validate"),
+        &url,
+        "validate",
         &review("Pod", "apps", pod(&[&s.img("unsigned")])),
     )
     .await;
@@ -253,22 +255,12 @@ async fn admission_over_https_allows_signed_and_denies_unsigned_pods_and_deploym
 
     // A Deployment: one unsigned image among signed ones is enough to deny, and only it is named.
     let d = deployment(&[&s.img("signed"), &s.img("signed"), &s.img("unsigned")]);
-    let r = post(
-        &client,
-        &format!("{url}/admission/validate"),
-        &review("Deployment", "apps", d),
-    )
-    .await;
+    let r = admit(&client, &url, "validate", &review("Deployment", "apps", d)).await;
     assert_eq!(r["response"]["allowed"], false);
     let message = r["response"]["status"]["message"].as_str().unwrap();
     assert!(message.contains("1 of 3 images"), "{message}");
     let d = deployment(&[&s.img("signed"), &s.img("signed")]);
-    let r = post(
-        &client,
-        &format!("{url}/admission/validate"),
-        &review("Deployment", "apps", d),
-    )
-    .await;
+    let r = admit(&client, &url, "validate", &review("Deployment", "apps", d)).await;
     assert_eq!(r["response"]["allowed"], true, "{r}");
 
     // Malformed reviews are refused, never allowed.
@@ -287,9 +279,10 @@ async fn mutating_pins_tags_to_the_verified_digests() {
     let live = s.live("", false, "");
     let url = start_webhook(&live).await;
     let by_digest = format!("{}/{REPO}@{}", s.registry.host(), s.signed);
-    let r = post(
+    let r = admit(
         &https_client(&s, None),
-        &format!("{url}/admission/mutate"),
+        &url,
+        "mutate",
         &review("Pod", "apps", pod(&[&s.img("signed"), &by_digest])),
     )
     .await;
@@ -312,9 +305,10 @@ async fn exempt_namespaces_and_audit_mode() {
     let live = s.live("  exempt_namespaces: [kube-system]\n", false, "");
     let url = start_webhook(&live).await;
     let client = https_client(&s, None);
-    let r = post(
+    let r = admit(
         &client,
-        &format!("{url}/admission/validate"),
+        &url,
+        "validate",
         &review("Pod", "kube-system", pod(&[&s.img("unsigned")])),
     )
     .await;
@@ -323,9 +317,10 @@ async fn exempt_namespaces_and_audit_mode() {
     let s2 = Setup::new().await;
     let live = s2.live("  audit: true\n", false, "");
     let url = start_webhook(&live).await;
-    let r = post(
+    let r = admit(
         &https_client(&s2, None),
-        &format!("{url}/admission/validate"),
+        &url,
+        "validate",
         &review("Pod", "apps", pod(&[&s2.img("unsigned")])),
     )
     .await;
@@ -409,12 +404,7 @@ async fn mtls_refuses_clients_without_a_trusted_certificate() {
     );
     // Trusted and allowed.
     let apiserver = s.pki.client("kube-apiserver");
-    let r = post(
-        &https_client(&s, Some(&apiserver)),
-        &format!("{url}/admission/validate"),
-        &body,
-    )
-    .await;
+    let r = admit(&https_client(&s, Some(&apiserver)), &url, "validate", &body).await;
     assert_eq!(r["response"]["allowed"], true);
 }
 
@@ -648,15 +638,8 @@ async fn gate_judges_the_configured_upstream_whatever_the_host_header_says() {
     let s = Setup::new().await;
     // A second registry where the attacker's "signed" tag is signed by the same key.
     let other = support::registry::Registry::start().await;
-    let forged = other
-        .push_image(REPO, "unsigned", &Image::new("other registry"))
-        .await;
-    other
-        .push_signatures(
-            REPO,
-            &forged,
-            vec![signature_layer(&s.key, payload("x", &forged))],
-        )
+    let _signed_elsewhere = other
+        .push_signed(REPO, "unsigned", "other registry", &s.key)
         .await;
     let yaml = support::config_yaml(
         &s.registry.host(),
@@ -983,9 +966,10 @@ async fn admission_and_gatekeeper_refuse_local_layouts() {
     let url = start_webhook(&live).await;
     let client = https_client(&s, None);
     let layout = "oci:examples/demo:signed";
-    let r = post(
+    let r = admit(
         &client,
-        &format!("{url}/admission/validate"),
+        &url,
+        "validate",
         &review("Pod", "apps", pod(&[layout])),
     )
     .await;
@@ -1015,12 +999,7 @@ async fn mutate_pins_an_ephemeral_container_added_by_update() {
     let mut body = review("Pod", "apps", object);
     body["request"]["operation"] = json!("UPDATE");
     body["request"]["subResource"] = json!("ephemeralcontainers");
-    let r = post(
-        &https_client(&s, None),
-        &format!("{url}/admission/mutate"),
-        &body,
-    )
-    .await;
+    let r = admit(&https_client(&s, None), &url, "mutate", &body).await;
     assert_eq!(r["response"]["allowed"], true, "{r}");
     let patch = base64::engine::general_purpose::STANDARD
         .decode(r["response"]["patch"].as_str().expect("a patch"))
@@ -1041,9 +1020,10 @@ async fn an_unsigned_image_volume_is_not_admitted() {
     let mut object = pod(&[&s.img("signed")]);
     object["spec"]["volumes"] =
         json!([{"name": "data", "image": {"reference": s.img("unsigned")}}]);
-    let r = post(
+    let r = admit(
         &https_client(&s, None),
-        &format!("{url}/admission/validate"),
+        &url,
+        "validate",
         &review("Pod", "apps", object.clone()),
     )
     .await;
@@ -1057,9 +1037,10 @@ async fn an_unsigned_image_volume_is_not_admitted() {
     );
     // A signed one is admitted and pinned.
     object["spec"]["volumes"][0]["image"]["reference"] = json!(s.img("signed"));
-    let r = post(
+    let r = admit(
         &https_client(&s, None),
-        &format!("{url}/admission/mutate"),
+        &url,
+        "mutate",
         &review("Pod", "apps", object),
     )
     .await;

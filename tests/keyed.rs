@@ -253,12 +253,8 @@ async fn p384_and_ed25519_keys_verify() {
         let digest = registry.push_image(REPO, "v1", &image).await;
         let layer = signature_layer(&key, payload("x", &digest));
         registry.push_signatures(REPO, &digest, vec![layer]).await;
-        let yaml = config_yaml(
-            &registry.host(),
-            &[("release", &key.public_pem())],
-            &key_policy("prod", &registry.host(), 1, &["release"]),
-            "",
-        );
+        let yaml =
+            support::one_key_yaml(&registry.host(), ("release", &key.public_pem()), "prod", "");
         let umpire = Umpire::start(&yaml).await;
         let r = verify(&umpire, &format!("{}/{REPO}@{digest}", registry.host())).await;
         assert!(r.allowed, "{r:?}");
@@ -338,12 +334,7 @@ async fn image_index_is_verified_on_the_index_digest_and_platforms_on_their_own(
             vec![signature_layer(&key, payload("x", &index_digest))],
         )
         .await;
-    let yaml = config_yaml(
-        &registry.host(),
-        &[("release", &key.public_pem())],
-        &key_policy("prod", &registry.host(), 1, &["release"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&registry.host(), ("release", &key.public_pem()), "prod", "");
     let umpire = Umpire::start(&yaml).await;
 
     let r = verify(&umpire, &format!("{}/{REPO}:multi", registry.host())).await;
@@ -404,12 +395,7 @@ async fn docker_v2_media_types_are_accepted() {
             vec![signature_layer(&key, payload("x", &digest))],
         )
         .await;
-    let yaml = config_yaml(
-        &registry.host(),
-        &[("release", &key.public_pem())],
-        &key_policy("prod", &registry.host(), 1, &["release"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&registry.host(), ("release", &key.public_pem()), "prod", "");
     let umpire = Umpire::start(&yaml).await;
     let r = verify(&umpire, &format!("{}/{REPO}:docker", registry.host())).await;
     assert!(r.allowed, "{r:?}");
@@ -580,10 +566,10 @@ async fn an_unusual_host_spelling_does_not_skip_the_policy() {
         .await;
     let port = registry.host().rsplit(':').next().unwrap().to_owned();
     let host = format!("localhost:{port}");
-    let yaml = config_yaml(
+    let yaml = support::one_key_yaml(
         &host,
-        &[("release", &key.public_pem())],
-        &key_policy("prod", &host, 1, &["release"]),
+        ("release", &key.public_pem()),
+        "prod",
         "default: allow\n",
     );
     let umpire = Umpire::start(&yaml).await;

@@ -8,7 +8,9 @@ use std::time::Duration as StdDuration;
 
 use support::cosign::{self, Image, payload, signature_manifest};
 use support::registry::Registry;
-use support::sigstore::{GITHUB_ISSUER, Identity, TestSigstore, cosign_sign_statement};
+use support::sigstore::{
+    GITHUB_ISSUER, Identity, Leaf, LogEntry, TestSigstore, cosign_sign_statement,
+};
 use support::{Umpire, config_file};
 use umpire::proto::{VerifyRequest, VerifyResponse};
 
@@ -56,6 +58,21 @@ impl Setup {
 
     async fn umpire(&self) -> Umpire {
         Umpire::start(&self.yaml(&self.github_authority())).await
+    }
+
+    /// The verdict once a legacy `.sig` layer of `leaf`'s signature (with `entry`) is pushed.
+    async fn legacy_verdict(
+        &self,
+        leaf: &Leaf,
+        payload: Vec<u8>,
+        signature: &[u8],
+        entry: Option<&LogEntry>,
+    ) -> VerifyResponse {
+        let layer = self
+            .sigstore
+            .legacy_layer_from(leaf, payload, signature, entry);
+        self.push_legacy(layer).await;
+        verify(&self.umpire().await, &self.image()).await
     }
 
     async fn push_legacy(&self, layer: cosign::Blob) {
@@ -253,12 +270,9 @@ async fn set_from_an_untrusted_log_is_tlog_invalid() {
         TestSigstore::hashedrekord_body(&payload, &signature, &leaf.pem()),
         "hashedrekord",
     );
-    s.push_legacy(
-        s.sigstore
-            .legacy_layer_from(&leaf, payload, &signature, Some(&entry)),
-    )
-    .await;
-    let r = verify(&s.umpire().await, &s.image()).await;
+    let r = s
+        .legacy_verdict(&leaf, payload, &signature, Some(&entry))
+        .await;
     assert!(!r.allowed);
     assert_eq!(codes(&r), ["TLOG_INVALID"], "{r:?}");
 }
@@ -274,12 +288,9 @@ async fn log_entry_for_another_signature_is_tlog_invalid() {
         TestSigstore::hashedrekord_body(b"something else", &other_signature, &leaf.pem()),
         "hashedrekord",
     );
-    s.push_legacy(
-        s.sigstore
-            .legacy_layer_from(&leaf, payload, &signature, Some(&entry)),
-    )
-    .await;
-    let r = verify(&s.umpire().await, &s.image()).await;
+    let r = s
+        .legacy_verdict(&leaf, payload, &signature, Some(&entry))
+        .await;
     assert!(!r.allowed);
     assert_eq!(codes(&r), ["TLOG_INVALID"], "{r:?}");
 }
@@ -296,12 +307,9 @@ async fn certificate_from_an_untrusted_ca_is_certificate_invalid() {
         TestSigstore::hashedrekord_body(&payload, &signature, &leaf.pem()),
         "hashedrekord",
     );
-    s.push_legacy(
-        s.sigstore
-            .legacy_layer_from(&leaf, payload, &signature, Some(&entry)),
-    )
-    .await;
-    let r = verify(&s.umpire().await, &s.image()).await;
+    let r = s
+        .legacy_verdict(&leaf, payload, &signature, Some(&entry))
+        .await;
     assert!(!r.allowed);
     assert_eq!(codes(&r), ["CERTIFICATE_INVALID"], "{r:?}");
 }
@@ -347,24 +355,14 @@ async fn key_authorities_accept_referrer_bundles_signed_with_their_key() {
     s.push_referrer_bundle(&s.sigstore.keyed_dsse_bundle(&key, &statement))
         .await;
     let host = s.registry.host();
-    let yaml = support::config_yaml(
-        &host,
-        &[("release", &key.public_pem())],
-        &support::key_policy("prod", &host, 1, &["release"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&host, ("release", &key.public_pem()), "prod", "");
     let umpire = Umpire::start(&yaml).await;
     let r = verify(&umpire, &s.image()).await;
     assert!(r.allowed, "{r:?}");
 
     // The same bundle under another key is not a signature by `release`.
     let other = cosign::SigningKey::p256();
-    let yaml = support::config_yaml(
-        &host,
-        &[("release", &other.public_pem())],
-        &support::key_policy("prod", &host, 1, &["release"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&host, ("release", &other.public_pem()), "prod", "");
     let r = verify(&Umpire::start(&yaml).await, &s.image()).await;
     assert!(!r.allowed);
     assert_eq!(codes(&r), ["SIGNATURE_INVALID"]);

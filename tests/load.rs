@@ -109,16 +109,7 @@ async fn a_fifteen_thousand_key_gatekeeper_request_is_refused_with_memory_flat()
     let body = serde_json::json!({"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest", "request": {"keys": keys}});
     let before = served.memory("VmRSS:");
     let started = Instant::now();
-    let r: serde_json::Value = hook
-        .client()
-        .post(hook.url("/gatekeeper/provider"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: serde_json::Value = hook.post("/gatekeeper/provider", &body).await;
     let took = started.elapsed();
     let items = r["response"]["items"].as_array().unwrap();
     assert_eq!(items.len(), keys.len(), "one item per key");

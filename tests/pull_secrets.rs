@@ -197,16 +197,7 @@ fn pod(namespace: &str, image: &str, secrets: &[&str], account: Option<&str>) ->
 }
 
 async fn admit(hook: &TestWebhook, review: serde_json::Value) -> (bool, String) {
-    let r: serde_json::Value = hook
-        .client()
-        .post(hook.url("/admission/validate"))
-        .json(&review)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: serde_json::Value = hook.post("/admission/validate", &review).await;
     let allowed = r["response"]["allowed"].as_bool().unwrap();
     let message = r["response"]["status"]["message"]
         .as_str()

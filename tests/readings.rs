@@ -333,12 +333,7 @@ async fn a_payload_of_another_type_than_cosigns_is_refused() {
             vec![signature_layer(&key, serde_json::to_vec(&p).unwrap())],
         )
         .await;
-    let yaml = support::config_yaml(
-        &host,
-        &[("k", &key.public_pem())],
-        &support::key_policy("p", &host, 1, &["k"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&host, ("k", &key.public_pem()), "p", "");
     let served = Served::start(&yaml, &[]).await;
     let r = served.ask(&format!("{host}/{REPO}@{digest}")).await;
     assert!(!r.allowed, "cosign refuses this payload type: {r:?}");

@@ -23,14 +23,7 @@ impl Setup {
         let registry = Registry::start().await;
         let release = SigningKey::p256();
         let signed = registry
-            .push_image(REPO, "signed", &Image::new("rollout signed"))
-            .await;
-        registry
-            .push_signatures(
-                REPO,
-                &signed,
-                vec![signature_layer(&release, payload("x", &signed))],
-            )
+            .push_signed(REPO, "signed", "rollout signed", &release)
             .await;
         registry
             .push_image(REPO, "unsigned", &Image::new("rollout unsigned"))
@@ -122,16 +115,7 @@ async fn warn_findings_reach_admission_as_warnings() {
         "request": {"uid": "w", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "apps", "operation": "CREATE",
                     "object": {"spec": {"containers": [{"name": "c", "image": s.img(&format!("{REPO}:unsigned"))}]}}}
     });
-    let r: serde_json::Value = hook
-        .client()
-        .post(hook.url("/admission/validate"))
-        .json(&review)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: serde_json::Value = hook.post("/admission/validate", &review).await;
     assert_eq!(r["response"]["allowed"], true, "{r}");
     let warnings = r["response"]["warnings"].as_array().expect("warnings");
     assert!(

@@ -119,12 +119,7 @@ async fn shutdown_lets_an_in_flight_call_finish() {
     })
     .await;
     let key = support::cosign::SigningKey::p256();
-    let yaml = support::config_yaml(
-        &slow.host(),
-        &[("k", &key.public_pem())],
-        &support::key_policy("p", &slow.host(), 1, &["k"]),
-        "",
-    );
+    let yaml = support::one_key_yaml(&slow.host(), ("k", &key.public_pem()), "p", "");
     let umpire = Umpire::start(&yaml).await;
     let mut client = umpire.client().await;
     let image = format!("{}/app:v1", slow.host());
@@ -169,16 +164,7 @@ async fn the_binary_serves_metrics_and_reloads_on_sighup() {
     let yaml = format!("listen: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n{base}");
     let (_dir, path) = support::config_file(&yaml);
     let served = Served::start_file(&path, &[]).await;
-    let mut client = served.client().await;
-    let ask = |image: &str| VerifyRequest {
-        image: image.into(),
-        ..Default::default()
-    };
-    let r = client
-        .verify(ask("127.0.0.1:2/app:1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = served.ask("127.0.0.1:2/app:1").await;
     assert_eq!(r.findings[0].code, "NO_MATCHING_POLICY");
 
     let metrics = served.metrics().await;
@@ -203,11 +189,7 @@ async fn the_binary_serves_metrics_and_reloads_on_sighup() {
     let mut reloaded = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let r = client
-            .verify(ask("127.0.0.1:2/app:1"))
-            .await
-            .unwrap()
-            .into_inner();
+        let r = served.ask("127.0.0.1:2/app:1").await;
         if r.findings[0].code != "NO_MATCHING_POLICY" {
             assert!(
                 !r.allowed,
@@ -241,16 +223,7 @@ async fn the_binary_reloads_when_its_config_changes_on_disk_without_a_signal() {
     std::os::unix::fs::symlink("..data/umpire.yaml", volume.path().join("umpire.yaml")).unwrap();
     let config = volume.path().join("umpire.yaml");
     let served = Served::start_file(&config, &[]).await;
-    let mut client = served.client().await;
-    let ask = |image: &str| VerifyRequest {
-        image: image.into(),
-        ..Default::default()
-    };
-    let r = client
-        .verify(ask("127.0.0.1:2/app:1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = served.ask("127.0.0.1:2/app:1").await;
     assert_eq!(r.findings[0].code, "NO_MATCHING_POLICY");
 
     // A bad update first: the running configuration stays.
@@ -264,11 +237,7 @@ async fn the_binary_reloads_when_its_config_changes_on_disk_without_a_signal() {
     };
     swap("..2026_12_01_bad");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let r = client
-        .verify(ask("127.0.0.1:2/app:1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = served.ask("127.0.0.1:2/app:1").await;
     assert_eq!(r.findings[0].code, "NO_MATCHING_POLICY", "still serving");
 
     // A good update: applied without SIGHUP.
@@ -283,11 +252,7 @@ async fn the_binary_reloads_when_its_config_changes_on_disk_without_a_signal() {
     let mut reloaded = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let r = client
-            .verify(ask("127.0.0.1:2/app:1"))
-            .await
-            .unwrap()
-            .into_inner();
+        let r = served.ask("127.0.0.1:2/app:1").await;
         if r.findings[0].code != "NO_MATCHING_POLICY" {
             assert!(!r.allowed);
             reloaded = true;

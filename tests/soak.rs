@@ -84,10 +84,10 @@ async fn faults_never_produce_a_wrong_verdict_and_memory_stays_bounded() {
     })
     .await;
     let host = server.host();
-    let yaml = config_yaml(
+    let yaml = support::one_key_yaml(
         &host,
-        &[("release", &key.public_pem())],
-        &key_policy("prod", &host, 1, &["release"]),
+        ("release", &key.public_pem()),
+        "prod",
         "cache:\n  allowed_ttl: 0\n  denied_ttl: 0\n  retry_ttl: 0\n",
     );
     let engine = support::engine(&yaml);

@@ -191,6 +191,18 @@ impl TestWebhook {
             .unwrap()
     }
 
+    /// The JSON answer to `body` POSTed on `path` (an AdmissionReview, a provider request).
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        let r = self
+            .client()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.port)
     }

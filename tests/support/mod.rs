@@ -54,6 +54,17 @@ pub fn key_policy(name: &str, host: &str, threshold: usize, keys: &[&str]) -> St
     p
 }
 
+/// A configuration trusting one key (`name`, PEM) for the registry at `host`, with one policy
+/// (`policy`) over all of its repositories that requires it, and `extra` top-level YAML.
+pub fn one_key_yaml(host: &str, (name, pem): (&str, &str), policy: &str, extra: &str) -> String {
+    config_yaml(
+        host,
+        &[(name, pem)],
+        &key_policy(policy, host, 1, &[name]),
+        extra,
+    )
+}
+
 pub fn config(yaml: &str) -> Config {
     Config::from_yaml(yaml, Path::new("."), "test").expect("test config loads")
 }

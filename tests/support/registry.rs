@@ -172,6 +172,23 @@ impl Registry {
         image.digest()
     }
 
+    /// Pushes an image (`label` makes it unique) as `repo:tag`, signed by `key` (a cosign
+    /// signature over the simple-signing payload); returns its digest.
+    pub async fn push_signed(
+        &self,
+        repo: &str,
+        tag: &str,
+        label: &str,
+        key: &super::cosign::SigningKey,
+    ) -> String {
+        let digest = self
+            .push_image(repo, tag, &super::cosign::Image::new(label))
+            .await;
+        let layer = super::cosign::signature_layer(key, super::cosign::payload("x", &digest));
+        self.push_signatures(repo, &digest, vec![layer]).await;
+        digest
+    }
+
     /// Pushes a cosign signature manifest with `layers` under `sha256-<hex>.sig` for `digest`.
     pub async fn push_signatures(&self, repo: &str, digest: &str, layers: Vec<Blob>) {
         let sig = signature_manifest(layers);
