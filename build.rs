@@ -27,5 +27,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;
+    // The Verifier once more, server side only, answering `Verify` with a response umpire keeps
+    // encoded (`api::wire`): a cached verdict costs the same whatever it holds.
+    let wire = out.join("wire");
+    std::fs::create_dir_all(&wire)?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(false)
+        .out_dir(&wire)
+        .extern_path(".umpire.v1", "crate::proto")
+        .extern_path(
+            ".umpire.v1.VerifyResponse",
+            "crate::api::wire::VerifyResponseWire",
+        )
+        .compile_fds(verifier)?;
     Ok(())
 }

@@ -122,6 +122,26 @@ impl Engine {
         self.verify_with(image, policy, Options::default()).await
     }
 
+    /// A request by digest answered before, from this replica's cache, with its answer encoded:
+    /// the verdict and the bytes of every response field but the image. `None`: ask
+    /// [`Engine::verify_with`].
+    pub async fn answered(
+        &self,
+        image: &str,
+        policy: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Option<(Arc<Verdict>, bytes::Bytes)> {
+        let started = Instant::now();
+        let policy = policy.filter(|p| !p.is_empty());
+        let key = self
+            .request_keys
+            .get(&request_key(image, policy, namespace))?;
+        let (verdict, wire) = self.shared.cache.get_local(&key).await?;
+        let metrics = &self.shared.metrics;
+        metrics.record_answer(&verdict, true, &self.satisfied, started.elapsed());
+        Some((verdict, wire))
+    }
+
     pub async fn verify_with(
         self: &Arc<Self>,
         image: &str,

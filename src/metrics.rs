@@ -248,6 +248,17 @@ impl Metrics {
         satisfied: &SatisfiedSeries,
         elapsed: Duration,
     ) {
+        self.record_answer(verdict, verdict.cached, satisfied, elapsed);
+    }
+
+    /// As [`Metrics::record_verdict`], for a verdict answered `cached` or not.
+    pub fn record_answer(
+        &self,
+        verdict: &crate::verdict::Verdict,
+        cached: bool,
+        satisfied: &SatisfiedSeries,
+        elapsed: Duration,
+    ) {
         use crate::verdict::Code;
         for w in &verdict.warnings {
             let labels = PolicyLabels {
@@ -273,7 +284,7 @@ impl Metrics {
                 self.verdicts.get_or_create(&labels).inc();
             }
         }
-        let latency = if verdict.cached {
+        let latency = if cached {
             &self.latency_cached
         } else {
             &self.latency_uncached

@@ -253,6 +253,31 @@ impl Verdict {
         Self::deny(what, vec![Finding::new(Code::LimitExceeded, message)]).retryable()
     }
 
+    /// Its `umpire.v1.VerifyResponse` encoding, every field but `image` (the one part of a
+    /// cached answer that depends on the request: `api::wire` puts it in front).
+    pub fn wire(&self) -> bytes::Bytes {
+        use prost::Message as _;
+        let finding = |f: &Finding| crate::proto::Finding {
+            code: f.code.as_str().to_owned(),
+            message: f.message.clone(),
+            authority: f.authority.clone(),
+            attestation_type: f.attestation_type.clone(),
+            policy: f.policy.clone(),
+        };
+        let response = crate::proto::VerifyResponse {
+            allowed: self.allowed,
+            digest: self.digest.clone(),
+            findings: self.findings.iter().map(finding).collect(),
+            retryable: self.retryable,
+            cached: self.cached,
+            policy: self.policy.clone(),
+            image: String::new(),
+            media_type: self.media_type.clone(),
+            warnings: self.warnings.iter().map(finding).collect(),
+        };
+        response.encode_to_vec().into()
+    }
+
     pub fn codes(&self) -> Vec<Code> {
         self.findings.iter().map(|f| f.code).collect()
     }

@@ -285,3 +285,42 @@ async fn log_format_json_writes_one_json_object_per_line() {
         assert!(v["fields"]["message"].is_string(), "{line}");
     }
 }
+
+#[tokio::test]
+async fn a_cached_answer_is_sent_encoded_and_reads_as_the_fresh_one_marked_cached() {
+    // The built-in demo: a signed image with a signature requirement and its findings.
+    let yaml = format!(
+        "allow_local_layouts: true\n{}",
+        umpire::config::BUILTIN_DEFAULT
+    );
+    let umpire = Umpire::start(&yaml).await;
+    let mut client = umpire.client().await;
+    let by_tag = client
+        .verify(VerifyRequest {
+            image: "oci:examples/demo:signed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(by_tag.allowed, "{by_tag:?}");
+    let image = format!("oci:examples/demo@{}", by_tag.digest);
+    let ask = || VerifyRequest {
+        image: image.clone(),
+        ..Default::default()
+    };
+    // Fresh by digest (or from the cache the tag filled), then from the remembered request:
+    // the second answer is the pre-encoded one.
+    let first = client.verify(ask()).await.unwrap().into_inner();
+    let second = client.verify(ask()).await.unwrap().into_inner();
+    assert!(second.cached);
+    assert_eq!(second.image, image);
+    assert_eq!(
+        umpire::proto::VerifyResponse {
+            cached: true,
+            ..first
+        },
+        second
+    );
+    assert!(!second.findings.is_empty());
+}

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
+use crate::api::wire::VerifyResponseWire;
 use crate::engine::{Options, RequestError};
 use crate::proto;
 use crate::service::Live;
@@ -97,13 +98,26 @@ fn unpack(r: proto::VerifyRequest) -> (String, Option<String>) {
 }
 
 #[tonic::async_trait]
-impl proto::verifier_server::Verifier for VerifierService {
+impl crate::proto_wire::verifier_server::Verifier for VerifierService {
     async fn verify(
         &self,
         request: Request<proto::VerifyRequest>,
-    ) -> Result<Response<proto::VerifyResponse>, Status> {
+    ) -> Result<Response<VerifyResponseWire>, Status> {
         let deadline = deadline_of(&request);
         let request = request.into_inner();
+        // Asked and answered before: the cached answer, already encoded, under the caller's image.
+        if !request.bypass_cache {
+            let namespace = Some(request.namespace.as_str()).filter(|n| !n.is_empty());
+            let policy = Some(request.policy.as_str());
+            if let Some((verdict, rest)) = (self.live.engine())
+                .answered(&request.image, policy, namespace)
+                .await
+            {
+                tracing::info!(image = ?request.image, allowed = verdict.allowed, digest = %verdict.digest, codes = %verdict.code_list(), "verify");
+                let image = request.image;
+                return Ok(Response::new(VerifyResponseWire { image, rest }));
+            }
+        }
         if request.bypass_cache && !self.live.listeners().allow_bypass_cache {
             return Err(bypass_refused());
         }
@@ -133,7 +147,8 @@ impl proto::verifier_server::Verifier for VerifierService {
             ));
         }
         tracing::info!(image = ?image, allowed = verdict.allowed, digest = %verdict.digest, codes = %verdict.code_list(), "verify");
-        Ok(Response::new(to_proto(verdict)))
+        let rest = verdict.wire();
+        Ok(Response::new(VerifyResponseWire { image, rest }))
     }
 
     async fn verify_batch(

@@ -13,3 +13,4 @@ pub mod output;
 pub mod server;
 pub mod tls;
 pub mod webhook;
+pub mod wire;

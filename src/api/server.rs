@@ -129,7 +129,7 @@ pub fn tls_incoming_reporting(
 async fn router(live: Arc<Live>) -> anyhow::Result<tonic::transport::server::Router> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
-        .set_serving::<proto::verifier_server::VerifierServer<VerifierService>>()
+        .set_serving::<crate::proto_wire::verifier_server::VerifierServer<VerifierService>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -144,7 +144,7 @@ async fn router(live: Arc<Live>) -> anyhow::Result<tonic::transport::server::Rou
         .http2_max_header_list_size(Some(crate::api::listener::H2_MAX_HEADER_LIST))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(proto::verifier_server::VerifierServer::new(
+        .add_service(crate::proto_wire::verifier_server::VerifierServer::new(
             VerifierService::new(live),
         )))
 }

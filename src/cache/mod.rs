@@ -166,7 +166,24 @@ pub fn verdict_key(
 #[derive(Clone)]
 struct Entry {
     verdict: Arc<Verdict>,
+    /// Its answer as a cached one, encoded (`Verdict::wire`), made once when it is stored.
+    wire: bytes::Bytes,
     ttl: Duration,
+}
+
+impl Entry {
+    fn new(verdict: Verdict, ttl: Duration) -> Self {
+        let wire = Verdict {
+            cached: true,
+            ..verdict.clone()
+        }
+        .wire();
+        Self {
+            verdict: Arc::new(verdict),
+            wire,
+            ttl,
+        }
+    }
 }
 
 struct PerEntry;
@@ -253,10 +270,7 @@ impl VerdictCache {
             .cache_hits
             .get_or_create(&LayerLabels { layer: "redis" })
             .inc();
-        let entry = Entry {
-            verdict: Arc::new(verdict.clone()),
-            ttl: remaining,
-        };
+        let entry = Entry::new(verdict.clone(), remaining);
         self.local.insert(key.to_owned(), entry).await;
         Some(verdict)
     }
@@ -266,6 +280,14 @@ impl VerdictCache {
     }
 
     /// A cached verdict for `key`, from the local cache or else Redis.
+    /// A verdict held in this replica's own cache, shared, with its answer already encoded (the
+    /// cached answer's fast path; `None` sends the caller to [`VerdictCache::get`]).
+    pub async fn get_local(&self, key: &str) -> Option<(Arc<Verdict>, bytes::Bytes)> {
+        let e = self.local.get(key).await?;
+        self.local_hits.inc();
+        Some((e.verdict, e.wire))
+    }
+
     pub async fn get(&self, key: &str) -> Option<Verdict> {
         if let Some(e) = self.local.get(key).await {
             self.local_hits.inc();
@@ -309,10 +331,7 @@ impl VerdictCache {
         {
             redis.put(key, &stored, ttl).await;
         }
-        let entry = Entry {
-            verdict: Arc::new(stored),
-            ttl,
-        };
+        let entry = Entry::new(stored, ttl);
         self.local.insert(key.to_owned(), entry).await;
     }
 
