@@ -42,7 +42,7 @@ pub struct Engine {
     request_keys: moka::sync::Cache<String, Arc<str>>,
     satisfied: SatisfiedSeries,
     /// The Kubernetes API, for pull secrets (connected on first use).
-    kubernetes: Arc<Kubernetes>,
+    pub(crate) kubernetes: Arc<Kubernetes>,
 }
 
 /// What judging needs of the request: the name it was asked by, and the workload's credentials.
@@ -60,21 +60,14 @@ impl Engine {
         credentials: Credentials,
         shared: Arc<Shared>,
     ) -> anyhow::Result<Self> {
-        let kubernetes = Arc::new(Kubernetes::new(config.kubernetes.clone()));
-        let registry = RegistryClient::new(
-            config.registries.clone(),
-            config.registry_credentials.over(credentials),
-            config.limits.connect_timeout,
-            config.limits.max_registry_requests,
-            config.known_hosts(),
-            Arc::clone(&shared.metrics),
-        )?;
+        let (registry, kubernetes) =
+            crate::pull_secrets::registry_client(&config, credentials, &shared.metrics)?;
         let trust = config.trust_material();
         let names = config.policies.iter().map(|p| p.name.as_str());
         let satisfied = shared.metrics.satisfied_series(names);
         Ok(Self {
             satisfied,
-            registry: Arc::new(kubernetes.configure(registry, &config.registry_credentials)),
+            registry: Arc::new(registry),
             kubernetes,
             trust,
             shared,
@@ -105,10 +98,6 @@ impl Engine {
         &self.config
     }
 
-    pub fn kubernetes(&self) -> &Kubernetes {
-        &self.kubernetes
-    }
-
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -132,13 +121,10 @@ impl Engine {
         namespace: Option<&str>,
     ) -> Option<(Arc<Verdict>, bytes::Bytes)> {
         let started = Instant::now();
-        let policy = policy.filter(|p| !p.is_empty());
-        let key = self
-            .request_keys
-            .get(&request_key(image, policy, namespace))?;
+        let asked = request_key(image, policy.filter(|p| !p.is_empty()), namespace);
+        let key = self.request_keys.get(&asked)?;
         let (verdict, wire) = self.shared.cache.get_local(&key).await?;
-        let metrics = &self.shared.metrics;
-        metrics.record_answer(&verdict, true, &self.satisfied, started.elapsed());
+        (self.shared.metrics).record_answer(&verdict, true, &self.satisfied, started.elapsed());
         Some((verdict, wire))
     }
 
@@ -148,26 +134,19 @@ impl Engine {
         policy: Option<&str>,
         options: Options,
     ) -> Result<Verdict, RequestError> {
-        // One image: no batch around it (the cached answer is the hot path).
-        if !options.bypass_cache {
-            let started = Instant::now();
-            let known = self.request_keys.get(&request_key(
-                image,
-                policy.filter(|p| !p.is_empty()),
-                options.namespace.as_deref().filter(|n| !n.is_empty()),
-            ));
-            if let Some(key) = known
-                && let Some(hit) = self.shared.cache.get(&key).await
-            {
-                let verdict = Verdict {
-                    cached: true,
-                    ..hit
-                }
-                .for_image(image);
-                let metrics = &self.shared.metrics;
-                metrics.record_verdict(&verdict, &self.satisfied, started.elapsed());
-                return Ok(verdict);
+        // One image: no batch around it (the cached answer is the hot path). A workload's
+        // credentials key its verdicts: the memo, which knows none, answers only without them.
+        let namespace = options.namespace.as_deref().filter(|n| !n.is_empty());
+        if !options.bypass_cache
+            && options.workload.is_none()
+            && let Some((hit, _)) = self.answered(image, policy, namespace).await
+        {
+            let hit = Verdict::clone(&hit);
+            return Ok(Verdict {
+                cached: true,
+                ..hit
             }
+            .for_image(image));
         }
         let mut prepared = Prepared::read(
             &self.config.policies,

@@ -328,6 +328,27 @@ impl Kubernetes {
     }
 }
 
+/// The registry client of a configuration, with every credential it names: the Docker config's
+/// (`credentials`), `registries[].credentials` files and secrets (read through the returned
+/// Kubernetes API, which admission also reads workloads' pull secrets with).
+pub fn registry_client(
+    config: &crate::config::Config,
+    credentials: crate::evidence::auth::Credentials,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<(crate::evidence::registry::RegistryClient, Arc<Kubernetes>)> {
+    let kubernetes = Arc::new(Kubernetes::new(config.kubernetes.clone()));
+    let registry = crate::evidence::registry::RegistryClient::new(
+        config.registries.clone(),
+        config.registry_credentials.over(credentials),
+        config.limits.connect_timeout,
+        config.limits.max_registry_requests,
+        config.known_hosts(),
+        Arc::clone(metrics),
+    )?;
+    let registry = kubernetes.configure(registry, &config.registry_credentials);
+    Ok((registry, kubernetes))
+}
+
 /// The secrets `registries[].credentials` names, looked up as registries challenge.
 struct ConfiguredSecrets {
     kubernetes: Arc<Kubernetes>,

@@ -169,7 +169,7 @@ async fn judge_with(live: &Live, settings: &WebhookSettings, review: &Review) ->
     };
     if workload.is_some()
         && verdicts.iter().any(refused)
-        && let Ok(client) = engine.kubernetes().secrets().await
+        && let Ok(client) = engine.kubernetes.secrets().await
     {
         client.forget(&review.namespace);
     }
@@ -184,7 +184,7 @@ async fn workload_credentials(
     engine: &crate::engine::Engine,
     review: &Review,
 ) -> Result<Option<Arc<WorkloadCredentials>>, String> {
-    let kubernetes = engine.kubernetes();
+    let kubernetes = &engine.kubernetes;
     if !kubernetes.settings().pull_secrets || review.namespace.is_empty() {
         return Ok(None);
     }

@@ -275,6 +275,12 @@ impl VerdictCache {
         Some(verdict)
     }
 
+    /// Lets the local cache finish its pending work (evictions to `max_entries`): for
+    /// measurements.
+    pub async fn settle(&self) {
+        self.local.run_pending_tasks().await;
+    }
+
     pub fn settings(&self) -> &CacheSettings {
         &self.settings
     }
