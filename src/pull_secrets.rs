@@ -128,9 +128,9 @@ impl PullSecrets {
         keyring
             .add(&bytes, legacy, &origin)
             .map_err(|e| (e, false))?;
+        // A registry's own credential: its host keys (a key with a path is a repository's).
         keyring
             .lookup(registry, "")
-            .or_else(|| keyring.lookup(registry, "x"))
             .map(|b| b.credential.clone())
             .ok_or_else(|| {
                 (
