@@ -256,6 +256,12 @@ impl Verdict {
     /// Its `umpire.v1.VerifyResponse` encoding, every field but `image` (the one part of a
     /// cached answer that depends on the request: `api::wire` puts it in front).
     pub fn wire(&self) -> bytes::Bytes {
+        self.wire_as(self.cached)
+    }
+
+    /// As [`Verdict::wire`], with `cached` said as given (the cache encodes its entries as the
+    /// cached answers they will be).
+    pub fn wire_as(&self, cached: bool) -> bytes::Bytes {
         use prost::Message as _;
         let finding = |f: &Finding| crate::proto::Finding {
             code: f.code.as_str().to_owned(),
@@ -269,7 +275,7 @@ impl Verdict {
             digest: self.digest.clone(),
             findings: self.findings.iter().map(finding).collect(),
             retryable: self.retryable,
-            cached: self.cached,
+            cached,
             policy: self.policy.clone(),
             image: String::new(),
             media_type: self.media_type.clone(),

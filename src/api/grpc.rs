@@ -105,6 +105,10 @@ impl crate::proto_wire::verifier_server::Verifier for VerifierService {
     ) -> Result<Response<VerifyResponseWire>, Status> {
         let deadline = deadline_of(&request);
         let request = request.into_inner();
+        if request.bypass_cache && !self.live.listeners().allow_bypass_cache {
+            return Err(bypass_refused());
+        }
+        refuse_local_layout(&request.image, || self.live.listeners().allow_local_layouts)?;
         // Asked and answered before: the cached answer, already encoded, under the caller's image.
         if !request.bypass_cache {
             let namespace = Some(request.namespace.as_str()).filter(|n| !n.is_empty());
@@ -118,10 +122,6 @@ impl crate::proto_wire::verifier_server::Verifier for VerifierService {
                 return Ok(Response::new(VerifyResponseWire { image, rest }));
             }
         }
-        if request.bypass_cache && !self.live.listeners().allow_bypass_cache {
-            return Err(bypass_refused());
-        }
-        refuse_local_layout(&request.image, || self.live.listeners().allow_local_layouts)?;
         let options = Options {
             bypass_cache: request.bypass_cache,
             deadline,

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::api::admission::{self, ImageAt, Pin, Review};
 use crate::config::WebhookSettings;
-use crate::evidence::keyring::WorkloadCredentials;
+use crate::evidence::keyring::{REFUSED_CREDENTIALS, WorkloadCredentials};
 use crate::metrics::VerdictLabels;
 use crate::reference::ImageRef;
 use crate::service::Live;
@@ -165,7 +165,7 @@ async fn judge_with(live: &Live, settings: &WebhookSettings, review: &Review) ->
     let refused = |v: &Verdict| {
         v.findings
             .iter()
-            .any(|f| f.message.contains("refused the credentials"))
+            .any(|f| f.message.contains(REFUSED_CREDENTIALS))
     };
     if workload.is_some()
         && verdicts.iter().any(refused)

@@ -173,11 +173,7 @@ struct Entry {
 
 impl Entry {
     fn new(verdict: Verdict, ttl: Duration) -> Self {
-        let wire = Verdict {
-            cached: true,
-            ..verdict.clone()
-        }
-        .wire();
+        let wire = verdict.wire_as(true);
         Self {
             verdict: Arc::new(verdict),
             wire,

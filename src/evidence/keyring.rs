@@ -13,6 +13,10 @@ use serde::Deserialize;
 use super::FetchError;
 use super::auth::Credential;
 
+/// What a finding says when a registry refused a workload's credential (admission then reads the
+/// namespace's secrets again).
+pub const REFUSED_CREDENTIALS: &str = "refused the credentials";
+
 /// A credential lent by a workload, with where it came from (for messages) and an identifier
 /// (for cache keys and tokens: never the credential itself).
 #[derive(Clone)]
@@ -68,17 +72,11 @@ impl Access {
         let Access::Refused { reason, transient } = self else {
             return None;
         };
-        Some(if *transient {
-            FetchError::Unavailable {
-                what: what.to_owned(),
-                detail: reason.clone(),
-            }
-        } else {
-            FetchError::Protocol {
-                what: what.to_owned(),
-                detail: reason.clone(),
-            }
-        })
+        Some(FetchError::credential_problem(
+            what,
+            reason.clone(),
+            *transient,
+        ))
     }
 
     /// A registry's refusal, said with the credentials that were refused.
@@ -88,7 +86,7 @@ impl Access {
         };
         let detail = match self {
             Access::Borrowed(b) => format!(
-                "the registry refused the credentials of {} (HTTP {status}); check that secret",
+                "the registry {REFUSED_CREDENTIALS} of {} (HTTP {status}); check that secret",
                 b.origin
             ),
             Access::OwnAfter { looked_in } => format!(

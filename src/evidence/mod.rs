@@ -76,6 +76,17 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// A credential that could not be had (a secret unreadable, none matching): transient causes
+    /// may pass by themselves, the others are the configuration's or the cluster's to fix.
+    pub fn credential_problem(what: &str, detail: String, transient: bool) -> Self {
+        let what = what.to_owned();
+        if transient {
+            FetchError::Unavailable { what, detail }
+        } else {
+            FetchError::Protocol { what, detail }
+        }
+    }
+
     /// True for causes that may go away by themselves (network, 5xx, 429, timeouts).
     pub fn is_transient(&self) -> bool {
         matches!(self, FetchError::Unavailable { .. })

@@ -23,18 +23,9 @@ impl RegistryClient {
         if let Some(configured) = &self.configured
             && let Some(answer) = configured.credential(registry).await
         {
-            return answer
-                .map(Some)
-                .map_err(|(detail, transient)| match transient {
-                    true => FetchError::Unavailable {
-                        what: what.to_owned(),
-                        detail,
-                    },
-                    false => FetchError::Protocol {
-                        what: what.to_owned(),
-                        detail,
-                    },
-                });
+            return answer.map(Some).map_err(|(detail, transient)| {
+                FetchError::credential_problem(what, detail, transient)
+            });
         }
         Ok(self.credentials.lookup(registry).await)
     }
