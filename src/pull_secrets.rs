@@ -1,6 +1,6 @@
 //! Registry credentials from the Kubernetes API, as the kubelet would use them: a workload's
-//! `imagePullSecrets`, then its service account's (`default` when none is named), read in the
-//! object's namespace; and the secrets `registries[].credentials` names. The client is configured
+//! `imagePullSecrets`, or its service account's when it names none (`default` when none is
+//! named), read in the object's namespace; and the secrets `registries[].credentials` names. The client is configured
 //! as kubectl's is (`KUBECONFIG` or `~/.kube/config`, else in-cluster). Secrets are kept a short
 //! while (bounded in number), read again when a registry refuses them, and never logged.
 
@@ -70,8 +70,8 @@ impl PullSecrets {
         Ok(Self { client, kept })
     }
 
-    /// The credentials of a workload in `namespace`: its `pod_secrets`, then those of
-    /// `service_account`, each read as the kubelet reads it.
+    /// The credentials of a workload in `namespace`: its `pod_secrets`, or, when it names none,
+    /// those of `service_account`, each read as the kubelet reads it.
     pub async fn for_workload(
         &self,
         namespace: &str,
@@ -79,24 +79,30 @@ impl PullSecrets {
         service_account: &str,
     ) -> WorkloadCredentials {
         let mut out = WorkloadCredentials::default();
-        let account = match self.account(namespace, service_account).await {
-            Ok(Some(a)) => a
-                .image_pull_secrets
-                .iter()
-                .flatten()
-                .map(|r| r.name.clone())
-                .collect(),
-            Ok(None) => Vec::new(),
-            Err(problem) => {
-                out.unreadable.push(problem);
-                Vec::new()
+        // As the ServiceAccount admission plugin fills a pod in (and so as its kubelet pulls): the
+        // account's secrets only for a pod that names none of its own.
+        let account = if pod_secrets.is_empty() {
+            match self.account(namespace, service_account).await {
+                Ok(Some(a)) => (a.image_pull_secrets.iter().flatten())
+                    .map(|r| r.name.clone())
+                    .collect(),
+                Ok(None) => Vec::new(),
+                Err(problem) => {
+                    out.unreadable.push(problem);
+                    Vec::new()
+                }
             }
+        } else {
+            Vec::new()
         };
-        out.looked_in = format!(
-            "pod imagePullSecrets: [{}]; service account {namespace}/{service_account}: [{}]",
-            pod_secrets.join(", "),
-            account.join(", ")
-        );
+        out.looked_in = if pod_secrets.is_empty() {
+            format!(
+                "the pod names no imagePullSecrets; service account {namespace}/{service_account}: [{}]",
+                account.join(", ")
+            )
+        } else {
+            format!("pod imagePullSecrets: [{}]", pod_secrets.join(", "))
+        };
         let named = pod_secrets
             .iter()
             .map(|n| (n, "pod imagePullSecrets"))

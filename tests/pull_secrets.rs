@@ -143,6 +143,13 @@ impl Setup {
             &docker_config(&host, BASIC_B.0, BASIC_B.1),
         );
         api.service_account("builds", "builder", &["b-cred"]);
+        api.secret(
+            "builds",
+            "elsewhere",
+            dockerconfig,
+            ".dockerconfigjson",
+            &docker_config("other.example", BASIC_B.0, BASIC_B.1),
+        );
         api.secret("apps", "opaque", "Opaque", "token", b"not a pull secret");
         api.secret(
             "umpire-system",
@@ -321,9 +328,25 @@ async fn a_service_accounts_secret_is_used_in_cluster_when_the_pod_names_none() 
         "{asked:?}"
     );
 
+    // Named by its deprecated spelling, the account is the same one.
+    let mut review = pod("builds", image_b, &[], None);
+    review["request"]["object"]["spec"]["serviceAccount"] = "builder".into();
+    let (allowed, message) = admit(&hook, review).await;
+    assert!(allowed, "{message}");
+
     // The same pod under the default service account has nothing for the registry.
     let (allowed, message) = admit(&hook, pod("builds", image_b, &[], None)).await;
     assert!(!allowed, "{message}");
+
+    // A pod that names secrets of its own pulls with those alone (the ServiceAccount plugin adds
+    // the account's only to pods that name none): the account's credential is not borrowed.
+    let own = pod("builds", image_b, &["elsewhere"], Some("builder"));
+    let (allowed, message) = admit(&hook, own).await;
+    assert!(!allowed, "{message}");
+    assert!(
+        message.contains("pod imagePullSecrets: [elsewhere]"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

@@ -34,7 +34,7 @@ fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
 /// Every image of containers, initContainers, ephemeralContainers and image volumes. Kinds
 /// without pods have none.
 /// Who a workload pulls as: its pod spec's `imagePullSecrets` names (bounded) and its service
-/// account (`default` when none is named), as the kubelet and the ServiceAccount admission read
+/// account (`default` when none is named), as the API server and the ServiceAccount admission read
 /// them. `None` for a kind that runs no pod.
 pub fn pull_identity(kind: &str, object: &Value) -> Option<(Vec<String>, String)> {
     let spec = object.pointer(pod_spec_pointer(kind)?)?;
@@ -48,10 +48,14 @@ pub fn pull_identity(kind: &str, object: &Value) -> Option<(Vec<String>, String)
         .take(MAX_CONTAINERS)
         .map(str::to_owned)
         .collect();
-    let account = spec
-        .get("serviceAccountName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
+    // `serviceAccount` is the deprecated spelling the API server still defaults the name from.
+    let named = |key: &str| {
+        spec.get(key)
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+    };
+    let account = named("serviceAccountName")
+        .or_else(|| named("serviceAccount"))
         .unwrap_or("default")
         .to_owned();
     Some((secrets, account))
