@@ -1,7 +1,8 @@
 //! Round trips of one cold verification, measured through a latency-injecting proxy in front of a
-//! local registry (Debian's docker-registry, plain HTTP): every byte is delayed by half the RTT in
-//! each direction, and a new connection's first bytes by one RTT more (its TCP handshake). For
-//! each RTT it reports, as multiples of the RTT:
+//! local registry (Debian's docker-registry over plain HTTP, over HTTPS with HTTP/2, and over
+//! HTTPS with HTTP/1.1 only): every byte is delayed by half the RTT in each direction, and a new
+//! connection's first bytes by one RTT more (its TCP handshake; `tests/support/delay_proxy.rs`).
+//! For each transport and RTT it reports, as multiples of the RTT:
 //! - the CLI (`umpire verify`, a fresh process: every connection is new), by tag and by digest;
 //! - `umpire serve` on a warm pool (another image of the same repository verified just before),
 //!   by tag and by digest;
@@ -9,17 +10,18 @@
 //!
 //!     cargo build --release && cargo run --release --example latency_bench [-- --rtt 20,50]
 
+#[path = "../tests/support/certs.rs"]
+mod certs;
 #[path = "../tests/support/cosign.rs"]
 mod cosign;
+#[path = "../tests/support/delay_proxy.rs"]
+mod delay_proxy;
 #[path = "../tests/support/registry.rs"]
 mod registry;
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use umpire::proto::VerifyRequest;
 use umpire::proto::verifier_client::VerifierClient;
 
@@ -31,62 +33,9 @@ struct Args {
     /// Runs per figure (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-}
-
-/// A TCP proxy to `upstream` delaying every chunk by `rtt / 2` each way, and a connection's first
-/// bytes from the client by one RTT more. Counts the connections it accepted.
-async fn proxy(upstream: String, rtt: Duration, connections: Arc<AtomicUsize>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            connections.fetch_add(1, Ordering::Relaxed);
-            let upstream = upstream.clone();
-            tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
-                    return;
-                };
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                let opened = Instant::now();
-                tokio::spawn(pipe(cr, sw, rtt / 2, Some(opened + rtt)));
-                tokio::spawn(pipe(sr, cw, rtt / 2, None));
-            });
-        }
-    });
-    addr
-}
-
-/// Copies `from` to `to`, each chunk delivered `delay` after it was read (and not before `not_before`).
-async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    delay: Duration,
-    not_before: Option<Instant>,
-) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        while let Ok(n) = from.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            let mut at = Instant::now() + delay;
-            if let Some(t) = not_before {
-                at = at.max(t);
-            }
-            if tx.send((at, buf[..n].to_vec())).is_err() {
-                break;
-            }
-        }
-    });
-    while let Some((at, bytes)) = rx.recv().await {
-        tokio::time::sleep_until(at.into()).await;
-        if to.write_all(&bytes).await.is_err() {
-            return;
-        }
-    }
-    let _ = to.shutdown().await;
+    /// Transports to measure: http, https-h2, https-h1.
+    #[arg(long, value_delimiter = ',', default_value = "http,https-h2,https-h1")]
+    transport: Vec<String>,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -102,8 +51,69 @@ async fn main() -> anyhow::Result<()> {
         umpire_bin.exists(),
         "build umpire first: cargo build --release"
     );
-    let registry = registry::Registry::start().await;
+    let pki = certs::Pki::new("latency bench registry CA");
+    let dir = tempfile::tempdir()?;
+    let ca = dir.path().join("registry-ca.pem");
+    std::fs::write(&ca, &pki.ca_pem)?;
     let key = cosign::SigningKey::p256();
+    let pem = dir.path().join("release.pub");
+    std::fs::write(&pem, key.public_pem())?;
+    println!(
+        "Each figure: the median wall time, and above the 0 ms row (what is not the network: process"
+    );
+    println!("start, CPU, loopback) as a multiple of the RTT.");
+    println!(
+        "| transport | RTT | CLI by tag | CLI by digest | serve, warm pool, by tag | serve, warm pool, by digest | connections (CLI by tag, by digest) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for transport in &a.transport {
+        let (registry, registry_yaml) = match transport.as_str() {
+            "http" => (
+                registry::Registry::start().await,
+                "    insecure: true\n".to_owned(),
+            ),
+            "https-h2" | "https-h1" => {
+                let server = pki.server();
+                let tls = registry::RegistryTls {
+                    cert_pem: server.cert_pem,
+                    key_pem: server.key_pem,
+                    ca_pem: pki.ca_pem.clone(),
+                    http2: transport == "https-h2",
+                };
+                (
+                    registry::Registry::start_tls(tls).await,
+                    format!("    tls_ca: {}\n", ca.display()),
+                )
+            }
+            other => anyhow::bail!("unknown transport {other:?}: http, https-h2 or https-h1"),
+        };
+        measure(
+            &a,
+            &umpire_bin,
+            transport,
+            &registry,
+            &registry_yaml,
+            &key,
+            &pem,
+            dir.path(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The table's rows for one transport: a figure per RTT.
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    a: &Args,
+    umpire_bin: &Path,
+    transport: &str,
+    registry: &registry::Registry,
+    registry_yaml: &str,
+    key: &cosign::SigningKey,
+    pem: &Path,
+    dir: &Path,
+) -> anyhow::Result<()> {
     let images = 2 + 6 * a.runs * a.rtt.len();
     let mut digests = Vec::new();
     for i in 0..images {
@@ -111,50 +121,39 @@ async fn main() -> anyhow::Result<()> {
         digests.push((
             tag.clone(),
             registry
-                .push_signed("lat/app", &tag, &format!("latency {i}"), &key)
+                .push_signed("lat/app", &tag, &format!("latency {transport} {i}"), key)
                 .await,
         ));
     }
-    let dir = tempfile::tempdir()?;
-    let pem = dir.path().join("release.pub");
-    std::fs::write(&pem, key.public_pem())?;
     let mut next = 0;
     let mut take = || {
         next += 1;
         digests[next - 1].clone()
     };
-    println!(
-        "Each figure: the median wall time, and above the 0 ms row (what is not the network: process"
-    );
-    println!("start, CPU, loopback) as a multiple of the RTT.");
-    println!(
-        "| RTT | CLI by tag | CLI by digest | serve, warm pool, by tag | serve, warm pool, by digest | connections (CLI by tag, by digest) |"
-    );
-    println!("|---|---|---|---|---|---|");
     let mut floor: Vec<Duration> = Vec::new();
     for &ms in &a.rtt {
         let rtt = Duration::from_millis(ms);
-        let connections = Arc::new(AtomicUsize::new(0));
-        let host = proxy(registry.host(), rtt, Arc::clone(&connections)).await;
-        let config = dir.path().join(format!("umpire-{ms}.yaml"));
+        let proxy = delay_proxy::DelayProxy::start(registry.host(), rtt).await;
+        let host = proxy.addr.clone();
+        let config = dir.join(format!("umpire-{transport}-{ms}.yaml"));
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:0\nregistries:\n  - host: {host}\n    insecure: true\ntrust:\n  keys:\n    release: {}\npolicies:\n  - name: p\n    images: [\"{host}/**\"]\n    signatures:\n      authorities: [ {{ key: release }} ]\n",
+                "listen: 127.0.0.1:0\nregistries:\n  - host: {host}\n{registry_yaml}trust:\n  keys:\n    release: {}\npolicies:\n  - name: p\n    images: [\"{host}/**\"]\n    signatures:\n      authorities: [ {{ key: release }} ]\n",
                 pem.display()
             ),
         )?;
         // The CLI: a fresh process per image.
-        let mut cli = |by_tag: bool, connections: &AtomicUsize| {
+        let mut cli = |by_tag: bool, proxy: &delay_proxy::DelayProxy| {
             let (tag, digest) = take();
             let image = if by_tag {
                 format!("{host}/lat/app:{tag}")
             } else {
                 format!("{host}/lat/app@{digest}")
             };
-            let before = connections.load(Ordering::Relaxed);
+            let before = proxy.connections();
             let started = Instant::now();
-            let out = std::process::Command::new(&umpire_bin)
+            let out = std::process::Command::new(umpire_bin)
                 .args(["verify", "--config", config.to_str().unwrap(), &image])
                 .env("UMPIRE_LOG", "error")
                 .output()
@@ -165,20 +164,20 @@ async fn main() -> anyhow::Result<()> {
                 "{}",
                 String::from_utf8_lossy(&out.stdout)
             );
-            (took, connections.load(Ordering::Relaxed) - before)
+            (took, proxy.connections() - before)
         };
         let (mut tag_cli, mut digest_cli) = (Vec::new(), Vec::new());
         let (mut tag_conns, mut digest_conns) = (0, 0);
         for _ in 0..a.runs {
-            let (t, c) = cli(true, &connections);
+            let (t, c) = cli(true, &proxy);
             tag_cli.push(t);
             tag_conns = c;
-            let (t, c) = cli(false, &connections);
+            let (t, c) = cli(false, &proxy);
             digest_cli.push(t);
             digest_conns = c;
         }
         // The server on a warm pool: one image first, then the measured one.
-        let mut serve = tokio::process::Command::new(&umpire_bin)
+        let mut serve = tokio::process::Command::new(umpire_bin)
             .args(["serve", "--config", config.to_str().unwrap()])
             .env("UMPIRE_LOG", "warn,umpire::api::server=info")
             .stderr(std::process::Stdio::piped())
@@ -238,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
             }
         };
         println!(
-            "| {ms} ms | {} | {} | {} | {} | {tag_conns}, {digest_conns} |",
+            "| {transport} | {ms} ms | {} | {} | {} | {} | {tag_conns}, {digest_conns} |",
             figure(0),
             figure(1),
             figure(2),

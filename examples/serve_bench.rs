@@ -431,7 +431,11 @@ async fn main() -> anyhow::Result<()> {
     let umpire_user = cpu_split(umpire.0.id()).0;
     let cold_perf = std::env::var_os("BENCH_PERF")
         .map(|_| -> anyhow::Result<(Child, PathBuf)> {
-            let data = dir.path().join("perf-cold.data");
+            // BENCH_PERF_DATA=path keeps the cold profile for `perf report --children` (where
+            // time goes by caller, not only by the function it is spent in).
+            let data = std::env::var_os("BENCH_PERF_DATA")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| dir.path().join("perf-cold.data"));
             let perf = Command::new("perf")
                 .args(["record", "-F", "1999", "-g", "-o"])
                 .arg(&data)

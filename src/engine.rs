@@ -469,6 +469,7 @@ impl Engine {
         let deadline = self.config.limits.deadline;
         let started = Instant::now();
         let reference = ManifestRef::of(image);
+        source.warm_up(&reference);
         let fetch = source.manifest(&reference, self.config.limits.max_manifest_bytes);
         let result = match tokio::time::timeout(deadline, fetch).await {
             Ok(Ok(manifest)) => Ok(manifest),

@@ -129,6 +129,9 @@ pub(super) struct RawRegistry {
     pub(super) auth_hosts: Vec<String>,
     #[serde(default)]
     pub(super) credentials: Option<RawRegistryCredentials>,
+    /// PEM CA certificates: the only roots this host's HTTPS certificate may chain to.
+    #[serde(default)]
+    pub(super) tls_ca: Option<String>,
 }
 
 /// `registries[].credentials`: a Kubernetes secret or a Docker config file.

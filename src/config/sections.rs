@@ -265,9 +265,22 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
                     format!("expected host[:port], found {:?}", r.host),
                 ));
             }
+            let tls_ca = match r.tls_ca {
+                None => None,
+                Some(_) if r.insecure => {
+                    return Err(bad(
+                        &format!("registries[{i}].tls_ca"),
+                        "is for HTTPS registries; this one is listed insecure (plain HTTP)".into(),
+                    ));
+                }
+                Some(path) => {
+                    Some(self.ca_certificates(&format!("registries[{i}].tls_ca"), &path)?)
+                }
+            };
             let settings = RegistrySettings {
                 insecure: r.insecure,
                 auth_hosts: r.auth_hosts,
+                tls_ca,
             };
             // The spelling references are canonicalised to, so that LOCALHOST:5000 finds these.
             let host = crate::reference::canonical_host(&r.host).map_err(|e| bad(&key, e))?;
@@ -280,6 +293,44 @@ impl<F: Fn(&str, String) -> ConfigError> Validator<'_, F> {
             }
         }
         Ok((registries, credentials))
+    }
+
+    /// A PEM file of CA certificates, each read as X.509 now: a bad bundle is a load error, not
+    /// a failed handshake at the first verification.
+    fn ca_certificates(&self, key: &str, path: &str) -> Result<Vec<Vec<u8>>, ConfigError> {
+        let bad = self.invalid;
+        let path = self.named(path);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| bad(key, format!("cannot read {}: {e}", path.display())))?;
+        let blocks =
+            pem::parse_many(&bytes).map_err(|e| bad(key, format!("{}: {e}", path.display())))?;
+        let mut certificates = Vec::new();
+        for block in blocks {
+            if block.tag() != "CERTIFICATE" {
+                return Err(bad(
+                    key,
+                    format!(
+                        "{} holds a {} block; expected CERTIFICATE blocks only",
+                        path.display(),
+                        block.tag()
+                    ),
+                ));
+            }
+            if let Err(e) = x509_parser::parse_x509_certificate(block.contents()) {
+                return Err(bad(
+                    key,
+                    format!("{}: a certificate that does not parse: {e}", path.display()),
+                ));
+            }
+            certificates.push(block.into_contents());
+        }
+        if certificates.is_empty() {
+            return Err(bad(
+                key,
+                format!("no PEM certificate found in {}", path.display()),
+            ));
+        }
+        Ok(certificates)
     }
 
     fn registry_credentials(

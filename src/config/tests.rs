@@ -193,3 +193,43 @@ fn registry_hosts_take_the_canonical_spelling() {
     .unwrap();
     assert!(c.registries["localhost:5000"].insecure);
 }
+
+#[test]
+fn a_registry_tls_ca_is_read_at_load_and_refused_where_it_cannot_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["registry ca".into()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    let good = dir.path().join("ca.pem");
+    std::fs::write(&good, ca.pem()).unwrap();
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&key_file, KEY).unwrap();
+    let registry = |extra: &str, path: &Path| {
+        with_key(&format!(
+            "registries:\n  - host: REG.io\n{extra}    tls_ca: {}\n{POLICY}",
+            path.display()
+        ))
+    };
+    let c = load(&registry("", &good)).unwrap();
+    assert_eq!(
+        c.registries["reg.io"].tls_ca,
+        Some(vec![ca.der().to_vec()]),
+        "the certificate, under the host's canonical spelling"
+    );
+    let e = err(&registry("    insecure: true\n", &good));
+    assert!(
+        e.contains("registries[0].tls_ca") && e.contains("insecure"),
+        "{e}"
+    );
+    let e = err(&registry("", &key_file));
+    assert!(
+        e.contains("registries[0].tls_ca") && e.contains("PUBLIC KEY"),
+        "{e}"
+    );
+    let e = err(&registry("", &dir.path().join("missing.pem")));
+    assert!(
+        e.contains("registries[0].tls_ca") && e.contains("missing.pem"),
+        "{e}"
+    );
+}

@@ -124,6 +124,11 @@ pub trait Source: Send + Sync {
         }
     }
 
+    /// Called as the image's own manifest is about to be fetched by `image`. The requests that
+    /// follow a tag go out in parallel once it resolves, so a source may open their connections
+    /// now. Nothing by default.
+    fn warm_up(&self, _image: &ManifestRef) {}
+
     /// Human name of the repository or layout, for messages.
     fn name(&self) -> String;
 

@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod cosign;
+pub mod delay_proxy;
 pub mod hostile;
 pub mod kube;
 pub mod redis;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
@@ -61,18 +61,51 @@ fn binary() -> PathBuf {
     );
 }
 
+/// HTTPS for a registry a test starts: its certificate and key (PEM), the CA that issued them,
+/// and whether it offers HTTP/2 (ALPN `h2`) beside HTTP/1.1.
+pub struct RegistryTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+    pub http2: bool,
+}
+
 impl Registry {
-    /// Starts a fresh registry and waits until it answers.
+    /// Starts a fresh registry (plain HTTP) and waits until it answers.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts a fresh registry serving HTTPS only.
+    pub async fn start_tls(tls: RegistryTls) -> Self {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<RegistryTls>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut last_error = String::new();
+        let tls_section = match &tls {
+            None => String::new(),
+            Some(t) => {
+                let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+                std::fs::write(&cert, &t.cert_pem).unwrap();
+                std::fs::write(&key, &t.key_pem).unwrap();
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n  http2:\n    disabled: {}\n",
+                    cert.display(),
+                    key.display(),
+                    !t.http2
+                )
+            }
+        };
+        let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         for _ in 0..5 {
             let port = free_port();
             let config = dir.path().join("config.yml");
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_section}",
                     dir.path().join("data").display()
                 ),
             )
@@ -84,16 +117,27 @@ impl Registry {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start docker-registry");
-            match wait_ready(&mut child, port).await {
+            match wait_ready(&mut child, port, ca_pem.as_deref()).await {
                 Ok(()) => {
+                    let client = match &ca_pem {
+                        None => ClientConfig {
+                            protocol: ClientProtocol::Http,
+                            ..Default::default()
+                        },
+                        Some(ca) => ClientConfig {
+                            protocol: ClientProtocol::Https,
+                            extra_root_certificates: vec![Certificate {
+                                encoding: CertificateEncoding::Pem,
+                                data: ca.as_bytes().to_vec(),
+                            }],
+                            ..Default::default()
+                        },
+                    };
                     return Registry {
                         child: Some(child),
                         port,
                         _dir: dir,
-                        client: Client::new(ClientConfig {
-                            protocol: ClientProtocol::Http,
-                            ..Default::default()
-                        }),
+                        client: Client::new(client),
                     };
                 }
                 Err(e) => {
@@ -232,14 +276,26 @@ impl Registry {
     }
 }
 
-async fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
+async fn wait_ready(child: &mut Child, port: u16, ca_pem: Option<&str>) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(15);
-    let url = format!("http://127.0.0.1:{port}/v2/");
+    let (url, http) = match ca_pem {
+        None => (
+            format!("http://127.0.0.1:{port}/v2/"),
+            reqwest::Client::new(),
+        ),
+        Some(ca) => (
+            format!("https://127.0.0.1:{port}/v2/"),
+            reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+                .build()
+                .unwrap(),
+        ),
+    };
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("exited with {status}"));
         }
-        if let Ok(r) = reqwest::get(&url).await
+        if let Ok(r) = http.get(&url).send().await
             && r.status().is_success()
         {
             return Ok(());

@@ -34,11 +34,24 @@ pub(super) fn unavailable(what: &str, e: &reqwest::Error) -> FetchError {
             ),
         };
     }
+    // A certificate the client does not trust: retrying cannot help either, and the fix is the
+    // registry's certificate or umpire's setting for its CA.
+    if detail.contains("invalid peer certificate") {
+        return FetchError::Protocol {
+            what: what.to_owned(),
+            detail: format!(
+                "{detail}; if the registry's certificate is issued by a private CA, {TLS_CA_HINT}"
+            ),
+        };
+    }
     FetchError::Unavailable {
         what: what.to_owned(),
         detail,
     }
 }
+
+/// What a message says to do about a registry whose certificate a private CA issued.
+pub const TLS_CA_HINT: &str = "name that CA's PEM under its host's registries entry as tls_ca";
 
 pub(super) fn check_status(response: Answer, what: &str) -> Result<Answer, FetchError> {
     let status = response.status();

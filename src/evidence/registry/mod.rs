@@ -22,6 +22,7 @@ use crate::reference::{DOCKER_HUB, RegistryRef};
 mod challenge;
 mod http;
 mod source;
+mod warm;
 
 pub use http::INSECURE_HINT;
 use http::{check_status, read_bounded, same_origin, unavailable};
@@ -48,6 +49,9 @@ pub struct RegistrySettings {
     pub insecure: bool,
     /// Other hosts that may receive this registry's credentials in a token exchange.
     pub auth_hosts: Vec<String>,
+    /// `tls_ca`: DER certificates that are this host's only trust anchors for HTTPS (the
+    /// system's roots are not used for it); `None`: the system's.
+    pub tls_ca: Option<Vec<Vec<u8>>>,
 }
 
 /// A registry's answer, holding its place among the outbound requests until its body has been
@@ -101,6 +105,8 @@ const MAX_REDIRECTS: usize = 5;
 /// Shared HTTP state for all registries: connection pool, settings, credentials and tokens.
 pub struct RegistryClient {
     http: reqwest::Client,
+    /// Clients of the hosts configured with `tls_ca`, trusting those CAs alone.
+    pinned: HashMap<String, reqwest::Client>,
     settings: HashMap<String, RegistrySettings>,
     credentials: Credentials,
     /// Credentials the configuration names per registry and that live elsewhere (Kubernetes
@@ -119,6 +125,8 @@ pub struct RegistryClient {
     /// Hosts the configuration names: metrics label these by name, every other host as `other`
     /// (whoever submits images chooses hosts; series must stay bounded).
     known_hosts: std::collections::HashSet<String>,
+    /// When each registry last answered, and whether over HTTP/2 (`warm.rs`).
+    contacts: Mutex<HashMap<String, warm::Contact>>,
     metrics: Arc<Metrics>,
 }
 
@@ -133,13 +141,31 @@ impl RegistryClient {
     ) -> anyhow::Result<Self> {
         // Redirects are followed here, not by reqwest: its follower compares each hop with the
         // previous one only, so registry -> E -> E would hand E the registry's credentials.
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("umpire/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        // HTTP/2 is offered over TLS (ALPN), so one verification's parallel requests share a
+        // connection where the registry speaks it.
+        let client = |roots: Option<&[Vec<u8>]>| -> anyhow::Result<reqwest::Client> {
+            let mut builder = reqwest::Client::builder()
+                .user_agent(concat!("umpire/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(connect_timeout)
+                .redirect(reqwest::redirect::Policy::none());
+            if let Some(roots) = roots {
+                let roots = roots
+                    .iter()
+                    .map(|der| reqwest::Certificate::from_der(der))
+                    .collect::<Result<Vec<_>, _>>()?;
+                builder = builder.tls_certs_only(roots);
+            }
+            Ok(builder.build()?)
+        };
+        let mut pinned = HashMap::new();
+        for (host, s) in &settings {
+            if let Some(roots) = &s.tls_ca {
+                pinned.insert(host.clone(), client(Some(roots))?);
+            }
+        }
         Ok(Self {
-            http,
+            http: client(None)?,
+            pinned,
             settings,
             credentials,
             configured: None,
@@ -149,6 +175,7 @@ impl RegistryClient {
             outbound: Arc::new(tokio::sync::Semaphore::new(max_outbound.max(1))),
             no_referrers_api: Mutex::new(HashMap::new()),
             known_hosts,
+            contacts: Mutex::new(HashMap::new()),
             metrics,
         })
     }
@@ -204,6 +231,23 @@ impl RegistryClient {
         } else {
             "other"
         }
+    }
+
+    /// The client for a request to `url`: its host's own when that host is configured with
+    /// `tls_ca` (whichever registry's request led there), else the one on the system's roots.
+    fn http_for(&self, url: &Url) -> &reqwest::Client {
+        if self.pinned.is_empty() {
+            return &self.http;
+        }
+        let authority = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => return &self.http,
+        };
+        crate::reference::canonical_host(&authority)
+            .ok()
+            .and_then(|host| self.pinned.get(&host))
+            .unwrap_or(&self.http)
     }
 
     fn insecure(&self, host: &str) -> bool {
@@ -279,6 +323,7 @@ impl RegistryClient {
             Ok(r) => {
                 self.metrics
                     .registry_request(self.host_label(registry), r.status().as_str());
+                self.contacted(registry, r.version());
                 Ok(Answer {
                     response: r,
                     _place: place,
@@ -443,7 +488,7 @@ impl RegistryClient {
     ) -> Result<Answer, FetchError> {
         let mut url = url;
         for _hop in 0..=MAX_REDIRECTS {
-            let mut request = self.http.get(url.clone());
+            let mut request = self.http_for(&url).get(url.clone());
             if let Some(a) = accept {
                 request = request.header(ACCEPT, a);
             }

@@ -147,6 +147,12 @@ impl Source for RegistrySource {
         }
     }
 
+    fn warm_up(&self, image: &ManifestRef) {
+        if let ManifestRef::Tag(_) = image {
+            self.client.prewarm(&self.registry);
+        }
+    }
+
     fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }
