@@ -11,6 +11,10 @@ use umpire::cache::{CacheSettings, VerdictCache};
 use umpire::metrics::Metrics;
 use umpire::verdict::{Code, Finding, Verdict};
 
+/// The allocator umpire's binary uses: resident memory per entry depends on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(clap::Parser)]
 struct Args {
     /// Verdicts to hold (the cache's `max_entries`).

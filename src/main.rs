@@ -12,6 +12,10 @@ use umpire::engine::Engine;
 use umpire::reference::ImageRef;
 use umpire::service::{Live, credentials, load_config};
 
+/// mimalloc rather than glibc's malloc: see Cargo.toml and BENCHMARKS.md (cold path).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "umpire",
