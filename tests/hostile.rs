@@ -688,6 +688,54 @@ async fn a_5xx_storm_opens_the_circuit_and_stops_the_traffic() {
 }
 
 #[tokio::test]
+async fn a_registry_that_drops_every_connection_opens_the_circuit_and_gets_no_pings_either() {
+    // It never answers, so umpire never heard from it: a tag on it would warm its pool. Once the
+    // circuit is open, nothing reaches it, the connections opened ahead of a tag included.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(connection);
+        }
+    });
+    let key = SigningKey::p256();
+    let engine = engine_for(&host, &key, "", Credentials::default());
+    let by_digest = format!("{host}/{REPO}@{}", Image::new("dropped").digest());
+    for _ in 0..3 {
+        let v = engine
+            .verify_with(&by_digest, None, bypass())
+            .await
+            .unwrap();
+        assert!(!v.allowed && v.retryable, "{v:?}");
+    }
+    let v = engine
+        .verify_with(&by_digest, None, bypass())
+        .await
+        .unwrap();
+    assert!(
+        v.findings[0].message.contains("not asking it again"),
+        "{}",
+        v.findings[0].message
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    let v = engine
+        .verify_with(&format!("{host}/{REPO}:v1"), None, bypass())
+        .await
+        .unwrap();
+    assert!(!v.allowed && v.retryable, "{v:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "an open circuit sends nothing, pings included"
+    );
+}
+
+#[tokio::test]
 async fn overload_is_refused_with_resource_exhausted_not_queued() {
     let slow =
         Scripted::start(|_: &Request| Reply::new(503, "slow").delayed(Duration::from_millis(1500)))

@@ -4,6 +4,7 @@
 //! the tag's, not after it. A registry that answered over HTTP/2 needs none (one connection
 //! carries every request).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,26 +32,19 @@ pub(super) struct Contact {
 impl RegistryClient {
     /// Notes an answer from `registry`.
     pub(super) fn contacted(&self, registry: &str, version: reqwest::Version) {
-        let http2 = version == reqwest::Version::HTTP_2;
         let mut contacts = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if let Some(c) = contacts.get_mut(registry) {
-            *c = Contact { at: now, http2 };
-            return;
-        }
-        if contacts.len() >= MAX_HOST_ENTRIES {
-            contacts.retain(|_, c| now.duration_since(c.at) < POOL_WARM_FOR);
-            if contacts.len() >= MAX_HOST_ENTRIES {
-                return;
-            }
-        }
-        contacts.insert(registry.to_owned(), Contact { at: now, http2 });
+        let http2 = version == reqwest::Version::HTTP_2;
+        note(&mut contacts, registry, http2);
     }
 
     /// Opens connections to `registry` beside a request about to be sent, unless its pool is
     /// warm or it speaks HTTP/2. Pings take places among the outbound requests like any other
     /// (none is waited for: without a free place, no ping), and are counted in the metrics.
     pub(super) fn prewarm(self: &Arc<Self>, registry: &str) {
+        // A registry whose circuit is open gets no requests, pings included.
+        if self.breaker_admits(registry, "ping").is_err() {
+            return;
+        }
         {
             let mut contacts = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
@@ -58,20 +52,8 @@ impl RegistryClient {
                 Some(c) if c.http2 || now.duration_since(c.at) < POOL_WARM_FOR => return,
                 _ => {}
             }
-            if contacts.len() >= MAX_HOST_ENTRIES {
-                contacts.retain(|_, c| now.duration_since(c.at) < POOL_WARM_FOR);
-                if contacts.len() >= MAX_HOST_ENTRIES {
-                    return;
-                }
-            }
             // Counted as a contact now: concurrent tags on the same cold registry ping once.
-            contacts.insert(
-                registry.to_owned(),
-                Contact {
-                    at: now,
-                    http2: false,
-                },
-            );
+            note(&mut contacts, registry, false);
         }
         let Ok(url) = Url::parse(&format!("{}/v2/", self.api_base(registry))) else {
             return;
@@ -100,4 +82,21 @@ impl RegistryClient {
             });
         }
     }
+}
+
+/// Records a contact with `registry` now; the map holds at most `MAX_HOST_ENTRIES` hosts (stale
+/// ones go first; when all are fresh, the new host is not recorded and is simply warmed again).
+fn note(contacts: &mut HashMap<String, Contact>, registry: &str, http2: bool) {
+    let now = Instant::now();
+    if let Some(c) = contacts.get_mut(registry) {
+        *c = Contact { at: now, http2 };
+        return;
+    }
+    if contacts.len() >= MAX_HOST_ENTRIES {
+        contacts.retain(|_, c| now.duration_since(c.at) < POOL_WARM_FOR);
+        if contacts.len() >= MAX_HOST_ENTRIES {
+            return;
+        }
+    }
+    contacts.insert(registry.to_owned(), Contact { at: now, http2 });
 }
