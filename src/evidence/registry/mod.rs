@@ -119,6 +119,8 @@ pub struct RegistryClient {
     breakers: Mutex<HashMap<String, Breaker>>,
     /// Requests to registries in flight at once, across every verification.
     outbound: Arc<tokio::sync::Semaphore>,
+    /// Pings opening connections ahead of need in flight at once (`warm.rs`).
+    pings: Arc<tokio::sync::Semaphore>,
     /// Registries whose referrers API answered 404 (unsupported, per the distribution spec), until
     /// when: the fallback tag alone is read meanwhile.
     no_referrers_api: Mutex<HashMap<String, Instant>>,
@@ -173,6 +175,7 @@ impl RegistryClient {
             auth_locks: Mutex::new(HashMap::new()),
             breakers: Mutex::new(HashMap::new()),
             outbound: Arc::new(tokio::sync::Semaphore::new(max_outbound.max(1))),
+            pings: Arc::new(tokio::sync::Semaphore::new(warm::MAX_PINGS_IN_FLIGHT)),
             no_referrers_api: Mutex::new(HashMap::new()),
             known_hosts,
             contacts: Mutex::new(HashMap::new()),

@@ -2,7 +2,8 @@
 //! lately, two `GET /v2/` pings open the connections that the evidence requests following it in
 //! parallel will use: a fresh process or an idle pool then pays its handshakes side by side with
 //! the tag's, not after it. A registry that answered over HTTP/2 needs none (one connection
-//! carries every request).
+//! carries every request). Pings outlive the verification that sent them, so they are bounded on
+//! their own: a few in flight across every registry, each for a few seconds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +21,12 @@ const PREWARM_CONNECTIONS: usize = 2;
 const POOL_WARM_FOR: Duration = Duration::from_secs(60);
 /// A ping's answer is read (so that its connection goes back to the pool) up to this size.
 const MAX_PING_BYTES: u64 = 4096;
-const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// A ping is of use only while the tag beside it resolves; whoever submits images chooses the
+/// hosts, so a stalling one holds a ping's places this long at most.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pings in flight at once across every registry: however many tags on cold or stalling hosts
+/// arrive, pings take at most this many of the outbound places real requests need.
+pub(super) const MAX_PINGS_IN_FLIGHT: usize = 8;
 
 /// When umpire last heard from a registry, and over which protocol.
 #[derive(Clone, Copy)]
@@ -39,7 +45,8 @@ impl RegistryClient {
 
     /// Opens connections to `registry` beside a request about to be sent, unless its pool is
     /// warm or it speaks HTTP/2. Pings take places among the outbound requests like any other
-    /// (none is waited for: without a free place, no ping), and are counted in the metrics.
+    /// and one of `MAX_PINGS_IN_FLIGHT` (none is waited for: without both, no ping), and are
+    /// counted in the metrics.
     pub(super) fn prewarm(self: &Arc<Self>, registry: &str) {
         // A registry whose circuit is open gets no requests, pings included.
         if self.breaker_admits(registry, "ping").is_err() {
@@ -59,6 +66,9 @@ impl RegistryClient {
             return;
         };
         for _ in 0..PREWARM_CONNECTIONS {
+            let Ok(ping_slot) = Arc::clone(&self.pings).try_acquire_owned() else {
+                return;
+            };
             let Ok(place) = Arc::clone(&self.outbound).try_acquire_owned() else {
                 return;
             };
@@ -79,6 +89,7 @@ impl RegistryClient {
                     }
                     Err(_) => client.metrics.registry_request(label, "error"),
                 }
+                drop(ping_slot);
             });
         }
     }
@@ -99,4 +110,64 @@ fn note(contacts: &mut HashMap<String, Contact>, registry: &str, http2: bool) {
         }
     }
     contacts.insert(registry.to_owned(), Contact { at: now, http2 });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::evidence::registry::RegistrySettings;
+
+    #[tokio::test]
+    async fn tags_on_many_stalling_hosts_hold_at_most_the_pings_ceiling() {
+        // Six registries that accept connections and never answer: six cold tags would send
+        // twelve pings; the ceiling lets eight through, and nothing more while they stall.
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let mut settings = HashMap::new();
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let host = listener.local_addr().unwrap().to_string();
+            settings.insert(
+                host.clone(),
+                RegistrySettings {
+                    insecure: true,
+                    ..Default::default()
+                },
+            );
+            held.push(host);
+            let counted = Arc::clone(&accepted);
+            tokio::spawn(async move {
+                let mut open = Vec::new();
+                while let Ok((connection, _)) = listener.accept().await {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    open.push(connection);
+                }
+            });
+        }
+        let client = Arc::new(
+            RegistryClient::new(
+                settings,
+                crate::evidence::auth::Credentials::default(),
+                Duration::from_secs(1),
+                64,
+                std::collections::HashSet::new(),
+                Arc::new(crate::metrics::Metrics::new()),
+            )
+            .unwrap(),
+        );
+        for host in &held {
+            client.prewarm(host);
+        }
+        let waited = Instant::now();
+        while accepted.load(Ordering::SeqCst) < MAX_PINGS_IN_FLIGHT
+            && waited.elapsed() < Duration::from_secs(2)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), MAX_PINGS_IN_FLIGHT);
+        assert_eq!(client.pings.available_permits(), 0);
+    }
 }
