@@ -96,12 +96,12 @@ pub mod envoy_proto {
     }
 }
 
-/// Generated gRPC types for `umpire.v1`.
 /// The Verifier's server side answering `Verify` with `api::wire::VerifyResponseWire`.
 pub mod proto_wire {
     include!(concat!(env!("OUT_DIR"), "/wire/umpire.v1.rs"));
 }
 
+/// Generated gRPC types for `umpire.v1`.
 pub mod proto {
     tonic::include_proto!("umpire.v1");
 

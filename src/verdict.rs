@@ -263,24 +263,11 @@ impl Verdict {
     /// cached answers they will be).
     pub fn wire_as(&self, cached: bool) -> bytes::Bytes {
         use prost::Message as _;
-        let finding = |f: &Finding| crate::proto::Finding {
-            code: f.code.as_str().to_owned(),
-            message: f.message.clone(),
-            authority: f.authority.clone(),
-            attestation_type: f.attestation_type.clone(),
-            policy: f.policy.clone(),
-        };
-        let response = crate::proto::VerifyResponse {
-            allowed: self.allowed,
-            digest: self.digest.clone(),
-            findings: self.findings.iter().map(finding).collect(),
-            retryable: self.retryable,
+        let response = crate::proto::VerifyResponse::from(Verdict {
             cached,
-            policy: self.policy.clone(),
             image: String::new(),
-            media_type: self.media_type.clone(),
-            warnings: self.warnings.iter().map(finding).collect(),
-        };
+            ..self.clone()
+        });
         response.encode_to_vec().into()
     }
 
@@ -311,6 +298,35 @@ impl std::fmt::Display for CodeList<'_> {
 /// Codes whose cause may go away by itself.
 fn is_transient(code: Code) -> bool {
     matches!(code, Code::RegistryUnavailable)
+}
+
+/// A verdict as gRPC answers it (`umpire.v1.VerifyResponse`).
+impl From<Verdict> for crate::proto::VerifyResponse {
+    fn from(v: Verdict) -> Self {
+        Self {
+            allowed: v.allowed,
+            digest: v.digest,
+            findings: v.findings.into_iter().map(Into::into).collect(),
+            retryable: v.retryable,
+            cached: v.cached,
+            policy: v.policy,
+            image: v.image,
+            media_type: v.media_type,
+            warnings: v.warnings.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<Finding> for crate::proto::Finding {
+    fn from(f: Finding) -> Self {
+        Self {
+            code: f.code.as_str().to_owned(),
+            message: f.message,
+            authority: f.authority,
+            attestation_type: f.attestation_type,
+            policy: f.policy,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use crate::api::wire::VerifyResponseWire;
 use crate::engine::{Options, RequestError};
 use crate::proto;
 use crate::service::Live;
-use crate::verdict::{Finding, Verdict};
 
 /// Requests per batch; more is refused rather than queued.
 pub const MAX_BATCH: usize = 1000;
@@ -49,30 +48,6 @@ fn bypass_refused() -> Status {
 
 fn invalid(e: RequestError) -> Status {
     Status::invalid_argument(e.to_string())
-}
-
-pub fn to_proto(v: Verdict) -> proto::VerifyResponse {
-    proto::VerifyResponse {
-        allowed: v.allowed,
-        digest: v.digest,
-        findings: v.findings.into_iter().map(finding_to_proto).collect(),
-        retryable: v.retryable,
-        cached: v.cached,
-        policy: v.policy,
-        image: v.image,
-        media_type: v.media_type,
-        warnings: v.warnings.into_iter().map(finding_to_proto).collect(),
-    }
-}
-
-fn finding_to_proto(f: Finding) -> proto::Finding {
-    proto::Finding {
-        code: f.code.as_str().to_owned(),
-        message: f.message,
-        authority: f.authority,
-        attestation_type: f.attestation_type,
-        policy: f.policy,
-    }
 }
 
 /// A local OCI layout (`oci:PATH`) is a path on umpire's host: gRPC callers may name one only
@@ -196,7 +171,7 @@ impl crate::proto_wire::verifier_server::Verifier for VerifierService {
             "verify batch"
         );
         Ok(Response::new(proto::VerifyBatchResponse {
-            responses: verdicts.into_iter().map(to_proto).collect(),
+            responses: verdicts.into_iter().map(Into::into).collect(),
         }))
     }
 }

@@ -77,7 +77,8 @@ mod tests {
         };
         let decoded =
             crate::proto::VerifyResponse::decode(wire.encode_to_vec().as_slice()).unwrap();
-        let expected = crate::api::grpc::to_proto(verdict.for_image("registry.example/app:v1"));
+        let expected =
+            crate::proto::VerifyResponse::from(verdict.for_image("registry.example/app:v1"));
         assert_eq!(decoded, expected);
     }
 }

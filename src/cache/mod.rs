@@ -281,7 +281,6 @@ impl VerdictCache {
         &self.settings
     }
 
-    /// A cached verdict for `key`, from the local cache or else Redis.
     /// A verdict held in this replica's own cache, shared, with its answer already encoded (the
     /// cached answer's fast path; `None` sends the caller to [`VerdictCache::get`]).
     pub async fn get_local(&self, key: &str) -> Option<(Arc<Verdict>, bytes::Bytes)> {
@@ -290,6 +289,7 @@ impl VerdictCache {
         Some((e.verdict, e.wire))
     }
 
+    /// A cached verdict for `key`, from the local cache or else Redis.
     pub async fn get(&self, key: &str) -> Option<Verdict> {
         if let Some(e) = self.local.get(key).await {
             self.local_hits.inc();
