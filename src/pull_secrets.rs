@@ -1,8 +1,9 @@
 //! Registry credentials from the Kubernetes API, as the kubelet would use them: a workload's
 //! `imagePullSecrets`, or its service account's when it names none (`default` when none is
-//! named), read in the object's namespace; and the secrets `registries[].credentials` names. The client is configured
-//! as kubectl's is (`KUBECONFIG` or `~/.kube/config`, else in-cluster). Secrets are kept a short
-//! while (bounded in number), read again when a registry refuses them, and never logged.
+//! named), read in the object's namespace; and the secrets `registries[].credentials` names. The
+//! client is configured as kubectl's is (`KUBECONFIG` or `~/.kube/config`, else in-cluster).
+//! Secrets are kept a short while (bounded in number), read again when a registry refuses them,
+//! and never logged.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
