@@ -198,7 +198,11 @@ fn h2load(addr: &str, body: &Path, requests: usize, dir: &Path) -> H2load {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.0);
     let ok = text.contains(&format!("{requests} succeeded"));
-    assert!(ok, "h2load did not succeed:\n{text}");
+    assert!(
+        ok,
+        "h2load did not succeed (is it installed? apt-get install nghttp2-client):\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut latencies: Vec<f64> = std::fs::read_to_string(&log)
         .unwrap_or_default()
         .lines()
