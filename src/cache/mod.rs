@@ -35,8 +35,8 @@ pub struct CacheSettings {
 pub struct RedisSettings {
     pub url: String,
     pub hmac_key: Vec<u8>,
-    /// PEM CA certificates trusted for `rediss://` (else the system's).
-    pub tls_ca: Option<Vec<u8>>,
+    /// DER CA certificates, the only roots trusted for `rediss://` (else the system's).
+    pub tls_ca: Option<Vec<Vec<u8>>>,
     /// Redis's password (`cache.redis.password_env`); never logged.
     pub password: Option<String>,
     /// Per-operation timeout; a slower Redis counts as down.

@@ -21,18 +21,14 @@ const REDIS_BACKOFF: Duration = Duration::from_secs(5);
 trait RedisStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RedisStream for T {}
 
-/// TLS for `rediss://`: the given PEM CA certificates, or the system's.
-fn tls_connector(ca: Option<&[u8]>) -> Result<tokio_rustls::TlsConnector, String> {
+/// TLS for `rediss://`: the given DER CA certificates (read and parsed at load), or the system's.
+fn tls_connector(ca: Option<&[Vec<u8>]>) -> Result<tokio_rustls::TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     match ca {
-        Some(pem_bytes) => {
-            for block in
-                pem::parse_many(pem_bytes).map_err(|e| format!("cache.redis.tls_ca: {e}"))?
-            {
+        Some(certificates) => {
+            for der in certificates {
                 roots
-                    .add(rustls::pki_types::CertificateDer::from(
-                        block.into_contents(),
-                    ))
+                    .add(rustls::pki_types::CertificateDer::from(der.clone()))
                     .map_err(|e| format!("cache.redis.tls_ca: {e}"))?;
             }
         }

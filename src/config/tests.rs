@@ -233,3 +233,42 @@ fn a_registry_tls_ca_is_read_at_load_and_refused_where_it_cannot_apply() {
         "{e}"
     );
 }
+
+#[test]
+fn both_tls_ca_keys_take_certificates_only_and_offline_are_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&key_file, KEY).unwrap();
+    // The shared cache's CA is read as the registries' is: a bundle holding anything but
+    // certificates is a load error naming the key, not a failed handshake later.
+    unsafe { std::env::set_var("UMPIRE_TEST_TLS_CA_KEY", "0123456789abcdef-test-only-key") };
+    let redis = |path: &Path| {
+        with_key(&format!(
+            "cache:\n  redis:\n    url: rediss://redis.example:6380\n    hmac_key_env: UMPIRE_TEST_TLS_CA_KEY\n    tls_ca: {}\n{POLICY}",
+            path.display()
+        ))
+    };
+    let e = err(&redis(&key_file));
+    assert!(
+        e.contains("cache.redis.tls_ca") && e.contains("PUBLIC KEY"),
+        "{e}"
+    );
+    // `config check --offline`: the CA files exist only where umpire runs, like the listeners'.
+    let missing = dir.path().join("mounted-at-run-time.pem");
+    let registry = with_key(&format!(
+        "registries:\n  - host: reg.io\n    tls_ca: {}\n{POLICY}",
+        missing.display()
+    ));
+    for yaml in [redis(&missing), registry] {
+        let file = dir.path().join("umpire.yaml");
+        std::fs::write(&file, &yaml).unwrap();
+        assert!(err(&yaml).contains("mounted-at-run-time.pem"));
+        let offline = Config::load_offline(&file).unwrap();
+        let trusted = offline
+            .registries
+            .get("reg.io")
+            .map(|r| r.tls_ca.clone())
+            .or_else(|| offline.cache.redis.as_ref().map(|r| r.tls_ca.clone()));
+        assert_eq!(trusted, Some(Some(Vec::new())), "read offline: {yaml}");
+    }
+}
