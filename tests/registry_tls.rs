@@ -147,3 +147,28 @@ async fn a_tag_on_a_cold_pool_opens_its_evidence_connections_while_it_resolves()
         "a warm pool is not warmed again"
     );
 }
+
+#[tokio::test]
+async fn a_host_with_tls_ca_trusts_that_ca_alone_not_the_systems_roots() {
+    // The system's roots are made to vouch for the registry (SSL_CERT_FILE, which the platform
+    // verifier reads on Linux; nextest runs each test in a process of its own). Without
+    // `tls_ca` the registry is then trusted; with a `tls_ca` naming another CA it is not.
+    let pki = Pki::new("registry CA, in the system's roots");
+    let registry = https_registry(&pki, true).await;
+    let key = SigningKey::p256();
+    let digest = registry
+        .push_signed("app", "v1", "system roots", &key)
+        .await;
+    let (_dir, system_ca) = write_ca(&pki);
+    unsafe { std::env::set_var("SSL_CERT_FILE", &system_ca) };
+    let (_other_dir, other_ca) = write_ca(&Pki::new("some other CA"));
+    let host = registry.host();
+    let image = format!("{host}/app@{digest}");
+    let by_system = support::engine(&yaml(&host, &host, None, &key));
+    let v = by_system.verify(&image, None).await.unwrap();
+    assert!(v.allowed, "the system's roots vouch for it: {v:?}");
+    let pinned = support::engine(&yaml(&host, &host, Some(&other_ca), &key));
+    let v = pinned.verify(&image, None).await.unwrap();
+    assert!(!v.allowed, "{v:?}");
+    assert_eq!(v.codes(), [Code::RegistryError], "{v:?}");
+}
